@@ -1,0 +1,236 @@
+"""What to benchmark: the parameter sweep, the concrete runs it expands to, and the result of one test."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from models.errors import BenchmarkError
+
+FlashAttn = Literal["on", "off", "auto"]
+KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+TestKind = Literal["pp", "tg", "pg"]
+
+# llama-bench's defaults (-p 512 -n 128 -r 5, n_batch 2048, n_ubatch 512, f16 KV, ngl 99, fa auto).
+DEFAULT_N_PROMPT = 512
+DEFAULT_N_GEN = 128
+DEFAULT_REPETITIONS = 5
+DEFAULT_N_BATCH = 2048
+DEFAULT_N_UBATCH = 512
+DEFAULT_N_GPU_LAYERS = 99
+
+
+def default_threads() -> int:
+    """llama-bench's default: the number of physical cores."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class BenchParams:
+    """One load-and-context configuration (a point of the sweep), shared by every test run with it."""
+
+    n_threads: int
+    n_gpu_layers: int = DEFAULT_N_GPU_LAYERS
+    n_batch: int = DEFAULT_N_BATCH
+    n_ubatch: int = DEFAULT_N_UBATCH
+    flash_attn: FlashAttn = "auto"
+    type_k: str = "f16"
+    type_v: str = "f16"
+    use_mmap: bool = True
+
+
+@dataclass(frozen=True)
+class BenchTest:
+    """One timed test: ppN (n_gen 0), tgN (n_prompt 0) or pgN,M (both), at a depth."""
+
+    n_prompt: int
+    n_gen: int
+    n_depth: int = 0
+
+    @property
+    def kind(self) -> TestKind:
+        if self.n_gen == 0:
+            return "pp"
+        if self.n_prompt == 0:
+            return "tg"
+        return "pg"
+
+    @property
+    def name(self) -> str:
+        """llama-bench's test label: pp512, tg128, pp512+tg128, with @dN for a depth."""
+        label = {"pp": f"pp{self.n_prompt}", "tg": f"tg{self.n_gen}",
+                 "pg": f"pp{self.n_prompt}+tg{self.n_gen}"}[self.kind]
+        return f"{label} @ d{self.n_depth}" if self.n_depth else label
+
+    @property
+    def n_ctx(self) -> int:
+        return self.n_prompt + self.n_gen + self.n_depth
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """One worker's job: one model loaded with one parameter set, running its tests in order."""
+
+    model_path: Path
+    params: BenchParams
+    tests: tuple[BenchTest, ...]
+    repetitions: int = DEFAULT_REPETITIONS
+    ttft_prompt_tokens: int = 0  # >0: also time to first token for a real chat prompt of about this length
+    seed: int = 1234
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_path": str(self.model_path), "params": asdict(self.params),
+                "tests": [asdict(t) for t in self.tests], "repetitions": self.repetitions,
+                "ttft_prompt_tokens": self.ttft_prompt_tokens, "seed": self.seed}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchJob:
+        return cls(model_path=Path(data["model_path"]), params=BenchParams(**data["params"]),
+                   tests=tuple(BenchTest(**t) for t in data["tests"]),
+                   repetitions=int(data["repetitions"]),
+                   ttft_prompt_tokens=int(data.get("ttft_prompt_tokens", 0)), seed=int(data.get("seed", 1234)))
+
+
+@dataclass
+class BenchSweep:
+    """Every parameter as a list; the cross product is benchmarked (llama-bench's comma lists)."""
+
+    models: list[Path]
+    n_prompt: list[int] = field(default_factory=lambda: [DEFAULT_N_PROMPT])
+    n_gen: list[int] = field(default_factory=lambda: [DEFAULT_N_GEN])
+    n_pg: list[tuple[int, int]] = field(default_factory=list)
+    n_depth: list[int] = field(default_factory=lambda: [0])
+    n_threads: list[int] = field(default_factory=lambda: [default_threads()])
+    n_gpu_layers: list[int] = field(default_factory=lambda: [DEFAULT_N_GPU_LAYERS])
+    n_batch: list[int] = field(default_factory=lambda: [DEFAULT_N_BATCH])
+    n_ubatch: list[int] = field(default_factory=lambda: [DEFAULT_N_UBATCH])
+    flash_attn: list[FlashAttn] = field(default_factory=lambda: ["auto"])
+    type_k: list[str] = field(default_factory=lambda: ["f16"])
+    type_v: list[str] = field(default_factory=lambda: ["f16"])
+    use_mmap: list[bool] = field(default_factory=lambda: [True])
+    repetitions: int = DEFAULT_REPETITIONS
+    ttft_prompt_tokens: int = 0
+
+    def validate(self) -> None:
+        """Refuse impossible parameters before any worker starts, with a message naming the parameter."""
+        if not self.models:
+            raise BenchmarkError("No model to benchmark.")
+        checks: list[tuple[str, list[int], int]] = [
+            ("threads", self.n_threads, 1), ("n_batch", self.n_batch, 1), ("n_ubatch", self.n_ubatch, 1),
+            ("n_prompt", self.n_prompt, 0), ("n_gen", self.n_gen, 0), ("depth", self.n_depth, 0),
+            ("n_gpu_layers", self.n_gpu_layers, 0),
+        ]
+        for name, values, minimum in checks:
+            if not values:
+                raise BenchmarkError(f"{name}: the list is empty.")
+            for value in values:
+                if int(value) < minimum:
+                    raise BenchmarkError(f"{name} must be at least {minimum}, got {value}.")
+        if self.repetitions < 1:
+            raise BenchmarkError(f"repetitions must be at least 1, got {self.repetitions}.")
+        for n_batch, n_ubatch in itertools.product(self.n_batch, self.n_ubatch):
+            if n_ubatch > n_batch:
+                raise BenchmarkError(f"n_ubatch ({n_ubatch}) cannot be larger than n_batch ({n_batch}).")
+        for value in (*self.type_k, *self.type_v):
+            if value not in KV_TYPES:
+                raise BenchmarkError(f"Unknown KV cache type {value!r}; use one of {', '.join(KV_TYPES)}.")
+        for value in self.flash_attn:
+            if value not in ("on", "off", "auto"):
+                raise BenchmarkError(f"flash_attn must be on, off or auto, got {value!r}.")
+        if not self.tests():
+            raise BenchmarkError("Nothing to run: every test has 0 prompt and 0 generated tokens.")
+
+    def tests(self) -> tuple[BenchTest, ...]:
+        """The tests in llama-bench's order: every pp, then every tg, then every pg, each at every depth."""
+        out: list[BenchTest] = []
+        for depth in self.n_depth:
+            out += [BenchTest(n_prompt=p, n_gen=0, n_depth=depth) for p in self.n_prompt if p > 0]
+            out += [BenchTest(n_prompt=0, n_gen=g, n_depth=depth) for g in self.n_gen if g > 0]
+            out += [BenchTest(n_prompt=p, n_gen=g, n_depth=depth) for p, g in self.n_pg if p > 0 or g > 0]
+        return tuple(out)
+
+    def params(self) -> list[BenchParams]:
+        return [BenchParams(n_threads=t, n_gpu_layers=ngl, n_batch=b, n_ubatch=ub, flash_attn=fa,
+                            type_k=tk, type_v=tv, use_mmap=mm)
+                for t, ngl, b, ub, fa, tk, tv, mm in itertools.product(
+                    self.n_threads, self.n_gpu_layers, self.n_batch, self.n_ubatch, self.flash_attn,
+                    self.type_k, self.type_v, self.use_mmap)]
+
+    def jobs(self) -> list[BenchJob]:
+        """One job per model and parameter set; each job is one worker process."""
+        self.validate()
+        tests = self.tests()
+        return [BenchJob(model_path=Path(model), params=params, tests=tests, repetitions=self.repetitions,
+                         ttft_prompt_tokens=self.ttft_prompt_tokens)
+                for model in self.models for params in self.params()]
+
+
+@dataclass
+class BenchResult:
+    """One test's outcome: llama-bench's fields first (same names, same meaning), then Tokenometer's."""
+
+    # -- llama-bench's fields --
+    build_commit: str = ""
+    build_number: int = 0
+    cpu_info: str = ""
+    gpu_info: str = ""
+    backends: str = ""
+    model_filename: str = ""
+    model_type: str = ""
+    model_size: int = 0
+    model_n_params: int = 0
+    n_batch: int = 0
+    n_ubatch: int = 0
+    n_threads: int = 0
+    type_k: str = "f16"
+    type_v: str = "f16"
+    n_gpu_layers: int = 0
+    flash_attn: str = "auto"
+    use_mmap: bool = True
+    n_prompt: int = 0
+    n_gen: int = 0
+    n_depth: int = 0
+    test_time: str = ""  # ISO 8601, UTC
+    avg_ns: int = 0
+    stddev_ns: int = 0
+    avg_ts: float = 0.0
+    stddev_ts: float = 0.0
+    samples_ns: list[int] = field(default_factory=list)
+    samples_ts: list[float] = field(default_factory=list)
+    # -- Tokenometer's fields --
+    test: str = ""  # pp512, tg128, ...
+    status: str = "ok"  # ok | failed | cancelled
+    error: str = ""
+    load_ms: float = 0.0
+    ttft_ms: float = 0.0  # time to first token for a real chat prompt (0 when not measured)
+    ttft_prompt_tokens: int = 0
+    mem_rss_anon: int = 0  # bytes, private memory of the worker at the end of the test
+    mem_rss_file: int = 0  # bytes, file-backed resident memory (mmap'd weights)
+    mem_peak: int = 0  # bytes, VmHWM of the worker
+    buf_model: int = 0  # bytes, llama.cpp's logged buffer sizes, summed over devices
+    buf_kv: int = 0
+    buf_compute: int = 0
+    buf_output: int = 0
+    buffers: dict[str, int] = field(default_factory=dict)  # per "device:kind" (e.g. "CPU:model")
+    vram_used: int = 0  # bytes, where the backend or NVML reports it
+    n_ctx: int = 0
+    system_info: str = ""
+    llama_cpp_python_version: str = ""
+    model_sha256: str = ""
+    model_path: str = ""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchResult:
+        known = set(cls.field_names())
+        return cls(**{key: value for key, value in data.items() if key in known})

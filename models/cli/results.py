@@ -1,0 +1,9 @@
+"""CLI: tokenometer runs, compare, report, import."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add this area's subcommands (each sets `handler`)."""
