@@ -15,7 +15,7 @@ def _modules_after(statement: str) -> set[str]:
 def _all_core_modules() -> str:
     return ("import pkgutil, importlib, models; "
             "[importlib.import_module(m.name) for m in pkgutil.walk_packages(models.__path__, 'models.') "
-            "if not m.name.endswith('.worker') and not m.name.endswith('__main__')]")
+            "if not m.name.endswith('worker') and not m.name.endswith('__main__')]")
 
 
 def test_core_imports_no_qt() -> None:
