@@ -1,0 +1,516 @@
+"""The results store: every benchmark run kept in one SQLite database, committed the moment it is reported."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.bench.spec import BenchResult
+from models.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+# "Tknm": marks the file as ours, so a foreign SQLite database is never mistaken for a store.
+APPLICATION_ID = 0x546B6E6D
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# MIGRATIONS[i] takes a store from schema version i to i + 1; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: machines, models, runs.
+    f"""
+    PRAGMA application_id = {APPLICATION_ID};
+    CREATE TABLE machines (
+        id INTEGER PRIMARY KEY,
+        fingerprint_sha TEXT NOT NULL UNIQUE,
+        machine_id TEXT NOT NULL DEFAULT '',
+        label TEXT NOT NULL DEFAULT '',
+        fingerprint TEXT NOT NULL,
+        first_seen TEXT NOT NULL
+    );
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        identity_key TEXT NOT NULL UNIQUE,
+        repo TEXT NOT NULL DEFAULT '',
+        file TEXT NOT NULL DEFAULT '',
+        sha256 TEXT NOT NULL DEFAULT '',
+        quant TEXT NOT NULL DEFAULT '',
+        n_params INTEGER NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL DEFAULT 0,
+        model_type TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        job TEXT NOT NULL DEFAULT '',
+        machine_ref INTEGER NOT NULL REFERENCES machines(id),
+        model_ref INTEGER NOT NULL REFERENCES models(id),
+        test TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'cancelled')),
+        error TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL DEFAULT '',
+        ended_at TEXT NOT NULL DEFAULT '',
+        n_prompt INTEGER, n_gen INTEGER, n_depth INTEGER, n_threads INTEGER, n_gpu_layers INTEGER,
+        n_batch INTEGER, n_ubatch INTEGER, type_k TEXT, type_v TEXT, flash_attn TEXT, use_mmap INTEGER,
+        avg_ts REAL, stddev_ts REAL, avg_ns INTEGER, stddev_ns INTEGER,
+        samples_ns TEXT NOT NULL DEFAULT '[]', samples_ts TEXT NOT NULL DEFAULT '[]',
+        load_ms REAL, ttft_ms REAL, mem_rss_anon INTEGER, mem_rss_file INTEGER, mem_peak INTEGER,
+        vram_used INTEGER, fit_estimate TEXT NOT NULL DEFAULT '{{}}',
+        result TEXT NOT NULL
+    );
+    CREATE INDEX runs_model ON runs(model_ref);
+    CREATE INDEX runs_started ON runs(started_at);
+    """,
+    # 1 -> 2: energy next to the measurement, and runs imported from another machine's report.
+    """
+    ALTER TABLE runs ADD COLUMN energy_j REAL;
+    ALTER TABLE runs ADD COLUMN energy_seconds REAL;
+    ALTER TABLE runs ADD COLUMN energy_source TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN energy_is_estimate INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN imported_from TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN imported_at TEXT NOT NULL DEFAULT '';
+    CREATE INDEX runs_machine ON runs(machine_ref);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+_QUANT = re.compile(r"(?i)(?:^|[._-])((?:IQ|Q)\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=[._-]|$)")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def fingerprint_sha(machine: dict[str, Any]) -> str:
+    """A stable key for one machine fingerprint (same hardware and software -> same key)."""
+    return hashlib.sha256(json.dumps(machine, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def machine_label(machine: dict[str, Any]) -> str:
+    """A short human name for a machine: its CPU and GPUs, else its id."""
+    gpus = machine.get("gpus") or []
+    gpu_names = ", ".join(str(g.get("name", g)) if isinstance(g, dict) else str(g) for g in gpus)
+    parts = [str(machine.get("cpu") or "").strip(), gpu_names]
+    return " + ".join(p for p in parts if p) or str(machine.get("machine_id") or "unknown machine")
+
+
+def model_identity_from_result(result: BenchResult) -> dict[str, Any]:
+    """What can be known of the model from a result alone (the library may know the repo too)."""
+    file = Path(result.model_filename or result.model_path).name
+    match = _QUANT.search(file)
+    return {"repo": "", "file": file, "sha256": result.model_sha256, "quant": match.group(1).upper() if match else "",
+            "n_params": result.model_n_params, "size": result.model_size, "model_type": result.model_type}
+
+
+@dataclass(frozen=True)
+class EnergyFigures:
+    """Energy measured (or estimated) while a run's repetitions ran."""
+
+    joules: float
+    seconds: float
+    source: str  # e.g. "rapl", "nvml", "rapl+nvml", "estimate (65 W)"
+    is_estimate: bool
+
+    def joules_per_token(self, result: BenchResult) -> float | None:
+        tokens = (result.n_prompt + result.n_gen) * len(result.samples_ns)
+        return self.joules / tokens if tokens and self.joules > 0 else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One stored run (one test of one job) with its machine, model identity and energy."""
+
+    id: int
+    uid: str
+    job: str
+    result: BenchResult
+    machine: dict[str, Any]
+    machine_key: str  # fingerprint_sha of `machine`
+    machine_label: str
+    model: dict[str, Any]
+    started_at: str
+    ended_at: str
+    energy: EnergyFigures | None = None
+    imported_from: str = ""
+    imported_at: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings that make two runs of one model comparable."""
+        r = self.result
+        return {"n_threads": r.n_threads, "n_gpu_layers": r.n_gpu_layers, "n_batch": r.n_batch,
+                "n_ubatch": r.n_ubatch, "flash_attn": r.flash_attn, "type_k": r.type_k, "type_v": r.type_v,
+                "use_mmap": r.use_mmap}
+
+
+@dataclass
+class RunFilter:
+    """Filters for list_runs; every field left empty matches everything."""
+
+    model: str = ""  # substring of file or repo, case-insensitive
+    machine_key: str = ""
+    status: str = ""
+    test: str = ""
+    since: str = ""  # ISO time, inclusive
+    until: str = ""
+    imported: bool | None = None
+    ids: Sequence[int] = field(default_factory=tuple)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that is not one of our stores without writing a byte to it."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(100)
+    except OSError as error:
+        raise StoreError(f"The results database {path} cannot be read: {error.strerror or error}.") from error
+    if not header:
+        return  # an empty file is a new store
+    if not header.startswith(SQLITE_MAGIC):
+        raise StoreError(f"{path} is not a Tokenometer results database (it is not an SQLite file); "
+                         "it was left untouched. Move it away or choose another file.")
+    try:
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error as error:
+        raise StoreError(f"The results database {path} cannot be opened: {error}.") from error
+    try:
+        app_id = probe.execute("PRAGMA application_id").fetchone()[0]
+        version = probe.execute("PRAGMA user_version").fetchone()[0]
+        tables = probe.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        check = probe.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.OperationalError:
+        return  # locked, or not openable here (read-only media): the normal open reports it clearly
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"The results database {path} is damaged ({error}); it was left untouched. "
+                         "Restore a backup or move it away to start a new one.") from error
+    finally:
+        probe.close()
+    if app_id != APPLICATION_ID and tables:
+        raise StoreError(f"{path} is an SQLite database of another program, not a Tokenometer results store; "
+                         "it was left untouched.")
+    if check != "ok":
+        raise StoreError(f"The results database {path} is damaged ({check}); it was left untouched. "
+                         "Restore a backup or move it away to start a new one.")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"The results database {path} was written by a newer Tokenometer (schema {version}, "
+                         f"this version reads up to {SCHEMA_VERSION}); update Tokenometer to open it.")
+
+
+def _store_error(action: str, path: Path, error: sqlite3.Error) -> StoreError:
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return StoreError(f"Could not {action}: the results database {path} is locked by another program "
+                          "(is a second Tokenometer running?). Close it and try again.")
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return StoreError(f"Could not {action}: the results database {path} is on a read-only location or "
+                          "cannot be written. Choose a writable folder (TOKENOMETER_HOME).")
+    return StoreError(f"Could not {action} in the results database {path}: {text}.")
+
+
+class ResultsStore:
+    """The SQLite store. Thread-safe; each write is its own transaction, durable when the call returns."""
+
+    def __init__(self, path: Path | str | None = None, *, busy_timeout_s: float = 5.0) -> None:
+        from models.paths import results_db_path
+
+        self.path = Path(path) if path is not None else results_db_path()
+        self._lock = threading.RLock()
+        if self.path.exists():
+            _check_file(self.path)
+        elif not os.access(self.path.parent, os.W_OK):
+            raise StoreError(f"Cannot create the results database in {self.path.parent}: the folder is read-only. "
+                             "Choose a writable folder (TOKENOMETER_HOME).")
+        try:
+            # isolation_level=None: transactions are explicit, so a commit is exactly where we say.
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                       check_same_thread=False)
+        except sqlite3.Error as error:
+            raise _store_error("open the store", self.path, error) from error
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._migrate()
+            # WAL survives a crash of the app; FULL makes every commit survive a power loss too.
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as error:
+            self._db.close()
+            raise _store_error("open the store", self.path, error) from error
+        except StoreError:
+            self._db.close()
+            raise
+
+    # -- lifecycle --
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version == SCHEMA_VERSION:
+            return
+        if version > 0:
+            backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
+            log.info("Backing up the results store to %s before migrating from schema %d", backup, version)
+            target = sqlite3.connect(backup)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+        for step in range(version, SCHEMA_VERSION):
+            # executescript commits first, so BEGIN/COMMIT wrap the whole step and user_version with it.
+            try:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            log.info("Results store migrated to schema %d", step + 1)
+
+    # -- writing --
+    def _machine_ref(self, machine: dict[str, Any]) -> int:
+        key = fingerprint_sha(machine)
+        row = self._db.execute("SELECT id FROM machines WHERE fingerprint_sha = ?", (key,)).fetchone()
+        if row:
+            return int(row[0])
+        cursor = self._db.execute(
+            "INSERT INTO machines (fingerprint_sha, machine_id, label, fingerprint, first_seen) VALUES (?,?,?,?,?)",
+            (key, str(machine.get("machine_id", "")), machine_label(machine),
+             json.dumps(machine, sort_keys=True, default=str), _now()))
+        return int(cursor.lastrowid)
+
+    def _model_ref(self, identity: dict[str, Any]) -> int:
+        key = identity.get("sha256") or f"{identity.get('file', '')}:{identity.get('size', 0)}"
+        row = self._db.execute("SELECT id, repo, quant FROM models WHERE identity_key = ?", (key,)).fetchone()
+        if row:
+            if (identity.get("repo") and not row[1]) or (identity.get("quant") and not row[2]):
+                # A later run may know more (the library knows the repo); keep the fuller identity.
+                self._db.execute("UPDATE models SET repo = coalesce(nullif(repo, ''), ?), "
+                                 "quant = coalesce(nullif(quant, ''), ?) WHERE id = ?",
+                                 (identity.get("repo", ""), identity.get("quant", ""), row[0]))
+            return int(row[0])
+        cursor = self._db.execute(
+            "INSERT INTO models (identity_key, repo, file, sha256, quant, n_params, size, model_type) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (key, identity.get("repo", ""), identity.get("file", ""), identity.get("sha256", ""),
+             identity.get("quant", ""), int(identity.get("n_params") or 0), int(identity.get("size") or 0),
+             identity.get("model_type", "")))
+        return int(cursor.lastrowid)
+
+    def _insert(self, result: BenchResult, *, machine: dict[str, Any], model_identity: dict[str, Any] | None,
+                energy: EnergyFigures | None, uid: str, job: str, ended_at: str, imported_from: str = "") -> int:
+        if result.status not in ("ok", "failed", "cancelled"):
+            raise StoreError(f"Unknown run status {result.status!r}.")
+        identity = {**model_identity_from_result(result), **{k: v for k, v in (model_identity or {}).items() if v}}
+        r = result
+        cursor = self._db.execute(
+            "INSERT INTO runs (uid, job, machine_ref, model_ref, test, status, error, started_at, ended_at, "
+            "n_prompt, n_gen, n_depth, n_threads, n_gpu_layers, n_batch, n_ubatch, type_k, type_v, flash_attn, "
+            "use_mmap, avg_ts, stddev_ts, avg_ns, stddev_ns, samples_ns, samples_ts, load_ms, ttft_ms, "
+            "mem_rss_anon, mem_rss_file, mem_peak, vram_used, fit_estimate, result, energy_j, energy_seconds, "
+            "energy_source, energy_is_estimate, imported_from, imported_at) "
+            "VALUES (" + ",".join("?" * 40) + ")",
+            (uid, job, self._machine_ref(machine), self._model_ref(identity), r.test or _test_name(r), r.status,
+             r.error, r.test_time, ended_at, r.n_prompt, r.n_gen, r.n_depth, r.n_threads, r.n_gpu_layers,
+             r.n_batch, r.n_ubatch, r.type_k, r.type_v, str(r.flash_attn), int(bool(r.use_mmap)), r.avg_ts,
+             r.stddev_ts, r.avg_ns, r.stddev_ns, json.dumps(r.samples_ns), json.dumps(r.samples_ts), r.load_ms,
+             r.ttft_ms, r.mem_rss_anon, r.mem_rss_file, r.mem_peak, r.vram_used, json.dumps(r.fit_estimate),
+             json.dumps(r.to_json()), energy.joules if energy else None, energy.seconds if energy else None,
+             energy.source if energy else "", int(energy.is_estimate) if energy else 0, imported_from,
+             _now() if imported_from else ""))
+        return int(cursor.lastrowid)
+
+    def record_result(self, result: BenchResult, *, machine: dict[str, Any],
+                      model_identity: dict[str, Any] | None = None, energy: EnergyFigures | None = None,
+                      job: str = "") -> int:
+        """Commit one run now (durable on return) and give its id."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    run_id = self._insert(result, machine=machine, model_identity=model_identity, energy=energy,
+                                          uid=uuid.uuid4().hex, job=job, ended_at=_now())
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise _store_error("save the run", self.path, error) from error
+        return run_id
+
+    def import_runs(self, records: Iterable[RunRecord], *, source: str) -> tuple[int, int]:
+        """Add runs read from another store's report, all or nothing; returns (added, already present)."""
+        added = skipped = 0
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for rec in records:
+                        if self._db.execute("SELECT 1 FROM runs WHERE uid = ?", (rec.uid,)).fetchone():
+                            skipped += 1
+                            continue
+                        self._insert(rec.result, machine=rec.machine, model_identity=rec.model, energy=rec.energy,
+                                     uid=rec.uid, job=rec.job, ended_at=rec.ended_at, imported_from=source)
+                        added += 1
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise _store_error("import the runs", self.path, error) from error
+        return added, skipped
+
+    def delete_runs(self, ids: Iterable[int]) -> int:
+        """Delete runs by id (and machines or models no run refers to any more); returns how many went."""
+        id_list = [int(i) for i in ids]
+        if not id_list:
+            return 0
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                marks = ",".join("?" * len(id_list))
+                count = self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", id_list).rowcount
+                self._db.execute("DELETE FROM models WHERE id NOT IN (SELECT model_ref FROM runs)")
+                self._db.execute("DELETE FROM machines WHERE id NOT IN (SELECT machine_ref FROM runs)")
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise _store_error("delete runs", self.path, error) from error
+        return count
+
+    # -- reading --
+    _SELECT = ("SELECT r.id, r.uid, r.job, r.result, r.started_at, r.ended_at, r.energy_j, r.energy_seconds, "
+               "r.energy_source, r.energy_is_estimate, r.imported_from, r.imported_at, m.fingerprint, "
+               "m.fingerprint_sha, m.label, d.repo, d.file, d.sha256, d.quant, d.n_params, d.size, d.model_type "
+               "FROM runs r JOIN machines m ON m.id = r.machine_ref JOIN models d ON d.id = r.model_ref")
+
+    def _query(self, where: str, params: Sequence[Any], *, order: str = "r.started_at DESC, r.id DESC",
+               limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+        sql = f"{self._SELECT} {where} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        with self._lock:
+            try:
+                rows = self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise _store_error("read runs", self.path, error) from error
+        return [_record(row) for row in rows]
+
+    def list_runs(self, *, filters: RunFilter | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[RunRecord]:
+        """Runs matching the filters, newest first."""
+        f = filters or RunFilter()
+        clauses: list[str] = []
+        params: list[Any] = []
+        if f.model:
+            clauses.append("(lower(d.file) LIKE ? OR lower(d.repo) LIKE ?)")
+            params += [f"%{f.model.lower()}%"] * 2
+        for column, value in (("m.fingerprint_sha", f.machine_key), ("r.status", f.status), ("r.test", f.test)):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if f.since:
+            clauses.append("r.started_at >= ?")
+            params.append(f.since)
+        if f.until:
+            clauses.append("r.started_at <= ?")
+            params.append(f.until)
+        if f.imported is not None:
+            clauses.append("r.imported_from != ''" if f.imported else "r.imported_from = ''")
+        if f.ids:
+            clauses.append(f"r.id IN ({','.join('?' * len(f.ids))})")
+            params += [int(i) for i in f.ids]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._query(where, params, limit=limit, offset=offset)
+
+    def get_runs(self, ids: Sequence[int], *, missing_ok: bool = False) -> list[RunRecord]:
+        """The runs with these ids, in the order asked; a missing id is an error unless missing_ok."""
+        found = {rec.id: rec for rec in self.list_runs(filters=RunFilter(ids=tuple(ids)))} if ids else {}
+        missing = [i for i in ids if i not in found]
+        if missing and not missing_ok:
+            raise StoreError(f"No run with id {', '.join(map(str, missing))} in the results database.")
+        return [found[i] for i in ids if i in found]
+
+    def machines(self) -> list[dict[str, Any]]:
+        """Every machine with runs here: key, label, fingerprint, run count."""
+        with self._lock:
+            rows = self._db.execute("SELECT m.fingerprint_sha, m.label, m.fingerprint, count(r.id) FROM machines m "
+                                    "LEFT JOIN runs r ON r.machine_ref = m.id GROUP BY m.id ORDER BY m.id").fetchall()
+        return [{"key": k, "label": lbl, "fingerprint": json.loads(fp), "runs": n} for k, lbl, fp, n in rows]
+
+
+def _test_name(r: BenchResult) -> str:
+    label = f"pp{r.n_prompt}" if r.n_gen == 0 else f"tg{r.n_gen}" if r.n_prompt == 0 else f"pp{r.n_prompt}+tg{r.n_gen}"
+    return f"{label} @ d{r.n_depth}" if r.n_depth else label
+
+
+def _record(row: Sequence[Any]) -> RunRecord:
+    (run_id, uid, job, result, started, ended, e_j, e_s, e_src, e_est, imp_from, imp_at, fp, fp_sha, label,
+     repo, file, sha, quant, n_params, size, model_type) = row
+    energy = EnergyFigures(joules=float(e_j), seconds=float(e_s or 0.0), source=e_src,
+                           is_estimate=bool(e_est)) if e_j is not None else None
+    return RunRecord(id=run_id, uid=uid, job=job, result=BenchResult.from_json(json.loads(result)),
+                     machine=json.loads(fp), machine_key=fp_sha, machine_label=label,
+                     model={"repo": repo, "file": file, "sha256": sha, "quant": quant, "n_params": n_params,
+                            "size": size, "model_type": model_type},
+                     started_at=started, ended_at=ended, energy=energy, imported_from=imp_from, imported_at=imp_at)
+
+
+def record_events(store: ResultsStore, *, machine: dict[str, Any], model_identity: dict[str, Any] | None = None,
+                  energy_meter: Any = None, then: Callable[[Any], None] | None = None) -> Callable[[Any], None]:
+    """An on_event callback for BenchRunner that commits each "result" event the moment it arrives.
+
+    With an energy meter (models.energy.EnergyMeter), the energy of each test is the meter's lap since the
+    previous result, scaled to the time the timed repetitions took (the lap also spans load and warmup).
+    `then` receives every event afterwards, so the GUI or CLI can still watch them.
+    """
+    state: dict[str, Any] = {"job": ""}
+
+    def on_event(event: Any) -> None:
+        if event.kind == "started":
+            state["job"] = uuid.uuid4().hex
+            if energy_meter is not None:
+                energy_meter.start()
+        elif event.kind == "result":
+            result = BenchResult.from_json(event.data["result"])
+            energy = None
+            if energy_meter is not None and energy_meter.running:
+                reading = energy_meter.lap()
+                timed_s = sum(result.samples_ns) / 1e9
+                if reading is not None and reading.seconds > 0 and timed_s > 0 and result.status == "ok":
+                    share = min(1.0, timed_s / reading.seconds)
+                    energy = EnergyFigures(joules=reading.joules * share, seconds=timed_s, source=reading.source,
+                                           is_estimate=reading.is_estimate)
+            state["last_id"] = store.record_result(result, machine=machine, model_identity=model_identity,
+                                                   energy=energy, job=state["job"])
+        elif event.kind == "finished" and energy_meter is not None and energy_meter.running:
+            energy_meter.stop()
+        if then is not None:
+            then(event)
+
+    return on_event
