@@ -1,0 +1,141 @@
+"""The user's settings (prices, hardware cost, power, defaults) in one JSON file, written atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SETTINGS_VERSION = 1
+
+
+def _setting(default: Any, label: str, unit: str = "", minimum: float | None = 0) -> Any:
+    meta = {"label": label, "unit": unit, "minimum": minimum}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Settings:
+    """Every setting with its default; `warnings` says what was wrong with the file it was read from."""
+
+    electricity_price_per_kwh: float = _setting(0.30, "Electricity price", "{currency}/kWh")
+    currency: str = _setting("EUR", "Currency", "", None)
+    hardware_cost: float = _setting(1500.0, "Hardware cost", "{currency}")
+    hardware_lifetime_years: float = _setting(4.0, "Hardware lifetime", "years", 0.1)
+    hardware_hours_per_day: float = _setting(8.0, "Hours of use per day", "h/day", 0.1)
+    system_power_watts: float = _setting(0.0, "System power under load (used where no sensor reads energy)", "W")
+    api_price_per_mtok: float = _setting(0.50, "Hosted API price", "{currency} per 1M tokens")
+    default_threads: int = _setting(0, "Default threads (0: physical cores)", "threads")
+    model_folders: list[str] = _setting([], "Extra model folders", "", None)
+    warnings: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"version": SETTINGS_VERSION}
+        data.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "warnings"})
+        return data
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """What the GUI shows next to a setting: its label, unit (currency filled in) and default."""
+
+    name: str
+    label: str
+    unit: str
+    default: Any
+    minimum: float | None
+
+
+def describe_settings(settings: Settings | None = None) -> list[SettingInfo]:
+    """Labels, units and defaults of every setting, units worded in the settings' currency."""
+    currency = (settings or Settings()).currency
+    defaults = Settings()
+    return [SettingInfo(name=f.name, label=f.metadata["label"], unit=f.metadata["unit"].format(currency=currency),
+                        default=getattr(defaults, f.name), minimum=f.metadata["minimum"])
+            for f in fields(Settings) if f.name != "warnings"]
+
+
+def _coerce(name: str, value: Any, default: Any, minimum: float | None) -> Any:
+    """The value in the type of its default, or ValueError; bool is refused where a number is wanted."""
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a list of folder paths")
+        return list(value)
+    if isinstance(default, str):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty text")
+        return value.strip()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number")
+    if isinstance(default, int) and not float(value).is_integer():
+        raise ValueError(f"{name} must be a whole number")
+    number = int(value) if isinstance(default, int) else float(value)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be at least {minimum:g}")
+    return number
+
+
+def load_settings(*, path: Path | None = None) -> Settings:
+    """Read the settings; a missing file gives the defaults, a corrupt one the defaults and a warning
+    (the bad file kept as .bak), a bad value its default and a warning."""
+    from models.paths import settings_path
+
+    path = path or settings_path()
+    if not path.exists():
+        return Settings()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("the file does not hold a JSON object")
+    except (OSError, ValueError) as error:
+        backup = path.with_name(path.name + ".bak")
+        try:
+            os.replace(path, backup)
+            kept = f"; the unreadable file was kept as {backup}"
+        except OSError:
+            kept = ""
+        message = f"The settings file {path} could not be read ({error}); the defaults are used{kept}."
+        log.warning(message)
+        return Settings(warnings=[message])
+    settings = Settings()
+    for f in fields(Settings):
+        if f.name == "warnings" or f.name not in data:
+            continue
+        try:
+            setattr(settings, f.name, _coerce(f.name, data[f.name], getattr(settings, f.name), f.metadata["minimum"]))
+        except ValueError as error:
+            message = f"Setting {error}; the default {getattr(settings, f.name)!r} is used."
+            log.warning(message)
+            settings.warnings.append(message)
+    return settings
+
+
+def save_settings(settings: Settings, *, path: Path | None = None) -> Path:
+    """Write atomically (temp file in the same folder, fsync, os.replace): a crash never leaves half a file."""
+    from models.paths import settings_path
+
+    path = path or settings_path()
+    defaults = Settings()
+    for f in fields(Settings):
+        if f.name != "warnings":
+            _coerce(f.name, getattr(settings, f.name), getattr(defaults, f.name), f.metadata["minimum"])
+    handle, temp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(settings.to_json(), out, indent=2)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path

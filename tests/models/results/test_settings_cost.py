@@ -1,0 +1,92 @@
+"""Settings (defaults, atomic write, a corrupt file kept as .bak) and the cost per million tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.cost import cost_per_million_tokens, estimated_joules_per_token, format_tokens
+from models.paths import settings_path
+from models.settings import Settings, describe_settings, load_settings, save_settings
+
+
+def test_defaults_when_there_is_no_file() -> None:
+    settings = load_settings()
+    assert settings == Settings() and settings.warnings == []
+    assert settings.currency == "EUR" and settings.electricity_price_per_kwh > 0
+
+
+def test_save_and_load_round_trip_in_the_app_home(isolated_home: Path) -> None:
+    settings = Settings(electricity_price_per_kwh=0.12, currency="USD", model_folders=["/data/models"])
+    path = save_settings(settings)
+    assert path == settings_path() and path.parent == isolated_home
+    assert json.loads(path.read_text())["version"] == 1
+    assert load_settings() == settings
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []  # no temp file left
+
+
+def test_a_corrupt_file_gives_defaults_a_warning_and_is_kept_as_bak() -> None:
+    path = settings_path()
+    path.write_text('{"electricity_price_per_kwh": 0.2, "curr')  # cut off mid-write by an older tool
+    settings = load_settings()
+    assert settings == Settings()
+    assert len(settings.warnings) == 1 and "defaults are used" in settings.warnings[0]
+    assert path.with_name("settings.json.bak").read_text().endswith('"curr')
+    assert not path.exists()
+
+
+def test_a_bad_value_falls_back_to_its_default_only() -> None:
+    settings_path().write_text(json.dumps({"electricity_price_per_kwh": "cheap", "hardware_cost": 900,
+                                           "hardware_lifetime_years": -1, "default_threads": True}))
+    settings = load_settings()
+    assert settings.hardware_cost == 900.0
+    assert settings.electricity_price_per_kwh == Settings().electricity_price_per_kwh
+    assert settings.hardware_lifetime_years == Settings().hardware_lifetime_years
+    assert settings.default_threads == 0
+    assert len(settings.warnings) == 3
+
+
+def test_save_refuses_an_invalid_value_and_leaves_the_file_alone() -> None:
+    save_settings(Settings(hardware_cost=800))
+    before = settings_path().read_text()
+    with pytest.raises(ValueError, match="hardware_cost"):
+        save_settings(Settings(hardware_cost=-5))
+    assert settings_path().read_text() == before
+
+
+def test_settings_are_described_with_units_in_the_currency() -> None:
+    info = {i.name: i for i in describe_settings(Settings(currency="CHF"))}
+    assert info["electricity_price_per_kwh"].unit == "CHF/kWh"
+    assert info["api_price_per_mtok"].unit == "CHF per 1M tokens"
+    assert info["system_power_watts"].unit == "W" and "warnings" not in info
+
+
+def test_cost_per_million_tokens_and_break_even() -> None:
+    settings = Settings(electricity_price_per_kwh=0.36, hardware_cost=1461.0, hardware_lifetime_years=1.0,
+                        hardware_hours_per_day=10.0, api_price_per_mtok=2.0)
+    # 100 t/s at 0.9 J/token: 1M tokens = 0.9 MJ = 0.25 kWh = 0.09; lifetime 3652.5 h at 0.4/h, 360k tok/h.
+    cost = cost_per_million_tokens(tokens_per_second=100.0, joules_per_token=0.9, settings=settings)
+    assert cost.energy_per_mtok == pytest.approx(0.09)
+    assert cost.hardware_per_mtok == pytest.approx(0.4 / 0.36)
+    assert cost.total_per_mtok == pytest.approx(0.09 + 0.4 / 0.36)
+    assert cost.hardware_per_month == pytest.approx(121.75)
+    assert cost.break_even_tokens_per_month == pytest.approx(121.75 / ((2.0 - 0.09) / 1e6))
+    assert cost.capacity_tokens_per_month == pytest.approx(100 * 3600 * 10 * 365.25 / 12)
+    assert cost.cheaper_than_api_at_capacity and cost.break_even_within_capacity
+
+
+def test_no_break_even_when_the_api_costs_less_than_our_electricity() -> None:
+    settings = Settings(electricity_price_per_kwh=0.5, api_price_per_mtok=0.05)
+    cost = cost_per_million_tokens(tokens_per_second=5.0, joules_per_token=20.0, settings=settings,
+                                   energy_is_estimate=True)
+    assert cost.break_even_tokens_per_month is None and not cost.break_even_within_capacity
+    assert cost.energy_is_estimate and not cost.cheaper_than_api_at_capacity
+    with pytest.raises(ValueError):
+        cost_per_million_tokens(tokens_per_second=0, joules_per_token=1, settings=settings)
+
+
+def test_estimate_and_formatting() -> None:
+    assert estimated_joules_per_token(tokens_per_second=50.0, watts=65.0) == pytest.approx(1.3)
+    assert format_tokens(1_234_567) == "1.2 M" and format_tokens(950) == "950"
