@@ -208,6 +208,7 @@ class BenchResult:
     load_ms: float = 0.0
     ttft_ms: float = 0.0  # time to first token for a real chat prompt (0 when not measured)
     ttft_prompt_tokens: int = 0
+    ttft_samples_ms: list[float] = field(default_factory=list)  # every timed TTFT repetition
     mem_rss_anon: int = 0  # bytes, private memory of the worker at the end of the test
     mem_rss_file: int = 0  # bytes, file-backed resident memory (mmap'd weights)
     mem_peak: int = 0  # bytes, VmHWM of the worker

@@ -1,0 +1,1 @@
+"""Performance scripts for Tokenometer itself (run them directly; they are not tests)."""

@@ -1,0 +1,252 @@
+"""Benchmark results as text shaped like llama-bench's output: md, csv, json, jsonl and sql."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from typing import Any, TextIO
+
+from models.bench.spec import (DEFAULT_N_BATCH, DEFAULT_N_UBATCH, BenchResult, BenchSweep)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("md", "csv", "json", "jsonl", "sql")
+
+# llama-bench's fields that Tokenometer has, in llama-bench's order; the rest of BenchResult follows them.
+LLAMA_BENCH_FIELDS = (
+    "build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_filename", "model_type",
+    "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "type_k", "type_v", "n_gpu_layers",
+    "flash_attn", "use_mmap", "n_prompt", "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts",
+    "stddev_ts",
+)
+SAMPLE_FIELDS = ("samples_ns", "samples_ts")
+EXTRA_FIELDS = tuple(f.name for f in fields(BenchResult)
+                     if f.name not in LLAMA_BENCH_FIELDS and f.name not in SAMPLE_FIELDS)
+ALL_FIELDS = LLAMA_BENCH_FIELDS + SAMPLE_FIELDS + EXTRA_FIELDS
+
+_INT_FIELDS = {"build_number", "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "n_gpu_layers",
+               "flash_attn", "n_prompt", "n_gen", "n_depth", "avg_ns", "stddev_ns"}
+_BOOL_FIELDS = {"use_mmap"}
+_FLOAT_FIELDS = {"avg_ts", "stddev_ts"}
+# llama-bench writes flash attention as its enum value.
+FLASH_ATTN_VALUE = {"auto": -1, "off": 0, "on": 1}
+
+
+def field_value(result: BenchResult, name: str) -> Any:
+    """A field as llama-bench would type it (flash_attn as -1/0/1), other fields as stored."""
+    value = getattr(result, name)
+    if name == "flash_attn":
+        return FLASH_ATTN_VALUE.get(str(value), value)
+    return value
+
+
+def _text(name: str, value: Any) -> str:
+    """The value as llama-bench prints it in csv and sql (C++ std::to_string)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if name in _FLOAT_FIELDS or isinstance(value, float):
+        return f"{value:.6f}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _sql_type(name: str) -> str:
+    if name in _INT_FIELDS or name in _BOOL_FIELDS:
+        return "INTEGER"
+    if name in _FLOAT_FIELDS:
+        return "REAL"
+    default = next(f for f in fields(BenchResult) if f.name == name).default
+    if isinstance(default, bool) or isinstance(default, int):
+        return "INTEGER"
+    if isinstance(default, float):
+        return "REAL"
+    return "TEXT"
+
+
+def row_dict(result: BenchResult) -> dict[str, Any]:
+    """All fields in output order, typed as in llama-bench's json."""
+    return {name: field_value(result, name) for name in ALL_FIELDS}
+
+
+def _size(n_bytes: int) -> str:
+    if n_bytes < 1024 ** 3:
+        return f"{n_bytes / 1024 / 1024:.2f} MiB"
+    return f"{n_bytes / 1024 ** 3:.2f} GiB"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n < 1e9 else f"{n / 1e9:.2f} B"
+
+
+class Printer:
+    """Writes results one at a time, as llama-bench does, so long sweeps show rows as they finish."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def header(self) -> None:
+        pass
+
+    def row(self, result: BenchResult) -> None:
+        raise NotImplementedError
+
+    def footer(self, results: Sequence[BenchResult]) -> None:
+        pass
+
+
+class CsvPrinter(Printer):
+    def header(self) -> None:
+        self.out.write(",".join(ALL_FIELDS) + "\n")
+
+    def row(self, result: BenchResult) -> None:
+        # llama-bench quotes every value and doubles embedded quotes.
+        cells = ['"' + _text(n, v).replace('"', '""') + '"' for n, v in row_dict(result).items()]
+        self.out.write(",".join(cells) + "\n")
+        self.out.flush()
+
+
+class JsonPrinter(Printer):
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(out)
+        self.first = True
+
+    def header(self) -> None:
+        self.out.write("[\n")
+
+    def row(self, result: BenchResult) -> None:
+        if not self.first:
+            self.out.write(",\n")
+        self.first = False
+        body = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in row_dict(result).items())
+        self.out.write("  {\n" + body + "\n  }")
+        self.out.flush()
+
+    def footer(self, results: Sequence[BenchResult]) -> None:
+        self.out.write("\n]\n")
+
+
+class JsonlPrinter(Printer):
+    def row(self, result: BenchResult) -> None:
+        self.out.write(json.dumps(row_dict(result)) + "\n")
+        self.out.flush()
+
+
+class SqlPrinter(Printer):
+    def header(self) -> None:
+        columns = ",\n".join(f"  {name} {_sql_type(name)}" for name in ALL_FIELDS)
+        self.out.write(f"CREATE TABLE IF NOT EXISTS llama_bench (\n{columns}\n);\n\n")
+
+    def row(self, result: BenchResult) -> None:
+        values = ", ".join("'" + _text(n, v).replace("'", "''") + "'" for n, v in row_dict(result).items())
+        self.out.write(f"INSERT INTO llama_bench ({', '.join(ALL_FIELDS)}) VALUES ({values});\n")
+        self.out.flush()
+
+
+class MarkdownPrinter(Printer):
+    """llama-bench's table: model, size, params, backend, the parameters that were varied or not default, test, t/s."""
+
+    WIDTHS = {"model": -30, "t/s": 20, "size": 10, "params": 10, "n_gpu_layers": 3, "n_threads": 7,
+              "n_batch": 7, "n_ubatch": 8, "type_k": 6, "type_v": 6, "flash_attn": 3, "use_mmap": 4,
+              "test": 15, "backend": -10}
+    NAMES = {"n_gpu_layers": "ngl", "n_threads": "threads", "flash_attn": "fa", "use_mmap": "mmap"}
+
+    def __init__(self, out: TextIO, columns: Sequence[str]) -> None:
+        super().__init__(out)
+        self.columns = list(columns)
+
+    def header(self) -> None:
+        cells = [f"{self.NAMES.get(c, c):{'<' if self.WIDTHS[c] < 0 else '>'}{abs(self.WIDTHS[c])}}"
+                 for c in self.columns]
+        rule = ["-" * (abs(self.WIDTHS[c]) - 1) + (":" if self.WIDTHS[c] > 0 else "-") for c in self.columns]
+        self.out.write("| " + " | ".join(cells) + " |\n| " + " | ".join(rule) + " |\n")
+
+    def cell(self, result: BenchResult, column: str) -> str:
+        if column == "model":
+            return result.model_type or result.model_filename.rsplit("/", 1)[-1]
+        if column == "size":
+            return _size(result.model_size)
+        if column == "params":
+            return _params(result.model_n_params)
+        if column == "backend":
+            return result.backends or "CPU"
+        if column == "test":
+            return result.test
+        if column == "t/s":
+            if result.status != "ok":
+                return result.status
+            return f"{result.avg_ts:.2f} ± {result.stddev_ts:.2f}"
+        return _text(column, field_value(result, column))
+
+    def row(self, result: BenchResult) -> None:
+        cells = [f"{self.cell(result, c):{'<' if self.WIDTHS[c] < 0 else '>'}{abs(self.WIDTHS[c])}}"
+                 for c in self.columns]
+        self.out.write("| " + " | ".join(cells) + " |\n")
+        self.out.flush()
+
+    def footer(self, results: Sequence[BenchResult]) -> None:
+        problems = [r for r in results if r.status != "ok"]
+        if problems:
+            self.out.write("\n")
+            for r in problems:
+                first = (r.error or r.status).splitlines()[0]
+                self.out.write(f"{r.test} ({r.model_filename.rsplit('/', 1)[-1]}): {r.status}: {first}\n")
+        commit = next((r.build_commit for r in results if r.build_commit), "unknown")
+        number = next((r.build_number for r in results if r.build_commit), 0)
+        self.out.write(f"\nbuild: {commit} ({number})\n")
+
+
+def markdown_columns(values: dict[str, Iterable[Any]], *, cpu_backend: bool) -> list[str]:
+    """Which parameter columns llama-bench would show: varied ones, non-default ones, threads on CPU, ngl on GPU."""
+    defaults = {"n_batch": DEFAULT_N_BATCH, "n_ubatch": DEFAULT_N_UBATCH, "type_k": "f16", "type_v": "f16",
+                "flash_attn": "auto", "use_mmap": True}
+    columns = ["model", "size", "params", "backend"]
+    if not cpu_backend:
+        columns.append("n_gpu_layers")
+    for name in ("n_threads", "n_batch", "n_ubatch", "type_k", "type_v", "flash_attn", "use_mmap"):
+        seen = list(dict.fromkeys(values.get(name, ())))
+        shown = len(seen) > 1 or (name == "n_threads" and cpu_backend) or \
+            (name in defaults and seen and seen[0] != defaults[name])
+        if shown:
+            columns.append(name)
+    return columns + ["test", "t/s"]
+
+
+def sweep_values(sweep: BenchSweep) -> dict[str, list[Any]]:
+    """The swept lists by BenchResult field name."""
+    return {"n_threads": sweep.n_threads, "n_batch": sweep.n_batch, "n_ubatch": sweep.n_ubatch,
+            "type_k": sweep.type_k, "type_v": sweep.type_v, "flash_attn": sweep.flash_attn,
+            "use_mmap": sweep.use_mmap}
+
+
+def make_printer(fmt: str, out: TextIO, *, values: dict[str, Iterable[Any]] | None = None,
+                 cpu_backend: bool = True) -> Printer:
+    """A printer for one of FORMATS; `values` (swept lists by field) picks the markdown columns."""
+    if fmt == "md":
+        return MarkdownPrinter(out, markdown_columns(values or {}, cpu_backend=cpu_backend))
+    printers = {"csv": CsvPrinter, "json": JsonPrinter, "jsonl": JsonlPrinter, "sql": SqlPrinter}
+    if fmt not in printers:
+        raise ValueError(f"Unknown output format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    return printers[fmt](out)
+
+
+def format_results(results: Sequence[BenchResult], fmt: str = "md") -> str:
+    """All results as one text in the given format (columns for md inferred from the results)."""
+    import io
+
+    buffer = io.StringIO()
+    values = {name: [getattr(r, name) for r in results] for name in
+              ("n_threads", "n_batch", "n_ubatch", "type_k", "type_v", "flash_attn", "use_mmap")}
+    backends = next((r.backends for r in results if r.backends), "CPU")
+    printer = make_printer(fmt, buffer, values=values, cpu_backend=_is_cpu_backend(backends))
+    printer.header()
+    for result in results:
+        printer.row(result)
+    printer.footer(results)
+    return buffer.getvalue()
+
+
+def _is_cpu_backend(backends: str) -> bool:
+    return any(name in backends for name in ("CPU", "BLAS", "ZenDNN"))

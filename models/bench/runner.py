@@ -1,0 +1,295 @@
+"""The runner: starts one worker process per job, relays its events, samples its memory, cancels, survives crashes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from models.bench.events import BenchEvent
+from models.bench.procmem import process_memory
+from models.bench.record import blank_result
+from models.bench.spec import KV_TYPES, BenchJob, BenchResult, BenchSweep
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[BenchJob, BenchEvent], None]
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_TAIL_IN_ERROR = 15  # log lines quoted in a failed result's message
+_SIGNAL_REASONS = {
+    "SIGKILL": "was killed (SIGKILL); the system may have run out of memory, or another program ended it",
+    "SIGSEGV": "crashed (SIGSEGV, a segmentation fault in native code)",
+    "SIGABRT": "aborted (SIGABRT); llama.cpp stops this way on a failed check or when memory runs out",
+    "SIGBUS": "crashed (SIGBUS); the model file may have changed or been truncated while mapped",
+    "SIGTERM": "was terminated (SIGTERM)",
+    "SIGILL": "crashed (SIGILL); llama.cpp was built for CPU instructions this machine lacks",
+    "SIGFPE": "crashed (SIGFPE, an arithmetic fault in native code)",
+}
+
+
+def check_job(job: BenchJob) -> str | None:
+    """Why a job cannot run (impossible parameters), or None; checked before any process starts."""
+    p = job.params
+    for name, value in (("threads", p.n_threads), ("n_batch", p.n_batch), ("n_ubatch", p.n_ubatch),
+                        ("repetitions", job.repetitions)):
+        if value < 1:
+            return f"{name} must be at least 1, got {value}."
+    if p.n_gpu_layers < 0:
+        return f"n_gpu_layers must be at least 0, got {p.n_gpu_layers}."
+    if p.n_ubatch > p.n_batch:
+        return f"n_ubatch ({p.n_ubatch}) cannot be larger than n_batch ({p.n_batch})."
+    for kind in (p.type_k, p.type_v):
+        if kind not in KV_TYPES:
+            return f"Unknown KV cache type {kind!r}; use one of {', '.join(KV_TYPES)}."
+    if p.flash_attn not in ("on", "off", "auto"):
+        return f"flash_attn must be on, off or auto, got {p.flash_attn!r}."
+    if not job.tests:
+        return "The job has no tests."
+    for test in job.tests:
+        if min(test.n_prompt, test.n_gen, test.n_depth) < 0 or test.n_prompt + test.n_gen == 0:
+            return f"Test {test.name!r} has impossible sizes (prompt {test.n_prompt}, gen {test.n_gen}, depth {test.n_depth})."
+    if job.ttft_prompt_tokens < 0:
+        return f"The TTFT prompt length must be at least 0, got {job.ttft_prompt_tokens}."
+    return None
+
+
+def death_message(returncode: int) -> str:
+    """What a worker's exit status means, in words."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"The benchmark worker {_SIGNAL_REASONS.get(name, f'died from {name}')}."
+    return f"The benchmark worker exited with code {returncode} before it finished."
+
+
+class _Worker:
+    """One running worker process and the threads that read its pipes."""
+
+    def __init__(self, command: list[str], job: BenchJob, tail: deque[str], tail_lock: threading.Lock) -> None:
+        env = dict(os.environ)
+        # The child must find this very package even when the project is not installed.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        kwargs: dict[str, Any] = {}
+        if os.name == "posix":
+            # Own session: Ctrl-C in a terminal reaches the parent only, which then cancels cleanly.
+            kwargs["start_new_session"] = True
+        else:
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env, text=True, encoding="utf-8",
+                                     errors="replace", bufsize=1, **kwargs)
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._tail, self._tail_lock = tail, tail_lock
+        assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
+        self._threads = [threading.Thread(target=self._read_stdout, args=(self.proc.stdout,), daemon=True),
+                         threading.Thread(target=self._read_stderr, args=(self.proc.stderr,), daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        try:
+            import json
+
+            self.proc.stdin.write(json.dumps(job.to_json()))
+            self.proc.stdin.close()
+        except OSError:  # the worker died before reading its job; its exit status tells why
+            pass
+
+    def _read_stdout(self, stream: IO[str]) -> None:
+        for line in stream:
+            event = BenchEvent.from_line(line)
+            if event is None:
+                self.add_tail(line.rstrip())
+            else:
+                self.queue.put(("event", event))
+        self.queue.put(("eof", None))
+
+    def _read_stderr(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.add_tail(line.rstrip())
+            log.debug("worker %s stderr: %s", self.proc.pid, line.rstrip())
+
+    def add_tail(self, line: str) -> None:
+        if line.strip():
+            with self._tail_lock:
+                self._tail.append(line)
+
+    def join_readers(self, timeout: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+class BenchRunner:
+    """Runs jobs one at a time, each in its own worker process; blocking `run`, thread-safe `cancel`."""
+
+    def __init__(self, *, on_event: EventCallback | None = None, python: str = sys.executable,
+                 memory_interval_s: float = 0.1, kill_grace_s: float = 3.0,
+                 worker_args: Sequence[str] = ()) -> None:
+        self.on_event = on_event
+        self.python = python
+        self.memory_interval_s = memory_interval_s
+        self.kill_grace_s = kill_grace_s
+        self.worker_args = tuple(worker_args)  # e.g. ("--perf",) for llama.cpp's own timers in sample events
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._worker: _Worker | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        """Stop the running job (terminate, then kill after a grace period) and skip the rest. Any thread."""
+        self._cancel.set()
+        with self._lock:
+            worker = self._worker
+        if worker is not None and worker.proc.poll() is None:
+            try:
+                worker.proc.terminate()
+            except OSError:
+                pass
+
+    def run(self, jobs: Sequence[BenchJob]) -> list[BenchResult]:
+        """Run every job in order; one BenchResult per job and test, failed and cancelled ones included."""
+        results: list[BenchResult] = []
+        try:
+            for job in jobs:
+                if self._cancel.is_set():
+                    rows = [blank_result(job, t, status="cancelled", error="Cancelled before it started.")
+                            for t in job.tests]
+                    for row in rows:
+                        self._emit(job, BenchEvent("result", {"result": row.to_json()}))
+                    results += rows
+                    continue
+                results += self._run_job(job)
+        finally:
+            # A cancel applies to one run; the runner can be used again afterwards.
+            self._cancel.clear()
+        return results
+
+    def _emit(self, job: BenchJob, event: BenchEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(job, event)
+        except Exception:  # a broken listener must not leave a worker running unattended
+            log.exception("on_event raised for a %s event", event.kind)
+
+    def _run_job(self, job: BenchJob) -> list[BenchResult]:
+        problem = check_job(job)
+        if problem:
+            return self._fill(job, [], status="failed", error=problem)
+        tail: deque[str] = deque(maxlen=60)
+        tail_lock = threading.Lock()
+        command = [self.python, "-m", "models.bench.worker", *self.worker_args]
+        try:
+            worker = _Worker(command, job, tail, tail_lock)
+        except OSError as error:
+            return self._fill(job, [], status="failed", error=f"Cannot start the benchmark worker: {error}")
+        with self._lock:
+            self._worker = worker
+        if self._cancel.is_set():  # cancelled between the check above and the start
+            self.cancel()
+        received: list[BenchResult] = []
+        failure: dict[str, Any] | None = None
+        finished = False
+        next_sample = 0.0
+        cancel_deadline: float | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_sample:
+                    memory = process_memory(worker.proc.pid)
+                    if memory is not None and worker.proc.poll() is None:
+                        self._emit(job, BenchEvent("memory", memory.to_json()))
+                    next_sample = now + self.memory_interval_s
+                if self._cancel.is_set():
+                    cancel_deadline = cancel_deadline or now + self.kill_grace_s
+                    if now >= cancel_deadline and worker.proc.poll() is None:
+                        worker.proc.kill()
+                try:
+                    kind, payload = worker.queue.get(timeout=max(0.0, min(self.memory_interval_s,
+                                                                          next_sample - time.monotonic())))
+                except queue.Empty:
+                    continue
+                if kind == "eof":
+                    break
+                event: BenchEvent = payload
+                if event.kind == "log" and event.data.get("source") == "llama.cpp":
+                    worker.add_tail(str(event.data.get("message", "")))
+                elif event.kind == "result":
+                    received.append(BenchResult.from_json(event.data["result"]))
+                elif event.kind == "failure":
+                    failure = event.data
+                elif event.kind == "finished":
+                    finished = True
+                self._emit(job, event)
+        finally:
+            returncode = self._reap(worker)
+            with self._lock:
+                self._worker = None
+        with tail_lock:
+            log_tail = list(tail)
+        if len(received) >= len(job.tests):
+            return received[:len(job.tests)]
+        if self._cancel.is_set():
+            return self._fill(job, received, status="cancelled", error="Cancelled.")
+        if failure is not None:
+            message = str(failure.get("message") or "The benchmark failed.")
+            lines = [str(x) for x in failure.get("log_tail") or []] or log_tail
+            return self._fill(job, received, status="failed", error=_with_tail(message, lines))
+        message = death_message(returncode) if returncode != 0 or not finished else \
+            "The benchmark worker stopped without reporting every test."
+        current = job.tests[len(received)].name
+        self._emit(job, BenchEvent("failure", {"message": message, "detail": f"during {current}",
+                                               "log_tail": log_tail}))
+        self._emit(job, BenchEvent("finished", {"ok": False}))
+        return self._fill(job, received, status="failed",
+                          error=_with_tail(f"{message} (during {current})", log_tail))
+
+    def _reap(self, worker: _Worker) -> int:
+        """Wait for the worker to end (terminating, then killing it if it will not) and return its exit code."""
+        proc = worker.proc
+        try:
+            # Its output has ended; a healthy worker is only freeing the model now.
+            return proc.wait(timeout=self.kill_grace_s if self._cancel.is_set() else 10 * self.kill_grace_s)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+        try:
+            return proc.wait(timeout=self.kill_grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+        finally:
+            worker.join_readers(1.0)
+
+    def _fill(self, job: BenchJob, received: list[BenchResult], *, status: str, error: str) -> list[BenchResult]:
+        """The received rows, then one failed or cancelled row per test that has none (announced as events)."""
+        rows = list(received)
+        for test in job.tests[len(received):]:
+            row = blank_result(job, test, status=status, error=error)
+            self._emit(job, BenchEvent("result", {"result": row.to_json()}))
+            rows.append(row)
+        return rows
+
+
+def _with_tail(message: str, lines: Sequence[str]) -> str:
+    if not lines:
+        return message
+    return message + "\nLast lines of the log:\n" + "\n".join(lines[-_TAIL_IN_ERROR:])
+
+
+def run_sweep(sweep: BenchSweep, *, on_event: EventCallback | None = None) -> list[BenchResult]:
+    """Validate the sweep and run all its jobs with a new runner (blocking)."""
+    return BenchRunner(on_event=on_event).run(sweep.jobs())

@@ -1,0 +1,389 @@
+"""The benchmark worker: a child process that loads one model with llama.cpp, runs one job and prints events."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import faulthandler
+import json
+import logging
+import os
+import random
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from models.bench.events import BenchEvent
+from models.bench.llamalog import LlamaLog
+from models.bench.procmem import process_memory
+from models.bench.record import blank_result, utc_now_iso
+from models.bench.spec import BenchJob, BenchResult, BenchTest
+from models.bench.stats import summarize
+
+log = logging.getLogger(__name__)
+
+# Test-only fault injection: the runner's crash handling is tested against a real dying process.
+FAULT_ENV = "TOKENOMETER_WORKER_FAULT"  # "segfault" | "abort" | "exit", after the first timed sample
+
+GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20,
+              "bf16": 30}
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+_GGML_MAGICS = {b"ggml", b"ggmf", b"ggjt", b"ggla", b"ggsn"}
+
+# A plain English passage for the time-to-first-token prompt; repeated to reach the asked length.
+TTFT_TEXT = (
+    "The river town kept its market on the old stone bridge, where farmers sold apples, bread and wool "
+    "every Saturday morning. When the spring floods came, the traders moved their stalls up the hill to "
+    "the church square, and the children carried baskets between the two places all day. Summarize how "
+    "the market changed with the seasons, and suggest two ways the town could protect the bridge. "
+)
+
+
+class Emitter:
+    """Writes protocol events to the saved stdout; native code's own stdout output goes to stderr."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()  # llama.cpp may log from its own threads
+
+    def __call__(self, kind: str, **data: Any) -> None:
+        line = BenchEvent(kind=kind, data=data).to_line() + "\n"  # type: ignore[arg-type]
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+
+class WorkerFailure(Exception):
+    """The job as a whole cannot go on; the message is for the user."""
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse a missing, unreadable or non-GGUF file before llama.cpp sees it, with a clear reason."""
+    if not path.exists():
+        raise WorkerFailure(f"Model file not found: {path}")
+    if not path.is_file():
+        raise WorkerFailure(f"{path} is not a file.")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise WorkerFailure(f"Cannot read the model file {path}: {error.strerror or error}") from error
+    if magic != b"GGUF":
+        if magic in _GGML_MAGICS or magic[::-1] in _GGML_MAGICS:
+            raise WorkerFailure(f"{path.name} is an old GGML-format file; llama.cpp needs GGUF (convert it first).")
+        raise WorkerFailure(f"{path.name} is not a GGUF model file (it starts with {magic!r}, not b'GGUF').")
+
+
+class Bench:
+    """One loaded model and the llama.cpp calls that time it."""
+
+    def __init__(self, llama: Any, job: BenchJob, emit: Emitter, llog: LlamaLog, *, perf: bool) -> None:
+        self.ll = llama
+        self.job = job
+        self.emit = emit
+        self.llog = llog
+        self.perf = perf
+        self.model: Any = None
+        self.info: dict[str, Any] = {}
+        self._fault = os.environ.get(FAULT_ENV, "")
+        self.rng = random.Random(job.seed)
+
+    # -- loading --
+    def load(self) -> None:
+        ll, job = self.ll, self.job
+        mparams = ll.llama_model_default_params()
+        mparams.n_gpu_layers = job.params.n_gpu_layers
+        mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP if job.params.use_mmap else ll.LLAMA_LOAD_MODE_NONE
+        self.llog.start_section("model")
+        started = time.perf_counter_ns()
+        self.model = ll.llama_model_load_from_file(str(job.model_path).encode(), mparams)
+        load_ns = time.perf_counter_ns() - started
+        if not self.model:
+            reason = self.llog.last_error() or "llama.cpp gave no reason"
+            raise WorkerFailure(f"llama.cpp could not load {job.model_path.name}: {reason}")
+        desc = ctypes.create_string_buffer(256)
+        ll.llama_model_desc(self.model, desc, ctypes.sizeof(desc))
+        vocab = ll.llama_model_get_vocab(self.model)
+        self.vocab = vocab
+        self.n_vocab = int(ll.llama_vocab_n_tokens(vocab))
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(vocab))
+        self.bos = int(ll.llama_vocab_bos(vocab))
+        self.n_ctx_train = int(ll.llama_model_n_ctx_train(self.model))
+        self.info.update(model_type=desc.value.decode("utf-8", "replace"), model_size=int(ll.llama_model_size(self.model)),
+                         model_n_params=int(ll.llama_model_n_params(self.model)), load_ms=load_ns / 1e6)
+
+    def new_context(self, n_ctx: int, label: str) -> Any:
+        ll, p = self.ll, self.job.params
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = p.n_batch
+        cparams.n_ubatch = p.n_ubatch
+        cparams.n_threads = p.n_threads
+        cparams.n_threads_batch = p.n_threads
+        cparams.type_k = GGML_TYPES[p.type_k]
+        cparams.type_v = GGML_TYPES[p.type_v]
+        cparams.flash_attn_type = FLASH_ATTN[p.flash_attn]
+        cparams.swa_full = False  # as llama-bench sets it
+        cparams.no_perf = not self.perf  # llama.cpp's own counters only for the overhead benchmark
+        self.llog.start_section("context")
+        ctx = ll.llama_init_from_model(self.model, cparams)
+        if not ctx:
+            reason = self.llog.last_error() or "llama.cpp gave no reason"
+            raise TestFailure(f"llama.cpp could not create a context for {label} (n_ctx {n_ctx}): {reason}")
+        return ctx
+
+    # -- llama-bench's two timed primitives --
+    def prompt_chunks(self, n_prompt: int) -> list[tuple[Any, int]]:
+        """Random token ids for a prompt, cut in n_batch chunks (BOS first when the vocab adds one)."""
+        chunks: list[tuple[Any, int]] = []
+        done = 0
+        n_batch = self.job.params.n_batch
+        while done < n_prompt:
+            n = min(n_prompt - done, n_batch)
+            ids = [self.rng.randrange(self.n_vocab) for _ in range(n)]
+            if done == 0 and self.add_bos:
+                ids[0] = self.bos
+            chunks.append(((ctypes.c_int32 * n)(*ids), n))
+            done += n
+        return chunks
+
+    def decode_chunks(self, ctx: Any, chunks: list[tuple[Any, int]]) -> None:
+        ll = self.ll
+        for array, n in chunks:
+            res = ll.llama_decode(ctx, ll.llama_batch_get_one(array, n))
+            if res != 0:
+                raise TestFailure(f"llama_decode failed on a prompt batch of {n} tokens (code {res}).")
+        ll.llama_synchronize(ctx)
+
+    def generate(self, ctx: Any, n_gen: int) -> None:
+        """One token per decode with a synchronize after each, random next token, no sampling."""
+        ll = self.ll
+        first = self.bos if self.add_bos else self.rng.randrange(self.n_vocab)
+        ids = [first] + [self.rng.randrange(self.n_vocab) for _ in range(n_gen - 1)]
+        one = (ctypes.c_int32 * 1)()
+        decode, batch_get_one, synchronize = ll.llama_decode, ll.llama_batch_get_one, ll.llama_synchronize
+        for token in ids:
+            one[0] = token
+            res = decode(ctx, batch_get_one(one, 1))
+            if res != 0:
+                raise TestFailure(f"llama_decode failed while generating (code {res}).")
+            synchronize(ctx)
+
+    # -- one test --
+    def run_test(self, test: BenchTest, index: int, n_tests: int) -> BenchResult:
+        ll, job = self.ll, self.job
+        result = blank_result(job, test)
+        if test.n_ctx > self.n_ctx_train > 0:
+            raise TestFailure(f"{test.name} needs a context of {test.n_ctx} tokens, beyond the model's training "
+                              f"context of {self.n_ctx_train}.")
+        vram_before = self.gpu_free()
+        ctx = self.new_context(test.n_ctx, test.name)
+        try:
+            result.vram_used = max(0, sum(b - a for b, a in zip(vram_before, self.gpu_free())))
+            mem = ll.llama_get_memory(ctx)
+            reps = job.repetitions
+
+            def progress(phase: str, rep: int) -> None:
+                share = {"rep": rep / (reps + 1), "depth": rep / (reps + 1), "done": 1.0}.get(phase, 0.0)
+                done = index + share
+                self.emit("progress", test=test.name, phase=phase, rep=rep, of=reps, fraction=done / n_tests)
+
+            progress("warmup", 0)
+            if test.n_prompt > 0:
+                self.decode_chunks(ctx, self.prompt_chunks(test.n_prompt))
+            if test.n_gen > 0:
+                self.generate(ctx, 1)
+            samples: list[int] = []
+            perf_samples: list[dict[str, float]] = []
+            for rep in range(reps):
+                # llama-bench clears without zeroing the buffers (data=false); nothing here is timed.
+                ll.llama_memory_clear(mem, False)
+                if test.n_depth > 0:
+                    progress("depth", rep)
+                    self.decode_chunks(ctx, self.prompt_chunks(test.n_depth))
+                chunks = self.prompt_chunks(test.n_prompt) if test.n_prompt > 0 else []
+                if self.perf:
+                    ll.llama_perf_context_reset(ctx)
+                progress("rep", rep)
+                started = time.perf_counter_ns()
+                if chunks:
+                    self.decode_chunks(ctx, chunks)
+                if test.n_gen > 0:
+                    self.generate(ctx, test.n_gen)
+                ns = time.perf_counter_ns() - started
+                samples.append(ns)
+                extra: dict[str, Any] = {}
+                if self.perf:
+                    counters = ll.llama_perf_context(ctx)
+                    extra["perf"] = {"t_p_eval_ms": counters.t_p_eval_ms, "t_eval_ms": counters.t_eval_ms,
+                                     "n_p_eval": counters.n_p_eval, "n_eval": counters.n_eval}
+                    perf_samples.append(extra["perf"])
+                self.emit("sample", test=test.name, rep=rep, ns=ns, ts=1e9 * (test.n_prompt + test.n_gen) / ns,
+                          **extra)
+                self.maybe_fault()
+            progress("done", reps)
+        finally:
+            ll.llama_free(ctx)
+        summary = summarize(samples, test.n_prompt + test.n_gen)
+        result.avg_ns, result.stddev_ns = summary.avg_ns, summary.stddev_ns
+        result.avg_ts, result.stddev_ts = summary.avg_ts, summary.stddev_ts
+        result.samples_ns, result.samples_ts = summary.samples_ns, summary.samples_ts
+        self.fill_common(result)
+        return result
+
+    def fill_common(self, result: BenchResult, *, measured: bool = True) -> None:
+        for key, value in self.info.items():
+            setattr(result, key, value)
+        if not measured:  # a failed test carries what was known before it ran, never figures
+            return
+        memory = process_memory()
+        if memory is not None:
+            result.mem_rss_anon, result.mem_rss_file, result.mem_peak = memory.rss_anon, memory.rss_file, memory.peak
+        result.buffers = self.llog.buffers()
+        totals = self.llog.buffer_totals()
+        result.buf_model, result.buf_kv = totals["model"], totals["KV"]
+        result.buf_compute, result.buf_output = totals["compute"], totals["output"]
+
+    def maybe_fault(self) -> None:
+        if self._fault == "segfault":
+            ctypes.string_at(0)
+        elif self._fault == "abort":
+            os.abort()
+        elif self._fault == "exit":
+            os._exit(3)
+
+    # -- devices --
+    def gpu_free(self) -> list[int]:
+        """Free memory per GPU device, bytes (empty without a GPU backend)."""
+        return [free for free, _total in self.llog.devices.gpu_memory()]
+
+    # -- time to first token --
+    def ttft(self, n_tokens: int) -> dict[str, Any]:
+        from models.bench.ttft import chat_prompt_tokens
+
+        ll = self.ll
+        tokens = chat_prompt_tokens(ll, self.model, self.vocab, TTFT_TEXT, n_tokens)
+        n = len(tokens)
+        n_ctx = n + 8
+        if n_ctx > self.n_ctx_train > 0:
+            raise TestFailure(f"The TTFT prompt of {n} tokens does not fit the model's context of {self.n_ctx_train}.")
+        ctx = self.new_context(n_ctx, "ttft")
+        sampler = ll.llama_sampler_init_greedy()
+        n_batch = self.job.params.n_batch
+        chunks = [((ctypes.c_int32 * len(tokens[i:i + n_batch]))(*tokens[i:i + n_batch]), len(tokens[i:i + n_batch]))
+                  for i in range(0, n, n_batch)]
+        samples: list[float] = []
+        try:
+            mem = ll.llama_get_memory(ctx)
+            for rep in range(self.job.repetitions + 1):  # the first run is a warmup
+                ll.llama_memory_clear(mem, False)
+                self.emit("progress", test="ttft", phase="ttft", rep=rep, of=self.job.repetitions, fraction=0.0)
+                started = time.perf_counter_ns()
+                self.decode_chunks(ctx, chunks)
+                ll.llama_sampler_sample(sampler, ctx, -1)
+                elapsed = time.perf_counter_ns() - started
+                if rep:
+                    samples.append(elapsed / 1e6)
+        finally:
+            ll.llama_sampler_free(sampler)
+            ll.llama_free(ctx)
+        return {"ttft_ms": sum(samples) / len(samples), "ttft_samples_ms": samples, "ttft_prompt_tokens": n}
+
+
+class TestFailure(Exception):
+    """One test cannot run (the others still may); the message is for the user."""
+
+
+def build_info(llama: Any, devices: Any) -> dict[str, Any]:
+    """What llama.cpp build this is and what it runs on, as llama-bench reports it."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        version = getattr(llama, "__version__", "")
+    return {"build_commit": devices.commit(), "build_number": 0, "cpu_info": devices.cpu_info(),
+            "gpu_info": devices.gpu_info(), "backends": devices.backends(),
+            "system_info": (llama.llama_print_system_info() or b"").decode("utf-8", "replace").strip(),
+            "llama_cpp_python_version": version}
+
+
+def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
+    """Run every test of the job; returns the exit code (0 when the job ran, even if some tests failed)."""
+    emit("started", job=job.to_json(), pid=os.getpid())
+    llog: LlamaLog | None = None
+    try:
+        check_model_file(job.model_path)
+        emit("progress", test="", phase="load", rep=0, of=job.repetitions, fraction=0.0)
+        try:
+            import llama_cpp
+        except Exception as error:  # a missing or broken native library must still be reported, not crash
+            raise WorkerFailure(f"llama-cpp-python cannot be loaded: {error}") from error
+        llog = LlamaLog(llama_cpp, emit)
+        llama_cpp.llama_backend_init()
+        common = build_info(llama_cpp, llog.devices)
+        bench = Bench(llama_cpp, job, emit, llog, perf=perf)
+        bench.info.update(common)
+        bench.load()
+        if job.ttft_prompt_tokens > 0:
+            try:
+                bench.info.update(bench.ttft(job.ttft_prompt_tokens))
+            except TestFailure as error:
+                emit("log", level="warning", message=f"Time to first token not measured: {error}")
+        ok = True
+        for index, test in enumerate(job.tests):
+            try:
+                result = bench.run_test(test, index, len(job.tests))
+            except TestFailure as error:
+                ok = False
+                result = blank_result(job, test, status="failed", error=str(error))
+                bench.fill_common(result, measured=False)
+            emit("result", result=result.to_json())
+        llama_cpp.llama_model_free(bench.model)
+        emit("finished", ok=ok)
+        return 0
+    except WorkerFailure as error:
+        emit("failure", message=str(error), detail="", log_tail=llog.tail() if llog else [])
+        emit("finished", ok=False)
+        return 1
+    except Exception as error:  # anything unexpected is still a failure event, never a silent exit
+        emit("failure", message=f"The benchmark worker failed: {error}", detail=traceback.format_exc(),
+             log_tail=llog.tail() if llog else [])
+        emit("finished", ok=False)
+        return 1
+
+
+def _read_job(args: argparse.Namespace) -> BenchJob:
+    if args.job:
+        text = Path(args.job[1:]).read_text() if args.job.startswith("@") else args.job
+    else:
+        text = sys.stdin.read()
+    return BenchJob.from_json(json.loads(text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m models.bench.worker [--job JSON|@FILE] [--perf]` (else the job is read from stdin)."""
+    parser = argparse.ArgumentParser(prog="python -m models.bench.worker")
+    parser.add_argument("--job", help="the BenchJob as JSON, or @FILE")
+    parser.add_argument("--perf", action="store_true", help="also report llama.cpp's own timers per sample")
+    args = parser.parse_args(argv)
+    # Keep the protocol stream to ourselves: anything native code prints on stdout goes to stderr instead.
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    emit = Emitter(os.fdopen(events_fd, "w", encoding="utf-8", buffering=1))
+    faulthandler.enable()  # a segfault in llama.cpp leaves a Python traceback in the log tail
+    try:
+        job = _read_job(args)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        emit("failure", message=f"The worker received an unreadable job: {error}", detail="", log_tail=[])
+        emit("finished", ok=False)
+        return 2
+    return run_job(job, emit, perf=args.perf)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
