@@ -1,0 +1,429 @@
+"""How much memory a GGUF model needs at a context size and offload, and whether it fits this machine."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from models.errors import ModelFileError
+from models.gguf import GGML_TYPE_IDS, GGML_TYPES, ArraySummary, GGUFHeader, read_gguf_header
+
+if TYPE_CHECKING:
+    from models.bench.spec import BenchJob, BenchTest
+    from models.hardware import HardwareInfo
+
+log = logging.getLogger(__name__)
+
+FlashAttn = Literal["on", "off", "auto"]
+Verdict = Literal["gpu", "partial", "cpu", "no_fit"]
+MIB = 1024 * 1024
+_MAX_CTX = 1 << 24  # llama.cpp keeps n_ctx in a uint32; 16M tokens is beyond every model
+# Where llama.cpp gives an architecture a fixed sliding-window layer pattern (every Nth layer is full).
+_SWA_PATTERNS: dict[str, tuple[int, bool]] = {
+    "gemma2": (2, False), "gemma3": (6, False), "gemma3n": (5, False), "gemma-embedding": (6, False),
+    "cohere2": (4, False), "llama4": (4, False), "exaone4": (4, False), "olmo2": (4, False),
+    "openai-moe": (2, False), "gpt-oss": (2, False), "smallthinker": (4, True), "modern-bert": (3, True),
+    "plamo3": (8, False), "afmoe": (4, False), "phi3": (1, False), "exaone-moe": (4, False),
+}
+_RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7", "rwkv6qwen2", "arwkv7")
+# Reserve beyond the logged buffers: the CUDA/Metal context and allocator slack are not in any buffer.
+GPU_RESERVE = 512 * MIB
+RAM_RESERVE = 1024 * MIB
+# ggml-alloc's peak over the graph, in f32 activations, fitted to llama.cpp's logged compute buffers
+# (benchmarks/fit_check.py prints the check).
+_K_RESID, _K_FFN, _K_ATTN, _K_OUT = 3.0, 3.0, 2.0, 1.0
+
+
+@dataclass
+class DeviceMemory:
+    """One device's share: the four buffers llama.cpp logs, in bytes."""
+
+    device: str  # "CPU" or "GPU"
+    weights: int = 0
+    kv: int = 0
+    compute: int = 0
+    output: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv + self.compute + self.output
+
+
+@dataclass
+class MemoryEstimate:
+    """The estimate for one configuration; `unknown` says what could not be estimated and why."""
+
+    n_ctx: int  # as llama.cpp will allocate it (padded to 256)
+    n_gpu_layers: int  # after clamping to the layers the model has
+    flash_attn: bool
+    devices: list[DeviceMemory]
+    kv_per_token: int = 0  # bytes per context token across all full-attention layers
+    expert_weights: int = 0  # bytes of MoE expert tensors (all experts; only n_used are read per token)
+    unknown: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def _sum(self, name: str) -> int:
+        return sum(getattr(d, name) for d in self.devices)
+
+    @property
+    def weights(self) -> int:
+        return self._sum("weights")
+
+    @property
+    def kv(self) -> int:
+        return self._sum("kv")
+
+    @property
+    def compute(self) -> int:
+        return self._sum("compute")
+
+    @property
+    def output(self) -> int:
+        return self._sum("output")
+
+    @property
+    def total(self) -> int:
+        return self._sum("total")
+
+    def device(self, name: str) -> DeviceMemory:
+        return next((d for d in self.devices if d.device == name), DeviceMemory(name))
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(weights=self.weights, kv=self.kv, compute=self.compute, output=self.output, total=self.total)
+        for entry, dev in zip(out["devices"], self.devices):
+            entry["total"] = dev.total
+        return out
+
+
+@dataclass
+class FitVerdict:
+    """Whether and how the model runs here."""
+
+    verdict: Verdict
+    summary: str
+    n_ctx: int
+    n_gpu_layers: int  # suggested
+    max_ctx: int  # largest context that fits with the suggested offload (0: none)
+    headroom_ram: int  # bytes left after the estimate (negative: short by that much)
+    headroom_vram: int
+    estimate: MemoryEstimate
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["estimate"] = self.estimate.to_json()
+        return out
+
+
+@dataclass
+class _Dims:
+    n_layer: int
+    n_embd: int
+    n_vocab: int
+    n_ff: int
+    heads: list[int]
+    heads_kv: list[int]
+    head_k: list[int]
+    head_v: list[int]
+    swa: list[bool]
+    n_swa: int
+    recurrent: list[int]  # bytes of recurrent state per layer (0: attention layer)
+
+
+def _arch_int(header: GGUFHeader, key: str, default: int = 0) -> int:
+    value = header.arch_value(key, default)
+    if isinstance(value, (list, ArraySummary)):
+        items = value.head if isinstance(value, ArraySummary) else value
+        return max((int(v) for v in items), default=default)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _swa_layers(header: GGUFHeader, n_layer: int) -> list[bool]:
+    if header.sliding_window <= 0:
+        return [False] * n_layer
+    pattern = header.arch_value("attention.sliding_window_pattern")
+    if isinstance(pattern, list) and len(pattern) == n_layer:
+        return [bool(v) for v in pattern]
+    n_pattern, dense_first = _SWA_PATTERNS.get(header.architecture, (0, False))
+    if isinstance(pattern, int) and not isinstance(pattern, bool):
+        n_pattern = pattern
+    if dense_first:
+        return [n_pattern == 0 or il % n_pattern != 0 for il in range(n_layer)]
+    return [n_pattern == 0 or il % n_pattern < n_pattern - 1 for il in range(n_layer)]
+
+
+def _tensor_dim(header: GGUFHeader, name: str, axis: int) -> int:
+    tensor = next((t for t in header.tensors if t.name == name), None)
+    return tensor.shape[axis] if tensor is not None and len(tensor.shape) > axis else 0
+
+
+def _dims(header: GGUFHeader, unknown: list[str]) -> _Dims | None:
+    """The hyperparameters llama.cpp sizes its buffers with; None when the attention shape is unknown."""
+    n_layer, n_embd = header.block_count, header.embedding_length
+    n_vocab = header.vocab_size or _tensor_dim(header, "token_embd.weight", 1)
+    n_ff = _arch_int(header, "feed_forward_length") or _tensor_dim(header, "blk.0.ffn_up.weight", 1)
+    if not header.architecture:
+        unknown.append("architecture (general.architecture missing): only the weights are estimated")
+        return None
+    if n_layer <= 0 or n_embd <= 0:
+        unknown.append(f"{header.architecture}: block_count/embedding_length missing; only the weights are estimated")
+        return None
+    if n_layer > 100_000 or n_embd > 1 << 24:
+        raise ModelFileError(f"Impossible dimensions: {n_layer} layers of width {n_embd}.")
+    recurrent = [0] * n_layer
+    heads, heads_kv = header.head_count_per_layer, header.head_count_kv_per_layer
+    if header.architecture in _RECURRENT or (heads_kv and 0 in heads_kv and _arch_int(header, "ssm.state_size")):
+        d_state, d_inner = _arch_int(header, "ssm.state_size"), _arch_int(header, "ssm.inner_size")
+        d_conv, groups = _arch_int(header, "ssm.conv_kernel"), _arch_int(header, "ssm.group_count")
+        state = (max(d_conv - 1, 0) * (d_inner + 2 * groups * d_state) + d_state * d_inner) * 4
+        if header.architecture.startswith(("rwkv", "arwkv")):
+            head = _arch_int(header, "wkv.head_size")
+            state = (_arch_int(header, "token_shift_count", 2) * n_embd + n_embd * head) * 4
+        recurrent = [state if (not heads_kv or heads_kv[il] == 0) else 0 for il in range(n_layer)]
+        if header.architecture in _RECURRENT:
+            heads, heads_kv = [0] * n_layer, [0] * n_layer
+    if not heads:
+        unknown.append(f"{header.architecture}: attention.head_count missing; KV cache and compute not estimated")
+        return None
+    if any(h <= 0 for h, r in zip(heads, recurrent) if not r) and header.architecture not in _RECURRENT:
+        raise ModelFileError(f"Impossible dimensions: a layer has {min(heads)} attention heads.")
+    for il, (h, hkv) in enumerate(zip(heads, heads_kv)):
+        if hkv < 0 or hkv > h or (hkv and h % hkv):
+            raise ModelFileError(f"Impossible dimensions: layer {il} has {h} heads and {hkv} KV heads.")
+    k_len = header.key_length or (n_embd // max(heads) if max(heads) else 0)
+    v_len = header.value_length or k_len
+    swa = _swa_layers(header, n_layer)
+    k_swa = _arch_int(header, "attention.key_length_swa", k_len)
+    v_swa = _arch_int(header, "attention.value_length_swa", v_len)
+    head_k = [k_swa if swa[il] else k_len for il in range(n_layer)]
+    head_v = [v_swa if swa[il] else v_len for il in range(n_layer)]
+    if any(heads_kv[il] and (head_k[il] <= 0 or head_v[il] <= 0) for il in range(n_layer)):
+        raise ModelFileError(f"Impossible dimensions: head size {k_len}/{v_len} for width {n_embd}.")
+    if n_vocab <= 0:
+        unknown.append("vocabulary size: output buffer not estimated")
+    return _Dims(n_layer, n_embd, n_vocab, n_ff, heads, heads_kv, head_k, head_v, swa, header.sliding_window,
+                 recurrent)
+
+
+def _row_bytes(type_name: str, n: int) -> int:
+    type_id = GGML_TYPE_IDS.get(type_name.lower())
+    if type_id is None:
+        raise ModelFileError(f"Unknown KV cache type {type_name!r}.")
+    _, block, size = GGML_TYPES[type_id]
+    return -(-n // block) * size
+
+
+_LAYER = re.compile(r"^blk\.(\d+)\.")
+
+
+def _weights(header: GGUFHeader, i_gpu_start: int, gpu: bool) -> tuple[int, int, int]:
+    """(CPU bytes, GPU bytes, expert bytes) with llama.cpp's placement: input on CPU, layers from the end."""
+    cpu = gpu_bytes = experts = 0
+    n_layer = header.block_count
+    names = {t.name for t in header.tensors}
+    for tensor in header.tensors:
+        match = _LAYER.match(tensor.name)
+        if "_exps" in tensor.name:
+            experts += tensor.n_bytes
+        if tensor.name.startswith(("token_embd", "position_embd", "token_types")):
+            layer = -1  # the input layer always stays on the CPU
+        else:
+            layer = int(match.group(1)) if match else n_layer
+        on_gpu = gpu and layer >= i_gpu_start and layer >= 0
+        if on_gpu:
+            gpu_bytes += tensor.n_bytes
+        else:
+            cpu += tensor.n_bytes
+        if tensor.name == "token_embd.weight" and "output.weight" not in names and gpu and n_layer >= i_gpu_start:
+            gpu_bytes += tensor.n_bytes  # tied output: llama.cpp loads a second copy on the output device
+    return cpu, gpu_bytes, experts
+
+
+def _compute(d: _Dims, *, n_tokens: int, n_outputs: int, kv_size: int, flash: bool, layers: bool,
+             output: bool) -> int:
+    """ggml-alloc's high-water mark for the prompt graph (n_ubatch tokens, full KV, every token output)."""
+    t = n_tokens
+    n_head = max(d.heads)
+    resid = _K_RESID * d.n_embd * t * 4
+    qkv = (n_head * max(d.head_k) + 2 * max(d.heads_kv) * max(d.head_k)) * t * 4
+    ffn = _K_FFN * d.n_ff * t * 4
+    attn = 0 if flash else _K_ATTN * kv_size * t * n_head * 4
+    mask = kv_size * t * (6 if flash else 4)
+    logits = _K_OUT * d.n_vocab * n_outputs * 4 + d.n_embd * t * 4
+    peak = 0.0
+    if layers:
+        peak = max(resid + ffn, resid + qkv + attn) + mask
+    if output:
+        peak = max(peak, logits + resid)
+    return int(peak)
+
+
+def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type_v: str = "f16",
+                    n_batch: int = 2048, n_ubatch: int = 512, n_gpu_layers: int = 0,
+                    flash_attn: FlashAttn = "auto", swa_full: bool = False, gpu: bool = True) -> MemoryEstimate:
+    """Memory for one model load and context, split between the CPU and the (first) GPU.
+
+    `gpu=False` places everything on the CPU whatever n_gpu_layers says (as a CPU-only build does).
+    """
+    if not 0 < n_ctx <= _MAX_CTX:
+        raise ModelFileError(f"Context size {n_ctx} is out of range (1 to {_MAX_CTX}).")
+    if n_batch < 1 or n_ubatch < 1 or n_gpu_layers < 0:
+        raise ModelFileError("n_batch and n_ubatch must be at least 1 and n_gpu_layers at least 0.")
+    unknown: list[str] = []
+    notes: list[str] = []
+    n_layer = header.block_count
+    ngl = min(n_gpu_layers, n_layer + 1) if gpu else 0
+    i_gpu_start = max(n_layer + 1 - ngl, 0)
+    cpu_w, gpu_w, experts = _weights(header, i_gpu_start, ngl > 0)
+    cpu = DeviceMemory("CPU", weights=cpu_w)
+    gpu_dev = DeviceMemory("GPU", weights=gpu_w)
+    if header.is_split:
+        notes.append(f"split model: this header is part {header.split_index + 1} of {header.split_count}; "
+                     "weights count only this part")
+    if type_v.lower() not in ("f16", "f32", "bf16") and flash_attn == "off":
+        raise ModelFileError("A quantized V cache needs flash attention (llama.cpp refuses it with -fa off).")
+    flash = flash_attn != "off"  # "auto" resolves to on wherever the device supports it (CPU, CUDA, Metal)
+    kv_size = -(-n_ctx // 256) * 256
+    d = _dims(header, unknown)
+    estimate = MemoryEstimate(n_ctx=kv_size, n_gpu_layers=ngl, flash_attn=flash, devices=[cpu, gpu_dev],
+                              expert_weights=experts, unknown=unknown, notes=notes)
+    if d is None:
+        return estimate
+    batch = min(n_ctx, n_batch)
+    n_tokens = min(kv_size, min(batch, n_ubatch))
+    swa_size = min(kv_size, -(-(d.n_swa + n_tokens) // 256) * 256) if d.n_swa and not swa_full else kv_size
+    for il in range(d.n_layer):
+        device = gpu_dev if il >= i_gpu_start and ngl else cpu
+        if d.recurrent[il]:
+            device.kv += d.recurrent[il]
+            continue
+        if not d.heads_kv[il]:
+            continue
+        size = swa_size if d.swa[il] else kv_size
+        k = _row_bytes(type_k, d.heads_kv[il] * d.head_k[il] * size)
+        v = _row_bytes(type_v, d.heads_kv[il] * d.head_v[il] * size)
+        device.kv += k + v
+        if not d.swa[il]:
+            estimate.kv_per_token += (k + v) // size
+    if any(d.recurrent):
+        notes.append("recurrent layers: their state is counted with the KV cache")
+    output_on_gpu = ngl > 0
+    host_output = d.n_vocab * 4  # one sequence: logits for one token, in host memory
+    cpu.output = host_output
+    cpu_layers = i_gpu_start > 0 or not ngl
+    gpu_layers = ngl > 1
+    cpu.compute = _compute(d, n_tokens=n_tokens, n_outputs=n_tokens, kv_size=kv_size, flash=flash,
+                           layers=cpu_layers, output=not output_on_gpu)
+    if ngl:
+        gpu_dev.compute = _compute(d, n_tokens=n_tokens, n_outputs=n_tokens, kv_size=kv_size, flash=flash,
+                                   layers=gpu_layers, output=output_on_gpu)
+        # The embedding lookup runs on the CPU; its result crosses in a pinned host buffer.
+        cpu.compute = max(cpu.compute, d.n_embd * n_tokens * 4)
+    if header.architecture not in _KNOWN_GRAPH:
+        notes.append(f"{header.architecture}: compute buffer estimated with a generic transformer graph")
+    return estimate
+
+
+_KNOWN_GRAPH = {"llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3", "phi3", "qwen2moe",
+                "qwen3moe", "mixtral", "granite", "olmo", "olmo2", "stablelm", "starcoder2", "smollm3", "exaone"}
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _budgets(hardware: HardwareInfo, notes: list[str]) -> tuple[int, int, str, bool]:
+    """(RAM budget, VRAM budget, GPU name, unified) after the reserves; VRAM 0 means no usable GPU."""
+    ram = hardware.ram_available - RAM_RESERVE
+    if not hardware.gpus:
+        return ram, 0, "", False
+    gpu = hardware.gpus[0]
+    build = hardware.llama
+    if build is not None and not build.error and not build.gpu_devices:
+        notes.append(f"{gpu.name} is present but this llama.cpp build has no GPU backend: CPU only")
+        return ram, 0, "", False
+    free = gpu.memory_free or gpu.memory_total
+    if build is not None and build.gpu_devices:
+        free = int(build.gpu_devices[0].get("memory_free") or free)  # llama.cpp's own view of the device
+    if len(hardware.gpus) > 1:
+        notes.append(f"{len(hardware.gpus)} GPUs: the estimate places layers on the first one only")
+    return ram, max(free - GPU_RESERVE, 0), gpu.name, gpu.unified_memory
+
+
+def fit_verdict(header: GGUFHeader, hardware: HardwareInfo, *, n_ctx: int | None = None, type_k: str = "f16",
+                type_v: str = "f16", n_batch: int = 2048, n_ubatch: int = 512, flash_attn: FlashAttn = "auto",
+                swa_full: bool = False) -> FitVerdict:
+    """Fully on the GPU, partial offload, CPU only or does not fit; with the suggested offload and largest context."""
+    notes: list[str] = []
+    ram, vram, gpu_name, unified = _budgets(hardware, notes)
+    train_ctx = header.context_length or 131072
+    ctx = n_ctx or min(train_ctx, 4096)
+    n_layer = header.block_count
+
+    def est(ngl: int, c: int) -> MemoryEstimate:
+        return estimate_memory(header, n_ctx=c, type_k=type_k, type_v=type_v, n_batch=n_batch, n_ubatch=n_ubatch,
+                               n_gpu_layers=ngl, flash_attn=flash_attn, swa_full=swa_full, gpu=vram > 0)
+
+    def fits(e: MemoryEstimate) -> bool:
+        host, dev = e.device("CPU").total, e.device("GPU").total
+        if unified:
+            return host + dev <= ram and dev <= vram
+        return host <= ram and dev <= vram
+
+    options = list(range(n_layer + 1, -1, -1)) if vram > 0 else [0]
+    chosen = next((ngl for ngl in options if fits(est(ngl, ctx))), None)
+    if chosen is None:  # nothing fits at this context; find the offload that fits the most context
+        chosen = next((ngl for ngl in options if fits(est(ngl, 256))), options[-1])
+    lo, hi = 0, max(train_ctx, ctx) // 256
+    while lo < hi:  # fits() only gets harder as the context grows, so bisect in steps of 256
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(est(chosen, mid * 256)) else (lo, mid - 1)
+    max_ctx = lo * 256
+    estimate = est(chosen, ctx)
+    host, dev = estimate.device("CPU").total, estimate.device("GPU").total
+    headroom_ram = ram - host - (dev if unified else 0)
+    headroom_vram = vram - dev if vram else 0
+    notes += estimate.notes + [f"unknown: {u}" for u in estimate.unknown]
+    at = f"at {ctx} tokens of context"
+    if not fits(estimate):
+        verdict: Verdict = "no_fit"
+        summary = (f"Does not fit {at}: needs {_gib(host)} RAM{f' and {_gib(dev)} VRAM' if dev else ''}, "
+                   f"{_gib(ram)} RAM{f' and {_gib(vram)} VRAM' if vram else ''} usable"
+                   + (f"; up to {max_ctx} tokens would fit with n_gpu_layers {chosen}." if max_ctx else "."))
+    elif chosen == n_layer + 1 and vram:
+        verdict = "gpu"
+        summary = f"Runs fully on the GPU ({gpu_name}) {at}: {_gib(dev)} of {_gib(vram)} usable VRAM."
+    elif chosen > 0:
+        verdict = "partial"
+        summary = (f"Partial offload {at}: {chosen} of {n_layer + 1} layers on {gpu_name} ({_gib(dev)} VRAM), "
+                   f"the rest on the CPU ({_gib(host)} RAM).")
+    else:
+        verdict = "cpu"
+        summary = f"Runs on the CPU only {at}: {_gib(host)} of {_gib(ram)} usable RAM."
+    if verdict != "no_fit":
+        summary += f" Largest context that fits: {max_ctx} tokens."
+    return FitVerdict(verdict=verdict, summary=summary, n_ctx=ctx, n_gpu_layers=chosen, max_ctx=max_ctx,
+                      headroom_ram=headroom_ram, headroom_vram=headroom_vram, estimate=estimate, notes=notes)
+
+
+def estimate_for_job(job: BenchJob, test: BenchTest, *, header: GGUFHeader | None = None,
+                     gpu: bool | None = None) -> dict[str, int]:
+    """The estimate for one benchmark run, under the names of BenchResult's measured buffer fields (bytes).
+
+    `gpu=None` asks the installed llama.cpp build (once per process, in a child) whether it has a GPU device.
+    """
+    if header is None:
+        header = read_gguf_header(job.model_path)
+    if gpu is None:
+        from models.hardware import llama_build
+
+        gpu = bool(llama_build().gpu_devices)
+    p = job.params
+    e = estimate_memory(header, n_ctx=max(test.n_ctx, 1), type_k=p.type_k, type_v=p.type_v, n_batch=p.n_batch,
+                        n_ubatch=p.n_ubatch, n_gpu_layers=p.n_gpu_layers, flash_attn=p.flash_attn,
+                        swa_full=False, gpu=gpu)
+    return {"buf_model": e.weights, "buf_kv": e.kv, "buf_compute": e.compute, "buf_output": e.output,
+            "total": e.total}

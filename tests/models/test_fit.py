@@ -1,0 +1,187 @@
+"""The memory estimate and the fit verdict, on generated headers of known shapes and on hand-built machines."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from models.bench.spec import BenchJob, BenchParams, BenchTest
+from models.errors import ModelFileError
+from models.fit import GPU_RESERVE, RAM_RESERVE, estimate_for_job, estimate_memory, fit_verdict
+from models.gguf import GGUFHeader, read_gguf_header
+from models.hardware import CpuInfo, GpuInfo, HardwareInfo, LlamaBuild
+from tests.models.gguf_factory import Shape, write_model
+
+GIB = 2**30
+
+
+def make(tmp_path: Path, shape: Shape) -> GGUFHeader:
+    return read_gguf_header(write_model(tmp_path / f"{abs(hash(shape))}.gguf", shape))
+
+
+def machine(*, ram: int, vram: int = 0, gpu_backend: bool = True, unified: bool = False) -> HardwareInfo:
+    """A machine described by real dataclasses (no probe): what fit_verdict reads."""
+    gpus = [GpuInfo(index=0, name="Test GPU", vendor="NVIDIA", memory_total=vram, memory_free=vram,
+                    unified_memory=unified)] if vram else []
+    devices = [{"name": "CPU", "type": "CPU", "memory_free": ram, "memory_total": ram}]
+    if vram and gpu_backend:
+        devices.append({"name": "CUDA0", "type": "GPU", "memory_free": vram, "memory_total": vram})
+    return HardwareInfo(os="test", python="3", cpu=CpuInfo(model="test", physical_cores=4, logical_cores=8),
+                        ram_total=ram, ram_available=ram, swap_total=0, swap_free=0, gpus=gpus,
+                        llama=LlamaBuild(backends=["CPU"], devices=devices))
+
+
+def test_kv_cache_is_exact_for_gqa_and_quantized_types(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(n_layer=4, n_head=8, n_head_kv=2, head_dim=32))
+    e = estimate_memory(h, n_ctx=4096)
+    assert e.kv == 4 * 4096 * (2 * 32) * 2 * 2  # layers x ctx x (K + V rows) x f16
+    assert e.kv_per_token == 4 * 2 * 64 * 2
+    q8 = estimate_memory(h, n_ctx=4096, type_k="q8_0", type_v="q8_0")
+    assert q8.kv == 4 * 4096 * 2 * (64 // 32 * 34)
+    assert estimate_memory(h, n_ctx=1000).n_ctx == 1024  # llama.cpp pads the context to 256
+    assert estimate_memory(h, n_ctx=1000).kv == estimate_memory(h, n_ctx=1024).kv
+
+
+def test_head_size_from_key_length(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(n_embd=256, n_head=4, n_head_kv=4, head_dim=128))
+    assert estimate_memory(h, n_ctx=512).kv == 4 * 512 * 2 * (4 * 128) * 2
+
+
+def test_per_layer_kv_heads(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(n_layer=3, n_head=8, head_count_kv_per_layer=(2, 0, 4)))
+    assert estimate_memory(h, n_ctx=256).kv == 256 * 2 * (2 + 0 + 4) * 32 * 2
+
+
+def test_sliding_window_layers(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(arch="gemma3", n_layer=6, sliding_window=128, head_dim=64, n_head=4, n_head_kv=1))
+    per_token_layer = 2 * 64 * 2
+    e = estimate_memory(h, n_ctx=4096, n_ubatch=512)
+    # gemma3: five sliding-window layers in six; their cache holds the window plus one ubatch, padded to 256.
+    assert e.kv == 5 * 768 * per_token_layer + 1 * 4096 * per_token_layer
+    assert e.kv_per_token == per_token_layer
+    assert estimate_memory(h, n_ctx=4096, swa_full=True).kv == 6 * 4096 * per_token_layer
+    assert estimate_memory(h, n_ctx=512).kv == 6 * 512 * per_token_layer  # window larger than the context
+
+
+def test_moe_experts_are_accounted(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(n_expert=4, n_expert_used=2))
+    e = estimate_memory(h, n_ctx=512)
+    assert e.expert_weights == sum(t.n_bytes for t in h.tensors if "_exps" in t.name) > 0
+    assert e.weights == h.tensor_bytes
+
+
+def test_weights_per_device_follow_llama_cpp_placement(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(n_layer=4))
+    embd = next(t.n_bytes for t in h.tensors if t.name == "token_embd.weight")
+    out = sum(t.n_bytes for t in h.tensors if t.name.startswith("output"))
+    layer = sum(t.n_bytes for t in h.tensors if t.name.startswith("blk.3."))
+    cpu_only = estimate_memory(h, n_ctx=512, n_gpu_layers=0)
+    assert (cpu_only.device("CPU").weights, cpu_only.device("GPU").weights) == (h.tensor_bytes, 0)
+    assert estimate_memory(h, n_ctx=512, n_gpu_layers=1).device("GPU").weights == out  # the output layer first
+    assert estimate_memory(h, n_ctx=512, n_gpu_layers=2).device("GPU").weights == out + layer
+    full = estimate_memory(h, n_ctx=512, n_gpu_layers=99)
+    assert full.n_gpu_layers == 5 and full.device("CPU").weights == embd  # the input layer stays on the CPU
+    assert full.device("GPU").kv == full.kv and full.device("CPU").kv == 0
+    no_gpu = estimate_memory(h, n_ctx=512, n_gpu_layers=99, gpu=False)
+    assert no_gpu.device("GPU").total == 0 and no_gpu.n_gpu_layers == 0
+
+
+def test_tied_output_is_loaded_twice_when_offloaded(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(tied_output=True))
+    embd = next(t.n_bytes for t in h.tensors if t.name == "token_embd.weight")
+    full = estimate_memory(h, n_ctx=512, n_gpu_layers=99)
+    assert full.weights == h.tensor_bytes + embd
+
+
+def test_compute_and_output_grow_as_llama_cpp_does(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape())
+    small, large = estimate_memory(h, n_ctx=512), estimate_memory(h, n_ctx=32768)
+    assert small.output == large.output == h.vocab_size * 4
+    no_fa = estimate_memory(h, n_ctx=32768, flash_attn="off")
+    assert no_fa.compute > large.compute >= small.compute > 0
+    assert estimate_memory(h, n_ctx=512, n_ubatch=128).compute < small.compute
+
+
+def test_unknown_architecture_gives_weights_and_says_what_is_unknown(tmp_path: Path) -> None:
+    body = b"".join([
+        struct.pack("<Q", 20) + b"general.architecture" + struct.pack("<I", 8) + struct.pack("<Q", 7) + b"mystery",
+        struct.pack("<Q", 4) + b"w.fc" + struct.pack("<I", 2) + struct.pack("<QQ", 64, 3) + struct.pack("<IQ", 1, 0),
+    ])
+    data = b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + body
+    data += b"\0" * (-len(data) % 32) + b"\0" * (64 * 3 * 2)
+    (tmp_path / "m.gguf").write_bytes(data)
+    e = estimate_memory(read_gguf_header(tmp_path / "m.gguf"), n_ctx=512)
+    assert e.weights == 64 * 3 * 2 and e.kv == 0 and e.compute == 0
+    assert e.unknown and "mystery" in e.unknown[0]
+
+
+@pytest.mark.parametrize(("shape", "match"), [
+    (Shape(n_head=8, n_head_kv=16), "8 heads and 16 KV heads"),
+    (Shape(n_head=8, n_head_kv=3), "8 heads and 3 KV heads"),
+])
+def test_impossible_dimensions(tmp_path: Path, shape: Shape, match: str) -> None:
+    with pytest.raises(ModelFileError, match=match):
+        estimate_memory(make(tmp_path, shape), n_ctx=512)
+
+
+def test_zero_heads_and_bad_options(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape())
+    h.head_count_per_layer = [0] * h.block_count
+    with pytest.raises(ModelFileError, match="0 attention heads"):
+        estimate_memory(h, n_ctx=512)
+    good = make(tmp_path, Shape())
+    for kwargs, match in (({"n_ctx": 0}, "out of range"), ({"n_ctx": 1 << 40}, "out of range"),
+                          ({"n_ctx": 512, "type_k": "q3_x"}, "Unknown KV cache type"),
+                          ({"n_ctx": 512, "type_v": "q8_0", "flash_attn": "off"}, "needs flash attention")):
+        with pytest.raises(ModelFileError, match=match):
+            estimate_memory(good, **kwargs)  # type: ignore[arg-type]
+
+
+def test_verdicts(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(n_layer=8, n_embd=512, n_ff=2048, n_vocab=4096))
+    need = estimate_memory(h, n_ctx=4096, n_gpu_layers=99)
+    big_gpu = fit_verdict(h, machine(ram=64 * GIB, vram=80 * GIB))
+    assert big_gpu.verdict == "gpu" and big_gpu.n_gpu_layers == 9 and big_gpu.max_ctx == 32768
+    assert big_gpu.headroom_vram == 80 * GIB - GPU_RESERVE - need.device("GPU").total
+    cpu = fit_verdict(h, machine(ram=64 * GIB))
+    assert cpu.verdict == "cpu" and cpu.n_gpu_layers == 0 and "CPU only" in cpu.summary
+    # A GPU whose memory holds only part of the model: some layers, not all.
+    gpu_need = need.device("GPU").total
+    partial = fit_verdict(h, machine(ram=64 * GIB, vram=GPU_RESERVE + gpu_need // 2))
+    assert partial.verdict == "partial" and 0 < partial.n_gpu_layers < 9
+    assert partial.estimate.device("GPU").total <= gpu_need // 2
+    no_backend = fit_verdict(h, machine(ram=64 * GIB, vram=80 * GIB, gpu_backend=False))
+    assert no_backend.verdict == "cpu" and any("no GPU backend" in n for n in no_backend.notes)
+    tiny = fit_verdict(h, machine(ram=RAM_RESERVE + need.total // 4))
+    assert tiny.verdict == "no_fit" and tiny.headroom_ram < 0 and "Does not fit" in tiny.summary
+
+
+def test_largest_context_grows_with_memory(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(n_layer=8, n_embd=512, n_head=8, n_head_kv=8, n_ff=1024, ctx_train=1 << 20))
+    weights = estimate_memory(h, n_ctx=256).total
+    small = fit_verdict(h, machine(ram=RAM_RESERVE + weights + 64 * 2**20))
+    large = fit_verdict(h, machine(ram=RAM_RESERVE + weights + 512 * 2**20))
+    assert 0 < small.max_ctx < large.max_ctx <= 1 << 20
+    at_max = estimate_memory(h, n_ctx=large.max_ctx)
+    beyond = estimate_memory(h, n_ctx=large.max_ctx + 256)
+    assert at_max.total <= 512 * 2**20 + weights < beyond.total
+
+
+def test_unified_memory_counts_gpu_and_cpu_against_the_same_ram(tmp_path: Path) -> None:
+    h = make(tmp_path, Shape(n_layer=8, n_embd=512, n_ff=2048, n_vocab=4096))
+    need = estimate_memory(h, n_ctx=4096, n_gpu_layers=99).total
+    roomy = fit_verdict(h, machine(ram=64 * GIB, vram=48 * GIB, unified=True))
+    assert roomy.verdict == "gpu" and roomy.headroom_ram == 64 * GIB - RAM_RESERVE - need
+
+
+def test_estimate_for_job_uses_the_result_field_names(tmp_path: Path) -> None:
+    path = write_model(tmp_path / "m.gguf", Shape())
+    job = BenchJob(model_path=path, params=BenchParams(n_threads=1, n_gpu_layers=99, type_k="q8_0",
+                                                       type_v="q8_0"), tests=(BenchTest(512, 0),))
+    out = estimate_for_job(job, job.tests[0], gpu=False)
+    assert set(out) == {"buf_model", "buf_kv", "buf_compute", "buf_output", "total"}
+    e = estimate_memory(read_gguf_header(path), n_ctx=512, type_k="q8_0", type_v="q8_0", gpu=False)
+    assert (out["buf_kv"], out["total"]) == (e.kv, e.total)
+    assert out["total"] == out["buf_model"] + out["buf_kv"] + out["buf_compute"] + out["buf_output"]
