@@ -33,7 +33,7 @@ def make_result(*, model: str = "SmolLM2-135M-Instruct.Q4_1.gguf", n_prompt: int
     if n_depth:
         name += f" @ d{n_depth}"
     spread = statistics.stdev(samples_ts) if len(samples_ts) > 1 else 0.0
-    return BenchResult(
+    values: dict[str, Any] = dict(
         build_commit="abc1234", build_number=4000, cpu_info="AMD Ryzen 7 7840U", backends="CPU",
         model_filename=model, model_type="llama 135M Q4_1", model_size=size, model_n_params=n_params,
         n_batch=2048, n_ubatch=512, n_threads=n_threads, n_gpu_layers=99, n_prompt=n_prompt, n_gen=n_gen,
@@ -45,7 +45,9 @@ def make_result(*, model: str = "SmolLM2-135M-Instruct.Q4_1.gguf", n_prompt: int
         error="" if status == "ok" else "the worker was stopped", load_ms=120.5, ttft_ms=35.0 if status == "ok" else 0,
         mem_rss_anon=60 * 2**20, mem_rss_file=95 * 2**20, mem_peak=180 * 2**20, buf_model=90 * 2**20,
         buf_kv=12 * 2**20, n_ctx=n_prompt + n_gen + n_depth, model_sha256=sha256, model_path=f"/models/{model}",
-        fit_estimate={"total": 170 * 2**20, "weights": 94 * 2**20, "kv": 12 * 2**20}, **extra)
+        fit_estimate={"total": 170 * 2**20, "weights": 94 * 2**20, "kv": 12 * 2**20})
+    values.update(extra)
+    return BenchResult(**values)
 
 
 @pytest.fixture

@@ -1,0 +1,79 @@
+"""The HTML report, rendered in headless Chromium: it loads without script errors and draws every chart."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from models.compare import compare_runs
+from models.report_html import render_html
+from models.reports import export_report
+
+from .sample_runs import fill_store
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("Headless Chromium is needed to test the HTML report and was not found on PATH; "
+                "install it (Debian/Ubuntu: `apt-get install -y chromium`). CI installs it.")
+
+
+def _dump_dom(page: Path, profile: Path) -> str:
+    """The page's DOM after load, scripts run, with no network and a throwaway profile."""
+    proc = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _body(dom: str) -> dict[str, str]:
+    tag = re.search(r"<body([^>]*)>", dom)
+    assert tag, dom[:500]
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', tag.group(1)))
+
+
+def test_the_report_loads_without_errors_and_draws_its_charts(tmp_path: Path) -> None:
+    runs = fill_store(tmp_path / "s.sqlite3")
+    page = export_report(runs, tmp_path / "report.html")
+    dom = _dump_dom(page, tmp_path / "profile")
+    body = _body(dom)
+    errors = re.search(r'<pre id="js-errors"[^>]*>(.*?)</pre>', dom, re.S)
+    assert body["data-ready"] == "1", "the page's closing script never ran"
+    assert body["data-js-errors"] == "0", errors.group(1) if errors else dom[-1000:]
+    assert body["data-charts"] == body["data-charts-drawn"] == "6"
+    points = dict(re.findall(r'<svg class="chart"[^>]*aria-label="([^"]+)"[^>]*data-points="(\d+)"', dom))
+    # 6 rows (3 models on A, 3 on B of which one only failed); depth sweeps at 0, 512, 1024.
+    assert points == {"Prompt processing throughput per model": "5", "Generation throughput per model": "5",
+                      "Memory per model": "16", "Speed against file size": "5",
+                      "Prompt processing throughput against context depth": "15",
+                      "Generation throughput against context depth": "15"}
+    for text in ("AMD Ryzen 7 7840U", "Intel Core i9-13900K", "Qwen3-0.6B-Q8_0.gguf", "failed to load the model"):
+        assert text in dom
+
+
+def test_the_report_is_self_contained(tmp_path: Path) -> None:
+    html = render_html(fill_store(tmp_path / "s.sqlite3"))
+    assert not re.search(r"""\b(?:src|href)\s*=|url\(|@import""", html)
+    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) == {"http://www.w3.org/2000/svg"}  # a namespace name
+    assert "prefers-color-scheme:dark" in html
+
+
+def test_the_error_check_itself_catches_a_script_error(tmp_path: Path) -> None:
+    runs = fill_store(tmp_path / "s.sqlite3")
+    html = render_html(runs, comparison=compare_runs(runs, baseline=runs[0].id))
+    broken = html.replace("</main>", "<script>undefinedFunction();</script></main>")
+    page = tmp_path / "broken.html"
+    page.write_text(broken)
+    dom = _dump_dom(page, tmp_path / "profile")
+    assert _body(dom)["data-js-errors"] == "1"
+    assert "undefinedFunction" in dom
