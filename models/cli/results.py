@@ -3,7 +3,140 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from models.errors import ReportError
+
+log = logging.getLogger(__name__)
+
+
+def _run_ids(specs: list[str]) -> list[int] | None:
+    """Run ids from "7", "3-5" or "3,4"; None for "all"."""
+    ids: list[int] = []
+    for spec in specs:
+        for part in spec.split(","):
+            part = part.strip()
+            if part == "all":
+                return None
+            try:
+                if "-" in part:
+                    first, last = (int(x) for x in part.split("-", 1))
+                    ids += list(range(first, last + 1))
+                elif part:
+                    ids.append(int(part))
+            except ValueError:
+                raise ReportError(f"{part!r} is not a run id (use numbers like 7, ranges like 3-5, or all).") \
+                    from None
+    return list(dict.fromkeys(ids))
+
+
+def _store():  # noqa: ANN202 - the store module loads only when a results command runs
+    from models.results import ResultsStore
+
+    return ResultsStore()
+
+
+def _selected(store, specs: list[str]):  # noqa: ANN001, ANN202
+    ids = _run_ids(specs)
+    runs = store.list_runs() if ids is None else store.get_runs(ids)
+    if not runs:
+        raise ReportError("No runs selected (the results database is empty).")
+    return runs
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from models.reports import report_row
+    from models.results import RunFilter
+
+    filters = RunFilter(model=args.model or "", status=args.status or "",
+                        imported=True if args.imported else False if args.local else None)
+    with _store() as store:
+        runs = store.list_runs(filters=filters, limit=args.limit)
+    if args.json:
+        json.dump([report_row(r) for r in runs], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not runs:
+        print("No runs stored yet. Run `tokenometer bench MODEL` first.")
+        return 0
+    print(f"{'id':>5}  {'time':<19}  {'model':<36}  {'test':<16}  {'t/s':>18}  {'n':>2}  machine")
+    for rec in runs:
+        r = rec.result
+        speed = f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}" if r.status == "ok" else r.status
+        origin = f" (imported from {rec.imported_from})" if rec.imported_from else ""
+        print(f"{rec.id:>5}  {rec.started_at[:19]:<19}  {rec.model.get('file', '')[:36]:<36}  {r.test[:16]:<16}  "
+              f"{speed:>18}  {len(r.samples_ts):>2}  {rec.machine_label}{origin}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from models.compare import compare_runs, format_comparison
+
+    with _store() as store:
+        runs = _selected(store, args.runs)
+        if args.baseline is not None and args.baseline not in {r.id for r in runs}:
+            runs += store.get_runs([args.baseline])
+    comparison = compare_runs(runs, baseline=args.baseline)
+    if args.json:
+        json.dump(comparison.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_comparison(comparison))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from models.reports import export_report, format_of
+
+    fmt = args.format or format_of(args.output)
+    with _store() as store:
+        runs = _selected(store, args.runs)
+    path = export_report(runs, args.output, fmt=fmt)
+    print(f"Wrote {len(runs)} runs to {path} ({fmt}).")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from models.reports import read_report
+
+    records = read_report(args.file)
+    with _store() as store:
+        added, skipped = store.import_runs(records, source=args.file.name)
+    machines = sorted({r.machine_label for r in records})
+    print(f"Imported {added} runs from {args.file.name}" + (f" ({skipped} already present)" if skipped else "")
+          + f"; machine{'s' if len(machines) > 1 else ''}: {', '.join(machines)}.")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this area's subcommands (each sets `handler`)."""
+    runs = subparsers.add_parser("runs", help="list the stored benchmark runs, newest first")
+    runs.add_argument("--json", action="store_true", help="print llama-bench-shaped JSON records")
+    runs.add_argument("--model", help="only models whose file or repo contains this text")
+    runs.add_argument("--status", choices=("ok", "failed", "cancelled"))
+    origin = runs.add_mutually_exclusive_group()
+    origin.add_argument("--imported", action="store_true", help="only runs imported from other machines")
+    origin.add_argument("--local", action="store_true", help="only runs made by this store")
+    runs.add_argument("--limit", type=int, help="at most this many runs")
+    runs.set_defaults(handler=_cmd_runs)
+
+    compare = subparsers.add_parser("compare", help="compare runs side by side (mean ± spread, n)")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids (7, 3-5) or all")
+    compare.add_argument("--baseline", type=int, metavar="RUN", help="show changes against this run's row")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.set_defaults(handler=_cmd_compare)
+
+    report = subparsers.add_parser("report", help="export runs as md, csv, json, jsonl, sql or html")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run ids (7, 3-5) or all")
+    report.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                        help="the report file; its extension picks the format")
+    report.add_argument("--format", choices=("md", "csv", "json", "jsonl", "sql", "html"),
+                        help="override the format the extension implies")
+    report.set_defaults(handler=_cmd_report)
+
+    imp = subparsers.add_parser("import", help="add runs from a json, jsonl or csv report (e.g. another machine's)")
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.set_defaults(handler=_cmd_import)
