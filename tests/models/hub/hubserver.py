@@ -430,6 +430,7 @@ def make_gguf(path: Path, *, name: str = "tiny", arch: str = "llama", n_tensors:
     import gguf  # the test extra; imported here so the server module loads without it
     import numpy as np
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name(name)
     writer.add_context_length(2048)
