@@ -161,7 +161,8 @@ def _fill(row: CompareRow, records: list[RunRecord]) -> None:
         peak[job] = max(peak.get(job, 0), rec.result.mem_peak)
         anon[job] = max(anon.get(job, 0), rec.result.mem_rss_anon)
     measures: dict[str, list[float]] = {
-        "ttft_ms": [r.result.ttft_ms for r in per_job.values() if r.result.ttft_ms > 0],
+        "ttft_ms": [t for r in per_job.values()
+                    for t in (getattr(r.result, "ttft_samples_ms", None) or [r.result.ttft_ms]) if t > 0],
         "load_ms": [r.result.load_ms for r in per_job.values() if r.result.load_ms > 0],
         "mem_peak_mib": [v / MIB for v in peak.values() if v > 0],
         "mem_anon_mib": [v / MIB for v in anon.values() if v > 0],

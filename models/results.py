@@ -481,21 +481,25 @@ def _record(row: Sequence[Any]) -> RunRecord:
                      started_at=started, ended_at=ended, energy=energy, imported_from=imp_from, imported_at=imp_at)
 
 
-def record_events(store: ResultsStore, *, machine: dict[str, Any], model_identity: dict[str, Any] | None = None,
-                  energy_meter: Any = None, then: Callable[[Any], None] | None = None) -> Callable[[Any], None]:
-    """An on_event callback for BenchRunner that commits each "result" event the moment it arrives.
+def record_events(store: ResultsStore, *, machine: dict[str, Any],
+                  model_identity: dict[str, Any] | Callable[[Any], dict[str, Any] | None] | None = None,
+                  energy_meter: Any = None, then: Callable[[Any, Any], None] | None = None
+                  ) -> Callable[[Any, Any], None]:
+    """An on_event callback for BenchRunner (called as on_event(job, event)) that commits each "result"
+    event the moment it arrives, so a crash or kill afterwards loses nothing that was reported.
 
-    With an energy meter (models.energy.EnergyMeter), the energy of each test is the meter's lap since the
-    previous result, scaled to the time the timed repetitions took (the lap also spans load and warmup).
-    `then` receives every event afterwards, so the GUI or CLI can still watch them.
+    `model_identity` is a dict, or a function of the BenchJob (the library knows the repo and sha256).
+    With an energy meter (models.energy.EnergyMeter), a test's energy is the meter's lap since the previous
+    result, scaled to the time its timed repetitions took (the lap also spans load and warmup).
+    `then` receives every (job, event) afterwards, so the GUI or CLI can still watch them.
     """
-    state: dict[str, Any] = {"job": ""}
+    state: dict[str, Any] = {"job": None, "uid": ""}
 
-    def on_event(event: Any) -> None:
-        if event.kind == "started":
-            state["job"] = uuid.uuid4().hex
-            if energy_meter is not None:
-                energy_meter.start()
+    def on_event(job: Any, event: Any) -> None:
+        if job is not state["job"]:  # a new job: its results share one job id
+            state["job"], state["uid"] = job, uuid.uuid4().hex
+        if event.kind == "started" and energy_meter is not None:
+            energy_meter.start()
         elif event.kind == "result":
             result = BenchResult.from_json(event.data["result"])
             energy = None
@@ -506,11 +510,11 @@ def record_events(store: ResultsStore, *, machine: dict[str, Any], model_identit
                     share = min(1.0, timed_s / reading.seconds)
                     energy = EnergyFigures(joules=reading.joules * share, seconds=timed_s, source=reading.source,
                                            is_estimate=reading.is_estimate)
-            state["last_id"] = store.record_result(result, machine=machine, model_identity=model_identity,
-                                                   energy=energy, job=state["job"])
+            identity = model_identity(job) if callable(model_identity) else model_identity
+            store.record_result(result, machine=machine, model_identity=identity, energy=energy, job=state["uid"])
         elif event.kind == "finished" and energy_meter is not None and energy_meter.running:
             energy_meter.stop()
         if then is not None:
-            then(event)
+            then(job, event)
 
     return on_event

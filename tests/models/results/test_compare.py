@@ -15,7 +15,8 @@ from .conftest import MACHINE_A, MACHINE_B, make_result
 
 def test_rows_per_model_and_settings_columns_per_test_with_mean_spread_n(store: ResultsStore) -> None:
     ids = [
-        store.record_result(make_result(ts=(1000.0, 1010.0, 990.0)), machine=MACHINE_A, job="j1"),
+        store.record_result(make_result(ts=(1000.0, 1010.0, 990.0), ttft_samples_ms=[30.0, 40.0]),
+                            machine=MACHINE_A, job="j1"),
         store.record_result(make_result(n_prompt=0, n_gen=128, ts=(50.0, 52.0, 51.0)), machine=MACHINE_A,
                             job="j1", energy=EnergyFigures(joules=38.4, seconds=7.5, source="rapl",
                                                            is_estimate=False)),
@@ -38,6 +39,7 @@ def test_rows_per_model_and_settings_columns_per_test_with_mean_spread_n(store: 
     assert t4.cells["pp512"].spread == pytest.approx(statistics.stdev(pooled))
     assert t4.cells["tg128"].n == 3
     assert t4.cells["load_ms"].n == 2  # one load per job (j1, j2), not one per test result
+    assert t4.cells["ttft_ms"].n == 3 and t4.cells["ttft_ms"].mean == pytest.approx(35.0)  # j1's 2 samples, j2's
     assert t4.cells["mem_peak_mib"].mean == pytest.approx(180.0)
     assert t4.cells["energy_tg"].mean == pytest.approx(38.4 / (128 * 3))
     qwen = next(r for r in comparison.rows if "Qwen3" in r.model_label)
