@@ -31,9 +31,9 @@ _RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7", "rwkv6qwen2", "arwkv7")
 # Reserve beyond the logged buffers: the CUDA/Metal context and allocator slack are not in any buffer.
 GPU_RESERVE = 512 * MIB
 RAM_RESERVE = 1024 * MIB
-# ggml-alloc's peak over the graph, in f32 activations, fitted to llama.cpp's logged compute buffers
-# (benchmarks/fit_check.py prints the check).
-_K_RESID, _K_FFN, _K_ATTN, _K_OUT = 3.0, 3.0, 2.0, 1.0
+# Tensors of width n_embd / ffn_width / n_vocab alive at the peak of each graph stage, read off llama.cpp's
+# logged compute buffers (benchmarks/fit_check.py prints the check): gate, up and their product in the FFN.
+_K_RESID, _K_FFN, _K_OUT = 4, 3, 1
 
 
 @dataclass
@@ -124,6 +124,7 @@ class _Dims:
     n_embd: int
     n_vocab: int
     n_ff: int
+    ffn_width: int  # activations per token in the FFN: n_ff, or expert width x experts used for MoE
     heads: list[int]
     heads_kv: list[int]
     head_k: list[int]
@@ -204,7 +205,10 @@ def _dims(header: GGUFHeader, unknown: list[str]) -> _Dims | None:
         raise ModelFileError(f"Impossible dimensions: head size {k_len}/{v_len} for width {n_embd}.")
     if n_vocab <= 0:
         unknown.append("vocabulary size: output buffer not estimated")
-    return _Dims(n_layer, n_embd, n_vocab, n_ff, heads, heads_kv, head_k, head_v, swa, header.sliding_window,
+    ffn_width = n_ff
+    if header.expert_count and header.expert_used_count:
+        ffn_width = (_arch_int(header, "expert_feed_forward_length") or n_ff) * header.expert_used_count
+    return _Dims(n_layer, n_embd, n_vocab, n_ff, ffn_width, heads, heads_kv, head_k, head_v, swa, header.sliding_window,
                  recurrent)
 
 
@@ -244,21 +248,22 @@ def _weights(header: GGUFHeader, i_gpu_start: int, gpu: bool) -> tuple[int, int,
 
 def _compute(d: _Dims, *, n_tokens: int, n_outputs: int, kv_size: int, flash: bool, layers: bool,
              output: bool) -> int:
-    """ggml-alloc's high-water mark for the prompt graph (n_ubatch tokens, full KV, every token output)."""
-    t = n_tokens
-    n_head = max(d.heads)
-    resid = _K_RESID * d.n_embd * t * 4
-    qkv = (n_head * max(d.head_k) + 2 * max(d.heads_kv) * max(d.head_k)) * t * 4
-    ffn = _K_FFN * d.n_ff * t * 4
-    attn = 0 if flash else _K_ATTN * kv_size * t * n_head * 4
-    mask = kv_size * t * (6 if flash else 4)
-    logits = _K_OUT * d.n_vocab * n_outputs * 4 + d.n_embd * t * 4
-    peak = 0.0
-    if layers:
-        peak = max(resid + ffn, resid + qkv + attn) + mask
-    if output:
-        peak = max(peak, logits + resid)
-    return int(peak)
+    """ggml-alloc's high-water mark for the prompt graph (n_ubatch tokens, full KV, every token output).
+
+    The peak is the largest of three stages, each the tensors alive at once there (f32 activations):
+    attention (KQ scores without flash attention), the feed-forward block, and the output projection.
+    """
+    t, f32 = n_tokens, 4
+    embd = d.n_embd * t * f32
+    mask = kv_size * t * (2 if flash else 4)  # the KQ mask lives through every layer; f16 with flash attention
+    n_head, n_kv = max(d.heads), max(d.heads_kv)
+    qkv = (n_head * max(d.head_k) + n_kv * (max(d.head_k) + max(d.head_v))) * t * f32
+    scores = 0 if flash else kv_size * t * n_head * f32
+    attention = scores + mask + _K_RESID * embd + qkv
+    feed_forward = _K_FFN * d.ffn_width * t * f32 + _K_RESID * embd + mask
+    logits = _K_OUT * d.n_vocab * n_outputs * f32 + 2 * embd
+    peak = max(attention, feed_forward) if layers else 0
+    return int(max(peak, logits) if output else peak)
 
 
 def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type_v: str = "f16",

@@ -1,0 +1,174 @@
+"""Estimate vs measured: models.fit's buffer estimate against the buffer sizes llama.cpp logs, per model shape.
+
+Usage: .venv/bin/python benchmarks/fit_check.py [--quick] [--ngl N] [--json OUT]
+
+For the starter model and for random-weight GGUFs of several shapes (GQA, head sizes 32/64/128, a gemma3
+sliding-window model, an MoE), each at contexts 512..32768 with f16 and q8_0 KV, a child process loads the
+model with llama.cpp, creates each context, and reports the "... buffer size = X MiB" lines it logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+log = logging.getLogger(__name__)
+
+BUFFER = re.compile(r"(\S+)\s+(model|KV|compute|output|RS)\s+buffer size\s*=\s*([0-9.]+)\s*MiB")
+KINDS = {"model": "buf_model", "KV": "buf_kv", "RS": "buf_kv", "compute": "buf_compute", "output": "buf_output"}
+
+
+def child(model: str, configs: list[dict[str, Any]], ngl: int) -> None:
+    """In the child: load once, create each context, print the buffers llama.cpp logged as JSON lines."""
+    import ctypes
+
+    from llama_cpp import llama_cpp as ll
+
+    lines: list[str] = []
+    partial = [""]
+
+    @ll.llama_log_callback
+    def on_log(level: int, text: bytes, _user: Any) -> None:
+        partial[0] += (text or b"").decode("utf-8", "replace")
+        while "\n" in partial[0]:
+            line, partial[0] = partial[0].split("\n", 1)
+            lines.append(line)
+
+    ll.llama_log_set(on_log, ctypes.c_void_p(0))
+    ll.llama_backend_init()
+    mparams = ll.llama_model_default_params()
+    mparams.n_gpu_layers = ngl
+    loaded = ll.llama_model_load_from_file(model.encode(), mparams)
+    if not loaded:
+        print(json.dumps({"error": "load failed", "log": lines[-5:]}), flush=True)
+        return
+
+    def buffers(start: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for line in lines[start:]:
+            match = BUFFER.search(line)
+            if match:
+                key = KINDS[match.group(2)]
+                out[key] = out.get(key, 0) + int(round(float(match.group(3)) * 2**20))
+                out[f"{match.group(1)}:{match.group(2)}"] = int(round(float(match.group(3)) * 2**20))
+        return out
+
+    model_buffers = buffers(0)
+    types = {"f16": 1, "q8_0": 8, "f32": 0, "q4_0": 2}
+    for config in configs:
+        start = len(lines)
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = config["n_ctx"], config["n_batch"], config["n_ubatch"]
+        cparams.type_k, cparams.type_v = types[config["type_k"]], types[config["type_v"]]
+        cparams.flash_attn_type = {"off": 0, "on": 1, "auto": -1}[config["flash_attn"]]
+        cparams.swa_full = False  # as llama-bench and Tokenometer's worker do
+        cparams.n_threads = cparams.n_threads_batch = 1
+        ctx = ll.llama_init_from_model(loaded, cparams)
+        if not ctx:
+            print(json.dumps({**config, "error": " / ".join(lines[start:][-3:])}), flush=True)
+            continue
+        print(json.dumps({**config, **model_buffers, **buffers(start)}), flush=True)
+        ll.llama_free(ctx)
+    ll.llama_model_free(loaded)
+
+
+def shapes() -> list[Any]:
+    from tests.models.gguf_factory import Shape
+
+    return [
+        Shape(n_layer=4, n_embd=256, n_head=8, n_head_kv=2, n_ff=768),  # GQA 8/2, head 32
+        Shape(n_layer=4, n_embd=256, n_head=4, n_head_kv=4, n_ff=1024),  # MHA, head 64
+        Shape(n_layer=4, n_embd=512, n_head=4, n_head_kv=1, head_dim=128, n_ff=1536),  # head 128, GQA 4/1
+        Shape(arch="gemma3", n_layer=6, n_embd=256, n_head=4, n_head_kv=1, head_dim=64, n_ff=768,
+              sliding_window=512, tied_output=True),  # 5 of 6 layers sliding-window
+        Shape(n_layer=2, n_embd=256, n_head=8, n_head_kv=2, n_ff=32768),  # FFN-bound compute buffer
+        Shape(n_layer=2, n_embd=256, n_head=8, n_head_kv=2, n_ff=8192, n_expert=8, n_expert_used=2),  # MoE
+    ]
+
+
+def measure(model: Path, configs: list[dict[str, Any]], ngl: int) -> list[dict[str, Any]]:
+    proc = subprocess.run([sys.executable, __file__, "--child", str(model), "--ngl", str(ngl),
+                           "--configs", json.dumps(configs)], capture_output=True, text=True, timeout=1800)
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 and not rows:
+        raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-800:]}")
+    return rows
+
+
+def pct(est: int, real: int) -> str:
+    if real == 0:
+        return "   n/a" if est == 0 else "  +inf"
+    return f"{100.0 * (est - real) / real:+6.1f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--configs", help=argparse.SUPPRESS)
+    parser.add_argument("--ngl", type=int, default=0, help="n_gpu_layers (0 on a CPU-only build)")
+    parser.add_argument("--quick", action="store_true", help="two contexts and the starter model only")
+    parser.add_argument("--json", type=Path, help="also write every row here")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, json.loads(args.configs), args.ngl)
+        return 0
+
+    from models.fit import estimate_memory
+    from models.gguf import read_gguf_header
+    from models.starter import ensure_starter_model
+    from tests.models.gguf_factory import starter_tokenizer, write_model
+
+    starter = ensure_starter_model()
+    contexts = [512, 8192] if args.quick else [512, 2048, 8192, 32768]
+    configs = [dict(n_ctx=c, n_batch=2048, n_ubatch=512, type_k=t, type_v=t, flash_attn="auto")
+               for c in contexts for t in ("f16", "q8_0")]
+    configs += [dict(n_ctx=c, n_batch=2048, n_ubatch=512, type_k="f16", type_v="f16", flash_attn="off")
+                for c in contexts[:3]]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="tokenometer-fit-") as tmp:
+        models = [("SmolLM2-135M Q4_1 (starter)", starter)]
+        if not args.quick:
+            tokenizer = starter_tokenizer(starter)
+            for i, shape in enumerate(shapes()):
+                models.append((shape.label, write_model(Path(tmp) / f"shape{i}.gguf", shape, tokenizer=tokenizer)))
+        print(f"{'model':<40} {'ctx':>6} {'kv':>5} {'fa':>4} | {'weights MiB est/meas  err%':>27} | "
+              f"{'KV MiB est/meas  err%':>25} | {'compute MiB est/meas  err%':>27} | "
+              f"{'output MiB est/meas  err%':>26} | total err%")
+        for label, path in models:
+            header = read_gguf_header(path)
+            for row in measure(path, configs, args.ngl):
+                if "error" in row:
+                    print(f"{label:<40} {row.get('n_ctx', '?'):>6} error: {row['error']}")
+                    continue
+                e = estimate_memory(header, n_ctx=row["n_ctx"], type_k=row["type_k"], type_v=row["type_v"],
+                                    n_batch=row["n_batch"], n_ubatch=row["n_ubatch"], n_gpu_layers=args.ngl,
+                                    flash_attn=row["flash_attn"], gpu=args.ngl > 0)
+                est = {"buf_model": e.weights, "buf_kv": e.kv, "buf_compute": e.compute, "buf_output": e.output}
+                cells = []
+                for key in ("buf_model", "buf_kv", "buf_compute", "buf_output"):
+                    real = row.get(key, 0)
+                    cells.append(f"{est[key] / 2**20:9.2f}/{real / 2**20:9.2f} {pct(est[key], real)}")
+                total_real = sum(row.get(k, 0) for k in est)
+                print(f"{label:<40} {row['n_ctx']:>6} {row['type_k']:>5} {row['flash_attn']:>4} | "
+                      + " | ".join(cells) + f" | {pct(sum(est.values()), total_real)}", flush=True)
+                rows.append({"model": label, **row, "estimate": est})
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    worst = {k: max((abs(r["estimate"][k] - r.get(k, 0)) / r[k] for r in rows if r.get(k)), default=0.0)
+             for k in ("buf_model", "buf_kv", "buf_compute", "buf_output")}
+    print("worst |error| per buffer: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in worst.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
