@@ -56,6 +56,7 @@ class CompareRow:
     run_ids: list[int] = field(default_factory=list)
     failed: int = 0  # runs that failed or were cancelled (left out of the figures)
     imported: bool = False
+    energy_is_estimate: bool = False  # any of its energy figures came from a watts figure, not a sensor
     cells: dict[str, Stat] = field(default_factory=dict)
     diffs: dict[str, float] = field(default_factory=dict)  # percent change against the baseline row
     is_baseline: bool = False
@@ -171,6 +172,7 @@ def _fill(row: CompareRow, records: list[RunRecord]) -> None:
     for rec in ok:
         per_token = rec.energy.joules_per_token(rec.result) if rec.energy else None
         if per_token is not None:
+            row.energy_is_estimate = row.energy_is_estimate or bool(rec.energy and rec.energy.is_estimate)
             measures["energy_pp" if rec.result.n_gen == 0 else "energy_tg"].append(per_token)
     for key, values in [*samples.items(), *measures.items()]:
         stat = Stat.of(values)

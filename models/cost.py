@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from models.compare import CompareRow
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,3 +82,23 @@ def format_tokens(count: float) -> str:
         if count >= size:
             return f"{count / size:.1f} {unit}"
     return f"{count:.0f}"
+
+
+def row_cost(row: CompareRow, *, settings: Settings) -> CostEstimate | None:
+    """Cost per 1M generated tokens for a comparison row: its generation rate (the first tg test, depth 0 first)
+    with its measured J/token, else the settings' system watts over that rate (an estimate); None without
+    a generation test or any energy figure."""
+    tests = sorted((k for k in row.cells if k.startswith("tg")), key=lambda k: ("@" in k, k))
+    if not tests:
+        return None
+    rate = row.cells[tests[0]].mean
+    if rate <= 0:
+        return None
+    if "energy_tg" in row.cells:
+        return cost_per_million_tokens(tokens_per_second=rate, joules_per_token=row.cells["energy_tg"].mean,
+                                       settings=settings, energy_is_estimate=row.energy_is_estimate)
+    if settings.system_power_watts > 0:
+        return cost_per_million_tokens(
+            tokens_per_second=rate, settings=settings, energy_is_estimate=True,
+            joules_per_token=estimated_joules_per_token(tokens_per_second=rate, watts=settings.system_power_watts))
+    return None

@@ -10,9 +10,10 @@ from html import escape
 from typing import Any
 
 from models import __version__
-from models.compare import CompareRow, Comparison, compare_runs, format_stat
+from models.compare import CompareRow, Comparison, Stat, compare_runs
 from models.reports import REPORT_FORMAT
 from models.results import RunRecord
+from models.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +174,10 @@ def _xy(series: Sequence[tuple[str, Sequence[tuple[float, float, str]]]], *, x_u
     return _svg("".join(out), height, title)
 
 
-def _row_labels(rows: Sequence[CompareRow]) -> list[str]:
+def _row_labels(rows: Sequence[CompareRow], *, machine: bool = True) -> list[str]:
     """Row names that say only what differs between rows (model, then settings, then machine)."""
     vary_settings = len({r.settings_label for r in rows}) > 1
-    vary_machine = len({r.machine_key for r in rows}) > 1
+    vary_machine = machine and len({r.machine_key for r in rows}) > 1
     labels = []
     for r in rows:
         parts = [str(r.model.get("file", "")).removesuffix(".gguf")]
@@ -288,8 +289,14 @@ def _models(runs: Sequence[RunRecord]) -> str:
     return _table(["file", "repo", "quant", "parameters", "size", "sha256"], rows, 3)
 
 
+def _cell(stat: Stat | None) -> str:
+    if stat is None:
+        return "–"
+    return f'<b>{stat.mean:,.2f}</b> ± {stat.spread:,.2f} <span class="tag">n={stat.n}</span>'
+
+
 def _comparison(comparison: Comparison) -> str:
-    labels = _row_labels(comparison.rows)
+    labels = _row_labels(comparison.rows, machine=False)
     head = ["model", "machine"] + [f"{escape(c.label)} <span class='tag'>{escape(c.unit)}</span>"
                                    for c in comparison.columns]
     rows = []
@@ -297,7 +304,7 @@ def _comparison(comparison: Comparison) -> str:
         cells = [escape(label) + (' <span class="tag">baseline</span>' if row.is_baseline else ""),
                  escape(row.machine_label) + (' <span class="tag">imported</span>' if row.imported else "")]
         for col in comparison.columns:
-            text = escape(format_stat(row.cells.get(col.key)))
+            text = _cell(row.cells.get(col.key))
             if col.key in row.diffs and not row.is_baseline:
                 diff = row.diffs[col.key]
                 good = (diff > 0) == col.higher_is_better
@@ -322,8 +329,41 @@ def _runs(runs: Sequence[RunRecord]) -> str:
                    "J/token", "time", "error"], rows, 4)
 
 
+def _money(value: float, currency: str) -> str:
+    return f"{value:,.2f} {currency}" if value >= 1 else f"{value:.4f} {currency}"
+
+
+def _costs(comparison: Comparison, settings: Settings) -> str:
+    from models.cost import format_tokens, row_cost
+
+    rows = []
+    for row, label in zip(comparison.rows, _row_labels(comparison.rows, machine=False)):
+        cost = row_cost(row, settings=settings)
+        if cost is None:
+            continue
+        cur = cost.currency
+        est = ' <span class="tag">estimate</span>' if cost.energy_is_estimate else ""
+        even = (f"{format_tokens(cost.break_even_tokens_per_month)} tokens"
+                + ("" if cost.break_even_within_capacity else ' <span class="tag">beyond capacity</span>')
+                if cost.break_even_tokens_per_month is not None else "never (API cheaper than electricity)")
+        rows.append([escape(label), escape(row.machine_label), f"{cost.tokens_per_second:.1f}",
+                     f"{cost.joules_per_token:.3f}{est}", _money(cost.energy_per_mtok, cur),
+                     _money(cost.hardware_per_mtok, cur), f"<b>{_money(cost.total_per_mtok, cur)}</b>",
+                     _money(cost.api_per_mtok, cur), even, f"{format_tokens(cost.capacity_tokens_per_month)}"])
+    if not rows:
+        return ('<p class="empty">No cost: no generation test with an energy figure, and no system power in '
+                'the settings to estimate one.</p>')
+    s = settings
+    inputs = (f"Electricity {s.electricity_price_per_kwh:g} {s.currency}/kWh · hardware {s.hardware_cost:,.0f} "
+              f"{s.currency} over {s.hardware_lifetime_years:g} years at {s.hardware_hours_per_day:g} h/day · "
+              f"hosted API {s.api_price_per_mtok:g} {s.currency} per 1M tokens.")
+    return (f'<p class="sub">Per million generated tokens. {escape(inputs)}</p>'
+            + _table(["model", "machine", "t/s", "J/token", "energy", "hardware", "total", "API",
+                      "break-even per month", "capacity per month"], rows, 2))
+
+
 def render_html(runs: Sequence[RunRecord], *, title: str = "Tokenometer report",
-                comparison: Comparison | None = None) -> str:
+                comparison: Comparison | None = None, settings: Settings | None = None) -> str:
     """The whole report as one HTML document: no external files, no network."""
     comparison = comparison or compare_runs(runs)
     charts = _charts(runs, comparison)
@@ -344,6 +384,7 @@ def render_html(runs: Sequence[RunRecord], *, title: str = "Tokenometer report",
 <h2>Charts</h2><div class="charts">{figures}</div>
 <h2>Comparison</h2><p class="sub">Mean ± sample standard deviation (n samples){
     "; changes against the baseline row" if comparison.baseline_key else ""}.</p>{_comparison(comparison)}
+{"<h2>Cost</h2>" + _costs(comparison, settings) if settings is not None else ""}
 <h2>Every run</h2>{_runs(runs)}
 <pre id="js-errors" hidden></pre>
 <footer>Throughput measured as llama-bench does (tokens per second per repetition, then mean and spread).

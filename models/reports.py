@@ -18,6 +18,7 @@ from models.bench.spec import BenchResult
 from models.compare import compare_runs, format_comparison
 from models.errors import ReportError
 from models.results import EnergyFigures, ResultsStore, RunRecord, fingerprint_sha, machine_label
+from models.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +164,15 @@ def to_markdown(runs: Sequence[RunRecord]) -> str:
     return "\n".join(lines)
 
 
-def render(runs: Sequence[RunRecord], fmt: str) -> str:
-    """A report of these runs in one format (md, csv, json, jsonl, sql, html)."""
+def render(runs: Sequence[RunRecord], fmt: str, *, settings: Settings | None = None) -> str:
+    """A report of these runs in one format (md, csv, json, jsonl, sql, html); the HTML report shows the
+    cost per million tokens when given the settings."""
     if not runs:
         raise ReportError("No runs selected: a report needs at least one run.")
     if fmt == "html":
         from models.report_html import render_html
 
-        return render_html(runs)
+        return render_html(runs, settings=settings)
     writers = {"md": to_markdown, "csv": to_csv, "json": to_json, "jsonl": to_jsonl, "sql": to_sql}
     if fmt not in writers:
         raise ReportError(f"Unknown report format {fmt!r}; use one of {', '.join(FORMATS)}.")
@@ -187,9 +189,10 @@ def format_of(path: Path) -> str:
     return fmt
 
 
-def export_report(runs: Sequence[RunRecord], path: Path, *, fmt: str | None = None) -> Path:
+def export_report(runs: Sequence[RunRecord], path: Path, *, fmt: str | None = None,
+                  settings: Settings | None = None) -> Path:
     """Write a report atomically: an existing file is replaced only once the new one is complete."""
-    text = render(runs, fmt or format_of(path))
+    text = render(runs, fmt or format_of(path), settings=settings)
     try:
         handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:

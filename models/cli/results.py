@@ -85,16 +85,45 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_comparison(comparison))
+    if args.cost:
+        _print_costs(comparison)
     return 0
+
+
+def _print_costs(comparison) -> None:  # noqa: ANN001
+    from models.compare import model_label
+    from models.cost import format_tokens, row_cost
+    from models.settings import load_settings
+
+    settings = load_settings()
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    cur = settings.currency
+    print(f"\nCost per 1M generated tokens ({settings.electricity_price_per_kwh:g} {cur}/kWh, hardware "
+          f"{settings.hardware_cost:,.0f} {cur} over {settings.hardware_lifetime_years:g} y at "
+          f"{settings.hardware_hours_per_day:g} h/day; API {settings.api_price_per_mtok:g} {cur}/1M):")
+    for row in comparison.rows:
+        cost = row_cost(row, settings=settings)
+        name = f"{model_label(row.model)} [{row.machine_label}]"
+        if cost is None:
+            print(f"  {name}: no generation test, or no energy figure and no system_power_watts setting")
+            continue
+        even = (f"break-even at {format_tokens(cost.break_even_tokens_per_month)} tokens/month"
+                if cost.break_even_tokens_per_month is not None else "the API is cheaper than the electricity")
+        print(f"  {name}: {cost.total_per_mtok:.4f} {cur} (energy {cost.energy_per_mtok:.4f}"
+              f"{', estimated' if cost.energy_is_estimate else ''}, hardware {cost.hardware_per_mtok:.4f}); "
+              f"API {cost.api_per_mtok:g} {cur}; {even}; capacity "
+              f"{format_tokens(cost.capacity_tokens_per_month)} tokens/month")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from models.reports import export_report, format_of
+    from models.settings import load_settings
 
     fmt = args.format or format_of(args.output)
     with _store() as store:
         runs = _selected(store, args.runs)
-    path = export_report(runs, args.output, fmt=fmt)
+    path = export_report(runs, args.output, fmt=fmt, settings=load_settings() if fmt == "html" else None)
     print(f"Wrote {len(runs)} runs to {path} ({fmt}).")
     return 0
 
@@ -127,6 +156,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids (7, 3-5) or all")
     compare.add_argument("--baseline", type=int, metavar="RUN", help="show changes against this run's row")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.add_argument("--cost", action="store_true",
+                         help="add the cost per million generated tokens (inputs from the settings)")
     compare.set_defaults(handler=_cmd_compare)
 
     report = subparsers.add_parser("report", help="export runs as md, csv, json, jsonl, sql or html")

@@ -34,6 +34,9 @@ def test_compare_with_a_baseline(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", "1-4", "14", "--baseline", "15"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| model | machine | settings |") and "(baseline)" in out and "%" in out
+    assert main(["compare", "1,2", "--cost"]) == 0
+    out = capsys.readouterr().out
+    assert "Cost per 1M generated tokens (0.3 EUR/kWh" in out and "break-even at" in out
     assert main(["compare", "1,2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [c["key"] for c in data["columns"]][:2] == ["pp512", "tg128"] and len(data["rows"]) == 1

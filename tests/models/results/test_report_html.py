@@ -12,6 +12,7 @@ import pytest
 from models.compare import compare_runs
 from models.report_html import render_html
 from models.reports import export_report
+from models.settings import Settings
 
 from .sample_runs import fill_store
 
@@ -44,7 +45,7 @@ def _body(dom: str) -> dict[str, str]:
 
 def test_the_report_loads_without_errors_and_draws_its_charts(tmp_path: Path) -> None:
     runs = fill_store(tmp_path / "s.sqlite3")
-    page = export_report(runs, tmp_path / "report.html")
+    page = export_report(runs, tmp_path / "report.html", settings=Settings())
     dom = _dump_dom(page, tmp_path / "profile")
     body = _body(dom)
     errors = re.search(r'<pre id="js-errors"[^>]*>(.*?)</pre>', dom, re.S)
@@ -57,7 +58,8 @@ def test_the_report_loads_without_errors_and_draws_its_charts(tmp_path: Path) ->
                       "Memory per model": "16", "Speed against file size": "5",
                       "Prompt processing throughput against context depth": "15",
                       "Generation throughput against context depth": "15"}
-    for text in ("AMD Ryzen 7 7840U", "Intel Core i9-13900K", "Qwen3-0.6B-Q8_0.gguf", "failed to load the model"):
+    for text in ("AMD Ryzen 7 7840U", "Intel Core i9-13900K", "Qwen3-0.6B-Q8_0.gguf", "failed to load the model",
+                 "<h2>Cost</h2>", "break-even per month"):
         assert text in dom
 
 

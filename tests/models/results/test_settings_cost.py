@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from models.cost import cost_per_million_tokens, estimated_joules_per_token, format_tokens
+from models.compare import compare_runs
+from models.cost import cost_per_million_tokens, estimated_joules_per_token, format_tokens, row_cost
+from models.results import EnergyFigures, ResultsStore
 from models.paths import settings_path
 from models.settings import Settings, describe_settings, load_settings, save_settings
+
+from .conftest import MACHINE_A, make_result
 
 
 def test_defaults_when_there_is_no_file() -> None:
@@ -90,3 +94,20 @@ def test_no_break_even_when_the_api_costs_less_than_our_electricity() -> None:
 def test_estimate_and_formatting() -> None:
     assert estimated_joules_per_token(tokens_per_second=50.0, watts=65.0) == pytest.approx(1.3)
     assert format_tokens(1_234_567) == "1.2 M" and format_tokens(950) == "950"
+
+
+def test_row_cost_uses_measured_energy_or_the_settings_watts_as_an_estimate(store: ResultsStore) -> None:
+    measured = store.record_result(make_result(n_prompt=0, n_gen=128, ts=(50.0, 50.0)), machine=MACHINE_A,
+                                   energy=EnergyFigures(joules=25.6, seconds=5.12, source="rapl", is_estimate=False))
+    unmeasured = store.record_result(make_result(n_prompt=0, n_gen=128, ts=(20.0, 20.0), n_threads=8),
+                                     machine=MACHINE_A)
+    pp_only = store.record_result(make_result(n_threads=2), machine=MACHINE_A)
+    rows = {r.run_ids[0]: r for r in compare_runs(store.get_runs([measured, unmeasured, pp_only])).rows}
+    settings = Settings(system_power_watts=60.0)
+    cost = row_cost(rows[measured], settings=settings)
+    assert cost is not None and not cost.energy_is_estimate
+    assert cost.joules_per_token == pytest.approx(25.6 / 256) and cost.tokens_per_second == 50.0
+    estimate = row_cost(rows[unmeasured], settings=settings)
+    assert estimate is not None and estimate.energy_is_estimate and estimate.joules_per_token == pytest.approx(3.0)
+    assert row_cost(rows[unmeasured], settings=Settings()) is None  # no sensor and no watts figure
+    assert row_cost(rows[pp_only], settings=settings) is None  # no generation test
