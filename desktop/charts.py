@@ -1,0 +1,153 @@
+"""Charts (Qt Charts): the live samples of a running benchmark, and the comparison charts of results."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+from PySide6.QtCharts import (QBarCategoryAxis, QBarSeries, QBarSet, QChart, QChartView, QLineSeries,
+                              QLogValueAxis, QScatterSeries, QValueAxis)
+from PySide6.QtCore import QMargins, QPointF, Qt
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QWidget
+
+from desktop.theme import is_dark
+
+log = logging.getLogger(__name__)
+
+
+def _chart(title: str) -> QChart:
+    chart = QChart()
+    chart.setTheme(QChart.ChartTheme.ChartThemeDark if is_dark() else QChart.ChartTheme.ChartThemeLight)
+    chart.setTitle(title)
+    chart.setMargins(QMargins(4, 4, 4, 4))
+    chart.setAnimationOptions(QChart.AnimationOption.NoAnimation)  # animations cost frames while benchmarking
+    chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+    if is_dark():
+        chart.setBackgroundRoundness(0)
+    return chart
+
+
+class ChartView(QChartView):
+    """A chart view with antialiasing and a sensible minimum size."""
+
+    def __init__(self, chart: QChart, parent: QWidget | None = None) -> None:
+        super().__init__(chart, parent)
+        self.setRenderHint(QPainter.RenderHint.Antialiasing)
+        self.setMinimumSize(280, 220)
+
+
+class LiveChart(ChartView):
+    """Tokens per second of each repetition as the samples arrive, one line per test."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        chart = _chart("Live samples")
+        super().__init__(chart, parent)
+        self.x_axis = QValueAxis()
+        self.x_axis.setTitleText("repetition")
+        self.x_axis.setLabelFormat("%d")
+        self.x_axis.setRange(1, 2)
+        self.x_axis.setTickCount(2)
+        # pp and tg rates differ tenfold or more: a log axis keeps both readable.
+        self.y_axis = QLogValueAxis()
+        self.y_axis.setTitleText("tokens/s")
+        self.y_axis.setLabelFormat("%g")
+        self.y_axis.setRange(1, 1000)
+        chart.addAxis(self.x_axis, Qt.AlignmentFlag.AlignBottom)
+        chart.addAxis(self.y_axis, Qt.AlignmentFlag.AlignLeft)
+        self.series: dict[str, QLineSeries] = {}
+        self.count = 0
+        self._low, self._high, self._max_x = math.inf, 0.0, 2
+
+    def clear(self) -> None:
+        for series in self.series.values():
+            self.chart().removeSeries(series)
+        self.series.clear()
+        self.count = 0
+        self._low, self._high, self._max_x = math.inf, 0.0, 2
+        self.x_axis.setRange(1, 2)
+        self.x_axis.setTickCount(2)
+        self.y_axis.setRange(1, 1000)
+
+    def add_sample(self, name: str, repetition: int, tokens_per_s: float) -> None:
+        if tokens_per_s <= 0:
+            return
+        series = self.series.get(name)
+        if series is None:
+            series = QLineSeries()
+            series.setName(name)
+            series.setPointsVisible(True)
+            self.chart().addSeries(series)
+            series.attachAxis(self.x_axis)
+            series.attachAxis(self.y_axis)
+            self.series[name] = series
+        series.append(QPointF(repetition, tokens_per_s))
+        self.count += 1
+        self._low, self._high = min(self._low, tokens_per_s), max(self._high, tokens_per_s)
+        self._max_x = max(self._max_x, repetition)
+        self.x_axis.setRange(1, self._max_x)
+        self.x_axis.setTickCount(self._max_x if self._max_x <= 11 else 11)
+        self.y_axis.setRange(10 ** math.floor(math.log10(self._low)), 10 ** math.ceil(math.log10(self._high * 1.01)))
+
+
+def bar_chart(title: str, categories: Sequence[str], groups: dict[str, Sequence[float]], *,
+              unit: str) -> ChartView:
+    """Bars per category (a model), one bar set per group (a test or memory kind)."""
+    chart = _chart(title)
+    series = QBarSeries()
+    top = 0.0
+    for name, values in groups.items():
+        bar_set = QBarSet(name)
+        for value in values:
+            bar_set.append(float(value))
+            top = max(top, float(value))
+        series.append(bar_set)
+    chart.addSeries(series)
+    x_axis = QBarCategoryAxis()
+    x_axis.append([_short(category) for category in categories])
+    y_axis = QValueAxis()
+    y_axis.setTitleText(unit)
+    y_axis.setRange(0, top * 1.1 if top > 0 else 1)
+    y_axis.setLabelFormat("%.0f" if top >= 10 else "%.2f")
+    chart.addAxis(x_axis, Qt.AlignmentFlag.AlignBottom)
+    chart.addAxis(y_axis, Qt.AlignmentFlag.AlignLeft)
+    series.attachAxis(x_axis)
+    series.attachAxis(y_axis)
+    return ChartView(chart)
+
+
+def xy_chart(title: str, points: dict[str, Sequence[tuple[float, float]]], *, x_title: str, y_title: str,
+             lines: bool) -> ChartView:
+    """Points per named series: lines (throughput against depth) or a scatter (speed against file size)."""
+    chart = _chart(title)
+    x_axis, y_axis = QValueAxis(), QValueAxis()
+    x_axis.setTitleText(x_title)
+    y_axis.setTitleText(y_title)
+    xs = [x for series in points.values() for x, _ in series] or [0.0, 1.0]
+    ys = [y for series in points.values() for _, y in series] or [0.0, 1.0]
+    x_span = (max(xs) - min(xs)) or max(abs(max(xs)), 1.0)
+    x_axis.setRange(min(xs) - 0.05 * x_span, max(xs) + 0.05 * x_span)
+    y_axis.setRange(0, max(ys) * 1.15 if max(ys) > 0 else 1)
+    x_axis.setLabelFormat("%g")
+    y_axis.setLabelFormat("%g")
+    chart.addAxis(x_axis, Qt.AlignmentFlag.AlignBottom)
+    chart.addAxis(y_axis, Qt.AlignmentFlag.AlignLeft)
+    for name, series_points in points.items():
+        series = QLineSeries() if lines else QScatterSeries()
+        if lines:
+            series.setPointsVisible(True)
+        else:
+            series.setMarkerSize(11)
+        series.setName(_short(name))
+        for x, y in sorted(series_points):
+            series.append(QPointF(x, y))
+        chart.addSeries(series)
+        series.attachAxis(x_axis)
+        series.attachAxis(y_axis)
+    return ChartView(chart)
+
+
+def _short(name: str, limit: int = 28) -> str:
+    name = name.removesuffix(".gguf")
+    return name if len(name) <= limit else name[: limit - 1] + "…"

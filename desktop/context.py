@@ -1,0 +1,145 @@
+"""What the pages share: the benchmark queue, the download queue, the hardware facts and page navigation."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop.bench_queue import BenchQueue
+from desktop.jobs import run_job
+from models.bench.events import BenchEvent
+from models.bench.spec import BenchJob
+
+log = logging.getLogger(__name__)
+
+
+def core(module: str) -> Any | None:
+    """A core module if it exists in this build, else None (its page then says it is not available yet)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and module.startswith(error.name):
+            log.info("core module %s is not available", module)
+            return None
+        raise
+
+
+def library_models(library: Any) -> list[Any]:
+    """The library's local models, whatever the core names its listing."""
+    return list(library.list_models())
+
+
+NOT_AVAILABLE = "This part of Tokenometer's core is not available in this build yet."
+
+
+class AppContext(QObject):
+    """One per window; pages get it at construction and talk to each other only through it."""
+
+    open_page = Signal(str)
+    benchmark_requested = Signal(list)  # list[Path]: "Benchmark this" from another page
+    results_changed = Signal()
+    library_changed = Signal()
+    hardware_ready = Signal(object)
+    hardware_failed = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._machine: dict[str, Any] | None = None
+        self.bench = BenchQueue(self, recorder=self._recorder)
+        self.bench.finished.connect(lambda _item: self.results_changed.emit())
+        self._downloads: Any = None
+        self._hardware: Any = None
+        self._hardware_error: BaseException | None = None
+        self._hardware_probing = False
+
+    # -- results --
+    def _recorder(self) -> tuple[Callable[[BenchJob, BenchEvent], None], Callable[[], None]]:
+        """Store every result as it arrives. Runs on the benchmark thread: no SQLite or probing on the GUI's."""
+        results, hardware = core("models.results"), core("models.hardware")
+        if results is None or hardware is None:
+            return (lambda _job, _event: None), (lambda: None)
+        if self._machine is None:
+            self._machine = hardware.machine_fingerprint()
+        settings = self.settings()
+        meter = None
+        energy = core("models.energy")
+        if energy is not None:
+            meter = energy.EnergyMeter(fallback_watts=getattr(settings, "system_power_watts", None) or None)
+            meter = meter if meter.available else None
+        store = results.ResultsStore()
+        return results.record_events(store, machine=self._machine, energy_meter=meter), store.close
+
+    def open_store(self) -> Any:
+        """The results store (a new connection: call from a job, close it after)."""
+        results = core("models.results")
+        if results is None:
+            raise ImportError(NOT_AVAILABLE)
+        return results.ResultsStore()
+
+    # -- hardware: probed once, in the background, on the first page that asks --
+    def hardware(self) -> Any | None:
+        return self._hardware
+
+    def request_hardware(self, *, refresh: bool = False) -> None:
+        if self._hardware_probing or (self._hardware is not None and not refresh):
+            if self._hardware is not None:
+                self.hardware_ready.emit(self._hardware)
+            return
+        module = core("models.hardware")
+        if module is None:
+            self.hardware_failed.emit(ImportError(NOT_AVAILABLE))
+            return
+        self._hardware_probing = True
+
+        def ready(info: Any) -> None:
+            self._hardware_probing = False
+            self._hardware = info
+            self.hardware_ready.emit(info)
+
+        def failed(error: BaseException) -> None:
+            self._hardware_probing = False
+            self._hardware_error = error
+            self.hardware_failed.emit(error)
+
+        run_job(module.probe_hardware, on_done=ready, on_error=failed)
+
+    # -- settings and the local models --
+    def settings(self) -> Any | None:
+        """The core's settings, or None where that core piece has not landed."""
+        module = core("models.settings")
+        if module is None:
+            return None
+        return module.load_settings()
+
+    def local_models(self) -> list[tuple[str, Path, str]]:
+        """(name, path, tooltip) of every model on disk, the starter first. Touches the disk: run it as a job."""
+        from models.starter import starter_model_path
+
+        entries: list[tuple[str, Path, str]] = []
+        starter = starter_model_path()
+        if starter is not None:
+            entries.append((f"{starter.name} (starter)", starter, f"The starter model, always available: {starter}"))
+        library = core("models.library")
+        if library is not None:
+            for model in library_models(library):
+                path = Path(model.path)
+                if all(path != known for _, known, _ in entries):
+                    entries.append((path.name, path, str(path)))
+        return entries
+
+    # -- navigation --
+    def benchmark(self, paths: list[Path]) -> None:
+        """Open the benchmark page with these models picked."""
+        self.open_page.emit("benchmark")
+        self.benchmark_requested.emit(list(paths))
+
+    def shutdown(self) -> None:
+        self.bench.shutdown()
+        stop: Callable[[], None] | None = getattr(self._downloads, "shutdown", None)
+        if stop is not None:
+            stop()

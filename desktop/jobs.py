@@ -1,0 +1,134 @@
+"""Background work in one shape: run a core function off the GUI thread, get success or failure back on it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from desktop.error_dialog import report_error
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Jobs whose signals object must outlive the call until its result is delivered.
+_live: set[Job[Any]] = set()
+
+
+class Job(QObject, Generic[T]):
+    """One call of a core function on the thread pool (Anki's QueryOp, in Qt terms).
+
+    Create it on the GUI thread: its signals are then delivered there, whatever thread emits them.
+    """
+
+    done = Signal(object)
+    failed = Signal(object)
+
+    def __init__(self, fn: Callable[[], T], *, on_done: Callable[[T], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        super().__init__()
+        self._fn = fn
+        self.cancelled = False
+        if on_done is not None:
+            self.done.connect(on_done)
+        # Without a handler a failure is an unhandled error: it goes to the one error dialog.
+        self.failed.connect(on_error if on_error is not None else report_error)
+        self.done.connect(self._release)
+        self.failed.connect(self._release)
+
+    def _release(self, _payload: object) -> None:
+        _live.discard(self)
+
+    def cancel(self) -> None:
+        """Drop the result when it arrives (the call itself cannot be interrupted)."""
+        self.cancelled = True
+        self.done.disconnect()
+        self.failed.disconnect()
+        self.done.connect(self._release)
+        self.failed.connect(self._release)
+
+    def _run(self) -> None:
+        try:
+            result = self._fn()
+        except BaseException as error:  # noqa: BLE001 - every failure must reach the GUI thread
+            self.failed.emit(error)
+        else:
+            self.done.emit(result)
+
+
+class _Runnable(QRunnable):
+    def __init__(self, job: Job[Any]) -> None:
+        super().__init__()
+        self._job = job
+
+    def run(self) -> None:
+        self._job._run()
+
+
+def run_job(fn: Callable[[], T], *, on_done: Callable[[T], None] | None = None,
+            on_error: Callable[[BaseException], None] | None = None) -> Job[T]:
+    """Run `fn()` on Qt's thread pool; `on_done(result)` or `on_error(error)` run later on the GUI thread."""
+    job: Job[T] = Job(fn, on_done=on_done, on_error=on_error)
+    _live.add(job)
+    QThreadPool.globalInstance().start(_Runnable(job))
+    return job
+
+
+class Stream(QObject):
+    """A long-running core call on its own thread whose plain callback becomes the `event` signal.
+
+    `work(emit)` receives a callable to hand to the core (`on_event=`, `progress=`); each call of it
+    arrives on the GUI thread as `event(args)`. Used for the bench runner and the download queue,
+    which block for minutes and must not hold a pool thread that searches need.
+    """
+
+    event = Signal(tuple)
+    done = Signal(object)
+    failed = Signal(object)
+
+    def __init__(self, work: Callable[[Callable[..., None]], Any], *, name: str = "tokenometer-stream",
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._work = work
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def emit(self, *args: Any) -> None:
+        """The plain callback: thread-safe, queued to the GUI thread."""
+        self.event.emit(args)
+
+    def start(self) -> None:
+        _live_streams.add(self)
+        self._thread.start()
+
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            result = self._work(self.emit)
+        except BaseException as error:  # noqa: BLE001 - the GUI decides what a failure means
+            log.debug("stream %s failed: %r", self._thread.name, error)
+            self.failed.emit(error)
+        else:
+            self.done.emit(result)
+        finally:
+            _live_streams.discard(self)
+
+
+_live_streams: set[Stream] = set()
+
+
+class Bridge(QObject):
+    """Turns a core object's plain callback, called on any thread, into a signal on the GUI thread."""
+
+    event = Signal(tuple)
+
+    def __call__(self, *args: Any) -> None:
+        self.event.emit(args)

@@ -1,0 +1,96 @@
+"""The benchmark result columns: what each figure means, its unit and how it was measured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtGui import QColor
+
+from desktop.tables import Column
+from desktop.units import fmt_bytes, fmt_count, fmt_ms, fmt_rate
+from models.bench.spec import BenchResult
+
+log = logging.getLogger(__name__)
+
+TIPS = {
+    "model": "The GGUF file benchmarked.",
+    "test": "llama-bench's test name: ppN = prompt processing of N tokens, tgN = generating N tokens "
+            "one at a time, @ dN = after N tokens already in the context.",
+    "avg_ts": "Throughput in tokens per second: the mean of the per-repetition rates (1e9 × tokens / ns), "
+              "± the sample standard deviation, as llama-bench reports it.",
+    "samples": "Repetitions measured (after one untimed warmup).",
+    "load_ms": "Time to load the model file and create the context, in the worker process.",
+    "ttft_ms": "Time to first token for a real chat prompt (only when measured).",
+    "mem_peak": "Peak resident memory of the worker process (VmHWM): private memory plus the "
+                "file pages of the mmap'd weights that were touched.",
+    "mem_rss_anon": "Private memory of the worker (RssAnon) at the end of the test: KV cache, compute "
+                    "buffers and everything not backed by the model file.",
+    "mem_rss_file": "File-backed resident memory (RssFile): the model weights mapped with mmap.",
+    "buf_kv": "KV cache size as llama.cpp logged it, summed over devices.",
+    "model_size": "Size of the model's weights in the file.",
+    "n_params": "Number of parameters of the model.",
+    "threads": "CPU threads used for generation (n_threads).",
+    "ngl": "Layers offloaded to the GPU (n_gpu_layers); 99 = all.",
+    "batch": "Logical batch size / physical micro-batch size (n_batch / n_ubatch).",
+    "status": "ok, failed (hover for the reason) or cancelled.",
+    "when": "When the test ran (local time).",
+    "backends": "llama.cpp backends in the worker's build.",
+}
+
+
+def model_name(result: BenchResult) -> str:
+    # The worker writes the path into model_filename, as llama-bench does; people read the file name.
+    return Path(result.model_filename or result.model_path).name
+
+
+def _status_color(result: BenchResult) -> QColor | None:
+    if result.status == "failed":
+        return QColor("#d9534f")
+    if result.status == "cancelled":
+        return QColor("#a0a0a0")
+    return None
+
+
+def _status_tip(result: BenchResult) -> str:
+    return result.error or TIPS["status"]
+
+
+def result_columns(get: Callable[[Any], BenchResult] = lambda row: row, *,
+                   with_when: bool = False) -> list[Column[Any]]:
+    """Columns over rows that hold a BenchResult (`get` reaches it from the row)."""
+    columns: list[Column[Any]] = []
+    if with_when:
+        columns.append(Column("When", lambda r: get(r).test_time, lambda v: (v or "")[:19].replace("T", " "),
+                              tip=TIPS["when"]))
+    columns += [
+        Column("Model", lambda r: model_name(get(r)), tip=TIPS["model"],
+               cell_tip=lambda r: get(r).model_path or model_name(get(r))),
+        Column("Test", lambda r: get(r).test, tip=TIPS["test"]),
+        Column("Throughput", lambda r: get(r).avg_ts, numeric=True, tip=TIPS["avg_ts"],
+               show=lambda r: fmt_rate(get(r).avg_ts, get(r).stddev_ts), cell_tip=lambda r: _samples_tip(get(r))),
+        Column("Status", lambda r: get(r).status, tip=TIPS["status"], color=lambda r: _status_color(get(r)),
+               cell_tip=lambda r: _status_tip(get(r))),
+        Column("Reps", lambda r: len(get(r).samples_ts), numeric=True, tip=TIPS["samples"]),
+        Column("Load", lambda r: get(r).load_ms, fmt_ms, numeric=True, tip=TIPS["load_ms"]),
+        Column("Peak memory", lambda r: get(r).mem_peak, fmt_bytes, numeric=True, tip=TIPS["mem_peak"]),
+        Column("Private memory", lambda r: get(r).mem_rss_anon, fmt_bytes, numeric=True,
+               tip=TIPS["mem_rss_anon"]),
+        Column("KV cache", lambda r: get(r).buf_kv, fmt_bytes, numeric=True, tip=TIPS["buf_kv"]),
+        Column("Size", lambda r: get(r).model_size, fmt_bytes, numeric=True, tip=TIPS["model_size"]),
+        Column("Params", lambda r: get(r).model_n_params, fmt_count, numeric=True, tip=TIPS["n_params"]),
+        Column("Threads", lambda r: get(r).n_threads, numeric=True, tip=TIPS["threads"]),
+        Column("GPU layers", lambda r: get(r).n_gpu_layers, numeric=True, tip=TIPS["ngl"]),
+        Column("Batch", lambda r: get(r).n_batch, numeric=True, tip=TIPS["batch"],
+               show=lambda r: f"{get(r).n_batch} / {get(r).n_ubatch}"),
+    ]
+    return columns
+
+
+def _samples_tip(result: BenchResult) -> str:
+    if not result.samples_ts:
+        return TIPS["avg_ts"]
+    samples = ", ".join(f"{value:.1f}" for value in result.samples_ts)
+    return f"{fmt_rate(result.avg_ts, result.stddev_ts)} over {len(result.samples_ts)} repetitions: {samples} t/s"

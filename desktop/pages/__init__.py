@@ -1,0 +1,74 @@
+"""The pages of the main window, in sidebar order, and the base every page builds on."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from desktop.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    name: str  # module in desktop.pages and the value of TOKENOMETER_START_PAGE
+    title: str
+    hint: str
+
+
+PAGES: tuple[PageInfo, ...] = (
+    PageInfo("discover", "Discover", "Find GGUF models on the Hugging Face Hub"),
+    PageInfo("downloads", "Downloads", "The download queue"),
+    PageInfo("library", "Library", "The models on this machine"),
+    PageInfo("hardware", "Hardware", "What this machine has, and what llama.cpp can use"),
+    PageInfo("benchmark", "Benchmark", "Measure models with llama.cpp"),
+    PageInfo("results", "Results", "Every run; compare, chart and export"),
+    PageInfo("settings", "Settings", "Folders, Hugging Face token, costs"),
+)
+
+SPACING = 12  # one spacing everywhere keeps pages consistent
+
+
+class Page(QWidget):
+    """A page: a title line, a body, and `shown()` called each time it becomes visible."""
+
+    name = ""
+    title = ""
+    hint = ""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName(f"page-{self.name}")
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(SPACING * 2, SPACING * 2, SPACING * 2, SPACING * 2)
+        outer.setSpacing(SPACING)
+        header = QHBoxLayout()
+        heading = QLabel(self.title)
+        heading.setObjectName("pageTitle")
+        hint = QLabel(self.hint)
+        hint.setObjectName("pageHint")
+        header.addWidget(heading)
+        header.addSpacing(SPACING)
+        header.addWidget(hint, 1, Qt.AlignmentFlag.AlignBottom)
+        self.header = header
+        outer.addLayout(header)
+        self.body = QVBoxLayout()
+        self.body.setSpacing(SPACING)
+        outer.addLayout(self.body, 1)
+
+    def shown(self) -> None:
+        """Called when the page becomes the visible one; refresh what may have changed."""
+
+
+def unavailable(message: str) -> QLabel:
+    """The clear 'not available yet' state for a page whose core has not landed."""
+    label = QLabel(message)
+    label.setObjectName("unavailable")
+    label.setWordWrap(True)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    return label

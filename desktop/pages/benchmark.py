@@ -1,0 +1,366 @@
+"""Benchmark page: pick models and settings (presets or every engine parameter), queue, watch live, cancel."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelection, Qt
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFileDialog, QGridLayout, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
+                               QPlainTextEdit, QPushButton, QSplitter, QTableView, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from desktop.bench_queue import FAILED, RUNNING, QueueItem
+from desktop.charts import LiveChart
+from desktop.context import AppContext
+from desktop.jobs import run_job
+from desktop.metrics import result_columns
+from desktop.pages import SPACING, Page
+from desktop.tables import Column, ProgressDelegate, RowTable
+from desktop.units import fmt_bytes, fmt_rate
+from models.bench.spec import KV_TYPES, BenchSweep, default_threads
+from models.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict[str, str]] = {
+    "Quick": {"n_prompt": "64", "n_gen": "16", "n_depth": "0", "repetitions": "2"},
+    "Standard": {"n_prompt": "512", "n_gen": "128", "n_depth": "0", "repetitions": "5"},
+    "Long context": {"n_prompt": "512", "n_gen": "128", "n_depth": "0, 512, 2048, 4096", "repetitions": "3"},
+}
+PRESET_TIPS = {
+    "Quick": "A fast look: 64 prompt tokens, 16 generated, 2 repetitions.",
+    "Standard": "llama-bench's defaults: pp512 and tg128, 5 repetitions.",
+    "Long context": "pp512 and tg128 after 0, 512, 2048 and 4096 tokens already in the context.",
+    "Custom": "Set every engine parameter; comma lists are swept like llama-bench's.",
+}
+# (field, label, tooltip); every list field takes comma-separated values, swept as a cross product.
+FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("n_prompt", "Prompt tokens", "ppN tests: tokens processed as one prompt (0 = none). Comma list."),
+    ("n_gen", "Generated tokens", "tgN tests: tokens generated one at a time (0 = none). Comma list."),
+    ("n_pg", "Prompt+gen pairs", "pgN,M tests as p:g pairs, e.g. 512:128. Comma list."),
+    ("n_depth", "Context depth", "Tokens already in the context before each test. Comma list."),
+    ("n_threads", "Threads", "CPU threads (llama-bench's default: physical cores). Comma list."),
+    ("n_gpu_layers", "GPU layers", "Layers offloaded to the GPU; 99 = all. Comma list."),
+    ("n_batch", "Batch", "Logical batch size (n_batch). Comma list."),
+    ("n_ubatch", "Micro-batch", "Physical batch size (n_ubatch), at most n_batch. Comma list."),
+    ("flash_attn", "Flash attention", "on, off or auto. Comma list."),
+    ("type_k", "KV type K", f"K cache type: {', '.join(KV_TYPES)}. Comma list."),
+    ("type_v", "KV type V", f"V cache type: {', '.join(KV_TYPES)}. Comma list."),
+    ("use_mmap", "mmap", "Map the model file (1) or read it into memory (0). Comma list."),
+    ("repetitions", "Repetitions", "Timed repetitions of each test, after one warmup."),
+)
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise BenchmarkError(f"{name}: use whole numbers separated by commas, got {text!r}.") from None
+
+
+def _words(text: str) -> list[str]:
+    return [part.strip().lower() for part in text.split(",") if part.strip()]
+
+
+def _state_text(item: QueueItem) -> str:
+    if item.state == RUNNING:
+        where = " ".join(filter(None, [item.test, item.phase]))
+        return f"{where or 'starting'} · {item.fraction:.0%}"
+    if item.state == FAILED:
+        return f"failed: {item.message}"
+    return {"queued": "queued", "done": "done", "cancelled": "cancelled"}.get(item.state, item.state)
+
+
+def _summary(item: QueueItem) -> str:
+    ok = [r for r in item.results if r.status == "ok"]
+    return " · ".join(f"{r.test} {fmt_rate(r.avg_ts)}" for r in ok) or "–"
+
+
+QUEUE_COLUMNS: list[Column[QueueItem]] = [
+    Column("Model", lambda i: i.model_name, cell_tip=lambda i: str(i.job.model_path)),
+    Column("State", lambda i: i.state, show=_state_text, cell_tip=lambda i: i.message or i.settings,
+           progress=lambda i: i.fraction if i.state == RUNNING else None),
+    Column("Results", lambda i: _summary(i), tip="Mean tokens per second of each test."),
+    Column("Peak memory", lambda i: i.memory.get("peak", 0) or max((r.mem_peak for r in i.results), default=0),
+           fmt_bytes, numeric=True, tip="Peak resident memory of the worker process (VmHWM)."),
+    Column("Settings", lambda i: i.settings),
+]
+
+
+class BenchmarkPage(Page):
+    name, title, hint = "benchmark", "Benchmark", "Measure models with llama.cpp, the way llama-bench does"
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self.fields: dict[str, QLineEdit] = {}
+        self._loading_preset = False
+        top = QHBoxLayout()
+        top.setSpacing(SPACING)
+        top.addWidget(self._models_box(), 2)
+        top.addWidget(self._settings_box(), 3)
+        self.body.addLayout(top)
+
+        self.queue = RowTable(QUEUE_COLUMNS, parent=self)
+        self.queue_view = QTableView()
+        self.queue_view.setModel(self.queue)
+        self.queue_view.setItemDelegateForColumn(1, ProgressDelegate(self.queue_view))
+        self.queue_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.queue_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.queue_view.verticalHeader().hide()
+        self.queue_view.horizontalHeader().setStretchLastSection(True)
+        self.queue_view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.queue_view.setColumnWidth(1, 220)
+        self.queue_view.setColumnWidth(2, 240)
+        self.queue_view.selectionModel().selectionChanged.connect(self._selected)
+        self.chart = LiveChart()
+        self.results = RowTable(result_columns(), parent=self)
+        self.results_view = QTableView()
+        self.results_view.setModel(self.results)
+        self.results_view.verticalHeader().hide()
+        self.results_view.horizontalHeader().setStretchLastSection(True)
+        self.detail = QPlainTextEdit()
+        self.detail.setReadOnly(True)
+        self.detail.setPlaceholderText("Select a run in the queue to see its log, or why it failed.")
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.results_view, "Results")
+        self.tabs.addTab(self.detail, "Log")
+        lower = QSplitter(Qt.Orientation.Horizontal)
+        lower.addWidget(self.tabs)
+        lower.addWidget(self.chart)
+        lower.setSizes([620, 380])
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.queue_view)
+        split.addWidget(lower)
+        split.setSizes([160, 300])
+        self.body.addWidget(split, 1)
+
+        bench = ctx.bench
+        bench.added.connect(self._added)
+        bench.changed.connect(self._changed)
+        bench.sample.connect(self._sample)
+        bench.finished.connect(self._finished)
+        ctx.benchmark_requested.connect(self.pick_models)
+        ctx.library_changed.connect(self.reload_models)
+        for item in bench.items:
+            self._added(item)
+        self.set_preset("Quick")
+        self.reload_models()
+
+    # -- building --
+    def _models_box(self) -> QGroupBox:
+        box = QGroupBox("Models")
+        self.models = QListWidget()
+        self.models.setToolTip("Tick the models to benchmark; each one runs in its own worker process.")
+        add = QPushButton("Add file…")
+        add.setToolTip("Benchmark any GGUF file on disk.")
+        add.clicked.connect(self._add_file)
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.models, 1)
+        row = QHBoxLayout()
+        row.addWidget(add)
+        row.addStretch(1)
+        layout.addLayout(row)
+        return box
+
+    def _settings_box(self) -> QGroupBox:
+        box = QGroupBox("Settings")
+        layout = QVBoxLayout(box)
+        presets = QHBoxLayout()
+        self.preset_buttons = QButtonGroup(self)
+        for name in (*PRESETS, "Custom"):
+            button = QPushButton(name)
+            button.setCheckable(True)
+            button.setToolTip(PRESET_TIPS[name])
+            button.setObjectName(f"preset-{name.replace(' ', '-').lower()}")
+            self.preset_buttons.addButton(button)
+            presets.addWidget(button)
+        self.preset_buttons.setExclusive(True)
+        self.preset_buttons.buttonClicked.connect(lambda button: self.set_preset(button.text()))
+        presets.addStretch(1)
+        layout.addLayout(presets)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(SPACING)
+        defaults = self._defaults()
+        for position, (key, label, tip) in enumerate(FIELDS):
+            edit = QLineEdit(defaults.get(key, ""))
+            edit.setToolTip(tip)
+            edit.setObjectName(f"field-{key}")
+            edit.textEdited.connect(self._edited)
+            caption = QLabel(label)
+            caption.setToolTip(tip)
+            caption.setBuddy(edit)
+            row, column = divmod(position, 2)
+            grid.addWidget(caption, row, column * 2)
+            grid.addWidget(edit, row, column * 2 + 1)
+            self.fields[key] = edit
+        layout.addLayout(grid)
+        actions = QHBoxLayout()
+        self.error = QLabel()
+        self.error.setObjectName("formError")
+        self.error.setStyleSheet("color: #d9534f;")
+        self.error.setWordWrap(True)
+        self.run_button = QPushButton("Run benchmark")
+        self.run_button.setDefault(True)
+        self.run_button.setShortcut("Ctrl+Return")
+        self.run_button.setToolTip("Queue the ticked models with these settings (Ctrl+Enter).")
+        self.run_button.clicked.connect(self.run_selected)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running benchmark and drop the queued ones.")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(lambda: self.ctx.bench.cancel())
+        actions.addWidget(self.error, 1)
+        actions.addWidget(self.cancel_button)
+        actions.addWidget(self.run_button)
+        layout.addLayout(actions)
+        return box
+
+    def _defaults(self) -> dict[str, str]:
+        threads = self._default_threads()
+        return {"n_pg": "", "n_threads": str(threads), "n_gpu_layers": "99", "n_batch": "2048", "n_ubatch": "512",
+                "flash_attn": "auto", "type_k": "f16", "type_v": "f16", "use_mmap": "1"}
+
+    def _default_threads(self) -> int:
+        settings = self.ctx.settings()
+        value = getattr(settings, "default_threads", None) if settings is not None else None
+        return int(value) if value else default_threads()
+
+    # -- presets --
+    def set_preset(self, name: str) -> None:
+        self._loading_preset = True
+        for button in self.preset_buttons.buttons():
+            button.setChecked(button.text() == name)
+        values = {**self._defaults(), **PRESETS.get(name, {})}
+        if name != "Custom":
+            for key, edit in self.fields.items():
+                edit.setText(values.get(key, edit.text()))
+        self.preset = name
+        self._loading_preset = False
+
+    def _edited(self, _text: str) -> None:
+        if not self._loading_preset and self.preset != "Custom":
+            self.set_preset("Custom")
+
+    def sweep(self, models: list[Path]) -> BenchSweep:
+        """The sweep the form describes; raises BenchmarkError naming the bad field."""
+        f = {key: edit.text().strip() for key, edit in self.fields.items()}
+        pairs: list[tuple[int, int]] = []
+        for part in _words(f["n_pg"]):
+            p, _, g = part.partition(":")
+            pairs.append((_ints(p, "Prompt+gen pairs")[0], _ints(g or "0", "Prompt+gen pairs")[0]))
+        bools = {"1": True, "on": True, "yes": True, "true": True, "0": False, "off": False, "no": False,
+                 "false": False}
+        try:
+            mmap = [bools[word] for word in _words(f["use_mmap"])]
+        except KeyError:
+            raise BenchmarkError("mmap: use 1 or 0.") from None
+        sweep = BenchSweep(
+            models=models, n_prompt=_ints(f["n_prompt"], "Prompt tokens"), n_gen=_ints(f["n_gen"], "Generated tokens"),
+            n_pg=pairs, n_depth=_ints(f["n_depth"], "Context depth"), n_threads=_ints(f["n_threads"], "Threads"),
+            n_gpu_layers=_ints(f["n_gpu_layers"], "GPU layers"), n_batch=_ints(f["n_batch"], "Batch"),
+            n_ubatch=_ints(f["n_ubatch"], "Micro-batch"), flash_attn=_words(f["flash_attn"]),  # type: ignore[arg-type]
+            type_k=_words(f["type_k"]), type_v=_words(f["type_v"]), use_mmap=mmap,
+            repetitions=(_ints(f["repetitions"], "Repetitions") or [0])[0])
+        sweep.validate()
+        return sweep
+
+    # -- models --
+    def reload_models(self) -> None:
+        """List the starter model and the library's models (scanned off the GUI thread)."""
+        run_job(self.ctx.local_models, on_done=self._set_models)
+
+    def _set_models(self, entries: list[tuple[str, Path, str]]) -> None:
+        ticked = set(self.picked()) or {path for _, path, _ in entries[:1]}
+        self.models.clear()
+        for name, path, tip in entries:
+            self._add_model_item(name, path, tip, checked=path in ticked)
+
+    def _add_model_item(self, name: str, path: Path, tip: str, *, checked: bool) -> None:
+        for row in range(self.models.count()):
+            existing = self.models.item(row)
+            if existing.data(Qt.ItemDataRole.UserRole) == path:
+                existing.setCheckState(Qt.CheckState.Checked if checked else existing.checkState())
+                return
+        item = QListWidgetItem(name)
+        item.setData(Qt.ItemDataRole.UserRole, path)
+        item.setToolTip(tip or str(path))
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        self.models.addItem(item)
+
+    def picked(self) -> list[Path]:
+        return [self.models.item(row).data(Qt.ItemDataRole.UserRole) for row in range(self.models.count())
+                if self.models.item(row).checkState() == Qt.CheckState.Checked]
+
+    def pick_models(self, paths: list[Path]) -> None:
+        for row in range(self.models.count()):
+            self.models.item(row).setCheckState(Qt.CheckState.Unchecked)
+        for path in paths:
+            self._add_model_item(Path(path).name, Path(path), str(path), checked=True)
+
+    def _add_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Benchmark a GGUF file", str(Path.home()), "GGUF (*.gguf)")
+        if path:
+            self._add_model_item(Path(path).name, Path(path), path, checked=True)
+
+    # -- running --
+    def run_selected(self) -> list[QueueItem]:
+        self.error.clear()
+        models = self.picked()
+        try:
+            jobs = self.sweep(models).jobs()
+        except BenchmarkError as error:
+            self.error.setText(str(error))
+            return []
+        self.chart.clear()
+        return self.ctx.bench.enqueue(jobs)
+
+    def _added(self, item: QueueItem) -> None:
+        self.queue.append(item)
+        self.cancel_button.setEnabled(True)
+
+    def _changed(self, item: QueueItem) -> None:
+        position = self.queue.find(lambda row: row is item)
+        if position >= 0:
+            self.queue.refresh(position)
+        if item.state == RUNNING and self._selected_item() is None:
+            self.queue_view.selectRow(position)
+        elif item is self._selected_item():
+            self._show_detail(item)
+        self.cancel_button.setEnabled(self.ctx.bench.pending() > 0)
+
+    def _sample(self, item: QueueItem, test: str, repetition: int, tokens_per_s: float) -> None:
+        label = test if len(self.queue.rows) < 2 else f"{test} · {item.model_name.removesuffix('.gguf')[:18]}"
+        self.chart.add_sample(label, repetition, tokens_per_s)
+
+    def _finished(self, item: QueueItem) -> None:
+        if item is self._selected_item():
+            self._show_detail(item)
+
+    def _selected_item(self) -> QueueItem | None:
+        rows = self.queue_view.selectionModel().selectedRows()
+        return self.queue.row(rows[0].row()) if rows else None
+
+    def _selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
+        item = self._selected_item()
+        if item is not None:
+            self._show_detail(item)
+
+    def _show_detail(self, item: QueueItem) -> None:
+        self.results.set_rows(item.results)
+        lines = [f"{item.model_name} — {item.settings}", f"State: {_state_text(item)}"]
+        if item.state == FAILED:
+            lines += ["", f"Why it failed: {item.message}"]
+            if item.detail:
+                lines += ["", item.detail]
+            self.tabs.setCurrentWidget(self.detail)
+        if item.log_tail:
+            lines += ["", "Log:", *item.log_tail]
+        self.detail.setPlainText("\n".join(lines))
+
+    def shown(self) -> None:
+        self.queue_view.setFocus()
+
+
+PAGE = BenchmarkPage

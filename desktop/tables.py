@@ -1,0 +1,164 @@
+"""Tables: QAbstractTableModel over lists of the core's dataclasses, with units and metric tooltips."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QStyleOptionViewItem
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SORT_ROLE = Qt.ItemDataRole.UserRole
+ROW_ROLE = Qt.ItemDataRole.UserRole + 1
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2  # 0..1 or None: drawn as a bar by ProgressDelegate
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+@dataclass(frozen=True)
+class Column(Generic[T]):
+    """One column: a title, how to get the raw value (for sorting), how to show it, and what it means."""
+
+    title: str
+    value: Callable[[T], Any]
+    text: Callable[[Any], str] = lambda value: "" if value is None else str(value)
+    tip: str = ""  # header tooltip: what the figure means, its unit, how it was measured
+    numeric: bool = False
+    cell_tip: Callable[[T], str] | None = None
+    color: Callable[[T], QColor | None] | None = None
+    progress: Callable[[T], float | None] | None = None
+    show: Callable[[T], str] | None = None  # text from the whole row, when one value is not enough
+
+
+class RowTable(QAbstractTableModel, Generic[T]):
+    """A list of rows (dataclass instances) shown through columns; the GUI never edits rows in place."""
+
+    def __init__(self, columns: Sequence[Column[T]], rows: Iterable[T] = (), parent: Any = None) -> None:
+        super().__init__(parent)
+        self.columns = list(columns)
+        self._rows: list[T] = list(rows)
+
+    # -- Qt's interface --
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.columns)
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+            return None
+        row, column = self._rows[index.row()], self.columns[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column.show(row) if column.show is not None else column.text(column.value(row))
+        if role == SORT_ROLE:
+            value = column.value(row)
+            # Sorting compares like with like: missing numbers sort first, not as text.
+            if column.numeric:
+                return float(value) if isinstance(value, (int, float)) else -1.0
+            return "" if value is None else str(value).lower()
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if column.cell_tip is not None:
+                return column.cell_tip(row) or None
+            return column.tip or None
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            horizontal = Qt.AlignmentFlag.AlignRight if column.numeric else Qt.AlignmentFlag.AlignLeft
+            return int(horizontal | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and column.color is not None:
+            return column.color(row)
+        if role == PROGRESS_ROLE and column.progress is not None:
+            return column.progress(row)
+        if role == ROW_ROLE:
+            return row
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not (0 <= section < len(self.columns)):
+            return None
+        column = self.columns[section]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column.title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return column.tip or None
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            horizontal = Qt.AlignmentFlag.AlignRight if column.numeric else Qt.AlignmentFlag.AlignLeft
+            return int(horizontal | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    # -- the pages' interface --
+    @property
+    def rows(self) -> list[T]:
+        return list(self._rows)
+
+    def row(self, index: int) -> T:
+        return self._rows[index]
+
+    def set_rows(self, rows: Iterable[T]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def append(self, row: T) -> int:
+        position = len(self._rows)
+        self.beginInsertRows(QModelIndex(), position, position)
+        self._rows.append(row)
+        self.endInsertRows()
+        return position
+
+    def replace(self, position: int, row: T) -> None:
+        """Swap one row for its newer version (a progress update) and repaint only that row."""
+        self._rows[position] = row
+        self.dataChanged.emit(self.index(position, 0), self.index(position, len(self.columns) - 1))
+
+    def refresh(self, position: int) -> None:
+        """Repaint one row whose object changed in place."""
+        self.dataChanged.emit(self.index(position, 0), self.index(position, len(self.columns) - 1))
+
+    def remove(self, position: int) -> None:
+        self.beginRemoveRows(QModelIndex(), position, position)
+        del self._rows[position]
+        self.endRemoveRows()
+
+    def find(self, predicate: Callable[[T], bool]) -> int:
+        for position, row in enumerate(self._rows):
+            if predicate(row):
+                return position
+        return -1
+
+
+def sortable(table: RowTable[Any], parent: Any = None) -> QSortFilterProxyModel:
+    """A proxy that sorts on raw values and filters on every column's text, case-insensitively."""
+    proxy = QSortFilterProxyModel(parent)
+    proxy.setSourceModel(table)
+    proxy.setSortRole(SORT_ROLE)
+    proxy.setFilterKeyColumn(-1)
+    proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+    return proxy
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws PROGRESS_ROLE (0..1) as a progress bar with the cell's text on it."""
+
+    def paint(self, painter: Any, option: QStyleOptionViewItem, index: AnyIndex) -> None:
+        fraction = index.data(PROGRESS_ROLE)
+        if fraction is None:
+            super().paint(painter, option, index)
+            return
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = max(0, min(1000, int(float(fraction) * 1000)))
+        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        bar.textVisible = True
+        bar.state = option.state
+        bar.palette = option.palette
+        style = option.widget.style() if option.widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
