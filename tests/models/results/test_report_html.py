@@ -79,3 +79,19 @@ def test_the_error_check_itself_catches_a_script_error(tmp_path: Path) -> None:
     dom = _dump_dom(page, tmp_path / "profile")
     assert _body(dom)["data-js-errors"] == "1"
     assert "undefinedFunction" in dom
+
+
+def test_hostile_names_are_escaped_and_failed_only_selections_render(tmp_path: Path) -> None:
+    from models.results import ResultsStore
+
+    from .conftest import MACHINE_A, make_result
+
+    hostile = {**MACHINE_A, "cpu": "<script>alert(1)</script>"}
+    with ResultsStore(tmp_path / "s.sqlite3") as store:
+        ids = [store.record_result(make_result(model="<img src=x onerror=alert(1)>.gguf"), machine=hostile),
+               store.record_result(make_result(status="failed"), machine=MACHINE_A)]
+        html = render_html(store.get_runs(ids))
+        failed_only = render_html(store.get_runs(ids[1:]))
+    assert "<img src=x" not in html and "<script>alert" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;.gguf" in html
+    assert "the worker was stopped" in failed_only and 'data-point class="s0"' in failed_only  # fit estimate bar
