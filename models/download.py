@@ -26,14 +26,13 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import httpx2
-from huggingface_hub import constants, get_hf_file_metadata, get_token, hf_hub_download, hf_hub_url
+from huggingface_hub import constants, get_hf_file_metadata, get_token, hf_hub_url
 from huggingface_hub import errors as hf_errors
-from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from models import library
 from models.errors import DownloadError, HubError
-from models.hub import RemoteFile, call_hub, file_checksums
+from models.hub import RemoteFile, file_checksums
 from models.paths import downloads_state_dir
 
 log = logging.getLogger(__name__)
@@ -97,8 +96,8 @@ class DownloadCancelled(DownloadError):
 class StopToken:
     """Ask a running download to stop: pause() keeps the partial file, cancel() discards it."""
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    def __init__(self, event: threading.Event | None = None) -> None:
+        self._event = event if event is not None else threading.Event()
         self.discard = False
 
     def pause(self) -> None:
@@ -404,36 +403,17 @@ class _Runner:
 
     def place(self, part: _Part) -> Path:
         if self.request.target_dir is not None:
-            root = Path(self.request.target_dir).resolve()
-            dest = (root / safe_relative(part.remote.filename)).resolve()
-            if root not in dest.parents:
-                raise DownloadError(f"Refusing to write {part.remote.filename} outside {root}.")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(part.partial), str(dest))
-            library.remember_owned(dest)
-            return dest
-        return self._place_in_cache(part)
+            return library.adopt_into_folder(part.partial, self.request.target_dir, safe_relative(part.remote.filename))
+        return library.adopt_into_hf_cache(part.partial, repo_id=self.request.repo_id, filename=part.remote.filename,
+                                           etag=part.etag, commit=self.commit or "", revision=self.request.revision,
+                                           token=self.token)
 
-    def _place_in_cache(self, part: _Part) -> Path:
-        cache = Path(constants.HF_HUB_CACHE)
-        storage = cache / repo_folder_name(repo_id=self.request.repo_id, repo_type="model")
-        blob = storage / "blobs" / part.etag
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        if blob.exists():
-            part.partial.unlink()
-        else:
-            shutil.move(str(part.partial), str(blob))
-        repo, name = self.request.repo_id, part.remote.filename
-        # The blob sits where huggingface_hub would have put it; its own call now only links the snapshot and,
-        # when the branch still points at our commit, records the ref. dry_run proves it will not download.
-        revision = self.request.revision
-        dry = hf_hub_download(repo, name, revision=revision, cache_dir=cache, token=self.token, dry_run=True)
-        if dry.will_download or dry.commit_hash != self.commit:  # type: ignore[union-attr]
-            revision = self.commit  # type: ignore[assignment]
-            dry = hf_hub_download(repo, name, revision=revision, cache_dir=cache, token=self.token, dry_run=True)
-            if dry.will_download:  # type: ignore[union-attr]
-                raise DownloadError(f"{name}: the Hub's ETag changed during the download; run it again.")
-        return Path(hf_hub_download(repo, name, revision=revision, cache_dir=cache, token=self.token))  # type: ignore[arg-type]
+    def cached(self, part: _Part) -> bool:
+        """The HF cache already holds this exact blob (same ETag and size): nothing to fetch."""
+        if self.request.target_dir is not None:
+            return False
+        blob = library.hf_blob_path(self.request.repo_id, part.etag)
+        return blob.is_file() and blob.stat().st_size == part.size
 
     def run(self) -> DownloadResult:
         self.emit(DownloadState.RUNNING, 0, None, message="resolving")
@@ -448,7 +428,16 @@ class _Runner:
         verified, notes = True, []
         for self.index, part in enumerate(parts):
             self.current = part.remote.filename
-            digest = self.fetch(part, meter)
+            if self.cached(part):
+                meter.add(part.size, force=True)
+                continue
+            try:
+                digest = self.fetch(part, meter)
+            except DownloadCancelled:
+                for each in parts:
+                    each.partial.unlink(missing_ok=True)
+                    each.state.unlink(missing_ok=True)
+                raise
             meter.add(0, force=True)
             if not self.verify(part, digest):
                 verified = False
@@ -468,49 +457,15 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
-def download(request: DownloadRequest, *, token: str | bool | None = None, on_progress=None,
+def download(request: DownloadRequest, *, token: str | bool | None = None,
+             on_progress: Callable[[DownloadProgress], None] | None = None,
              stop: StopToken | threading.Event | None = None, margin_bytes: int | None = None,
              backoff_s: float = 1.0, max_retries: int = 5) -> DownloadResult:
-    """Run one download to the end (blocking); raises DownloadPaused/DownloadCancelled/DownloadError."""
-    token_obj = stop if isinstance(stop, StopToken) else StopToken()
-    if isinstance(stop, threading.Event):
-        # A plain Event means pause: watch it from a helper so callers can keep their own primitive.
-        threading.Thread(target=lambda: (stop.wait(), token_obj.pause()), daemon=True).start()
+    """Run one download to the end (blocking); raises DownloadPaused, DownloadCancelled or DownloadError.
+
+    `stop`: a StopToken (pause or cancel), or a plain threading.Event whose set() means pause.
+    """
+    token_obj = stop if isinstance(stop, StopToken) else StopToken(stop)
     runner = _Runner(request, token=token, on_progress=on_progress, stop=token_obj, margin_bytes=margin_bytes,
                      backoff_s=backoff_s, max_retries=max_retries)
-    try:
-        return runner.run()
-    except DownloadCancelled:
-        discard_partials(request)
-        raise
-
-
-def discard_partials(request: DownloadRequest) -> int:
-    """Delete the partial files of a request's files (any ETag); returns how many were removed."""
-    removed = 0
-    wanted = {(request.repo_id, f.filename) for f in request.files}
-    for state in downloads_state_dir().glob("*.json"):
-        try:
-            info = json.loads(state.read_text())
-        except (OSError, ValueError):
-            continue
-        if (info.get("repo_id"), info.get("filename")) in wanted:
-            state.with_suffix(".part").unlink(missing_ok=True)
-            state.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def pending_downloads() -> list[dict]:
-    """Partial downloads left on disk (paused, cut off, or killed): what a restart can resume."""
-    out = []
-    for state in sorted(downloads_state_dir().glob("*.json")):
-        try:
-            info = json.loads(state.read_text())
-        except (OSError, ValueError):
-            continue
-        partial = state.with_suffix(".part")
-        info["bytes_done"] = partial.stat().st_size if partial.exists() else 0
-        out.append(info)
-    return out
-
+    return runner.run()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from models.download import (DownloadCancelled, DownloadError, DownloadPaused, DownloadProgress, DownloadRequest,
-                             DownloadResult, DownloadState, StopToken, discard_partials, download)
+                             DownloadResult, DownloadState, StopToken, download)
+from models.paths import downloads_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +152,37 @@ class DownloadQueue:
                 job.state = state
                 self._cond.notify_all()
             self._report(job, message=job.error or state.value)
+
+
+def discard_partials(request: DownloadRequest) -> int:
+    """Delete the partial files of a request's files (whatever their ETag); returns how many were removed."""
+    removed = 0
+    wanted = {(request.repo_id, f.filename) for f in request.files}
+    for info, state in _states():
+        if (info.get("repo_id"), info.get("filename")) in wanted:
+            state.with_suffix(".part").unlink(missing_ok=True)
+            state.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def pending_downloads() -> list[dict]:
+    """Partial downloads left on disk (paused, cut off, killed): what a restart can resume, with bytes_done."""
+    out = []
+    for info, state in _states():
+        partial = state.with_suffix(".part")
+        info["bytes_done"] = partial.stat().st_size if partial.exists() else 0
+        out.append(info)
+    return out
+
+
+def _states() -> list[tuple[dict, Path]]:
+    found = []
+    for state in sorted(downloads_state_dir().glob("*.json")):
+        try:
+            info = json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict):
+            found.append((info, state))
+    return found

@@ -6,17 +6,19 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import platformdirs
-from huggingface_hub import constants, scan_cache_dir
+from huggingface_hub import constants, hf_hub_download, scan_cache_dir
 from huggingface_hub.errors import CacheNotFound, CorruptedCacheException
+from huggingface_hub.file_download import repo_folder_name
 
-from models.errors import ModelFileError, TokenometerError
+from models.errors import DownloadError, ModelFileError, TokenometerError
 from models.gguf import GGUFHeader, read_gguf_header
 from models.paths import data_dir, models_dir
 from models.starter import starter_model_path
@@ -137,6 +139,46 @@ def import_file(path: Path) -> LibraryEntry:
 def remember_owned(path: Path) -> None:
     """Record a file the app downloaded outside the HF cache: the app may delete it later."""
     _add("owned", path)
+
+
+# --- adopting finished downloads ---------------------------------------------------------------------------------
+
+def hf_blob_path(repo_id: str, etag: str) -> Path:
+    """Where huggingface_hub keeps the blob with this ETag for a model repo."""
+    return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs" / etag
+
+
+def adopt_into_hf_cache(file: Path, *, repo_id: str, filename: str, etag: str, commit: str, revision: str,
+                        token: str | bool | None = None) -> Path:
+    """Hand a verified download to the HF cache so every HF tool sees it; returns the snapshot path."""
+    blob = hf_blob_path(repo_id, etag)
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    if blob.exists():
+        file.unlink(missing_ok=True)
+    elif file.exists():
+        shutil.move(str(file), str(blob))
+    cache = Path(constants.HF_HUB_CACHE)
+    # The blob now sits where huggingface_hub would have put it, so its own call only links the snapshot and,
+    # when the branch still points at our commit, records the ref; dry_run proves it will not download.
+    dry = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, token=token, dry_run=True)
+    if dry.will_download or dry.commit_hash != commit:  # type: ignore[union-attr]
+        revision = commit  # the branch moved on: keep our commit's snapshot, leave the ref alone
+        dry = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, token=token, dry_run=True)
+        if dry.will_download:  # type: ignore[union-attr]
+            raise DownloadError(f"{filename}: the Hub's ETag changed during the download; run it again.")
+    return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, token=token))  # type: ignore[arg-type]
+
+
+def adopt_into_folder(file: Path, folder: Path, relative: PurePosixPath) -> Path:
+    """Move a verified download into a folder the user chose (refusing any path that leaves it); the app owns it."""
+    root = Path(folder).expanduser().resolve()
+    dest = (root / relative).resolve()
+    if root not in dest.parents:
+        raise DownloadError(f"Refusing to write {relative} outside {root}.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(file), str(dest))
+    remember_owned(dest)
+    return dest
 
 
 # --- sources -----------------------------------------------------------------------------------------------------

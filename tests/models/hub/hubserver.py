@@ -220,9 +220,10 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.end_headers()
+            # Recorded before the body goes out, so a client that has its answer always finds it in the log.
+            self._record(status, sent=0 if self.command == "HEAD" else len(body))
             if self.command != "HEAD":
                 self.wfile.write(body)
-            self._record(status, sent=len(body))
 
         def _json(self, payload: Any, headers: dict[str, str] | None = None) -> None:
             body = b"{\"id\": [garbage" if hub.faults.garbage_json else json.dumps(payload).encode()
@@ -391,12 +392,14 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     with hosted.path.open("rb") as handle:
                         offset = start
                         while offset < limit:
-                            sent = os.sendfile(self.connection.fileno(), handle.fileno(), offset,
-                                               min(limit - offset, 8 * _BLOCK))
+                            # Counted before sending, so a client that has the bytes finds them in the log.
+                            want = min(limit - offset, 8 * _BLOCK)
+                            record.bytes_sent += want
+                            sent = os.sendfile(self.connection.fileno(), handle.fileno(), offset, want)
+                            record.bytes_sent -= want - sent
                             if sent == 0:
                                 break
                             offset += sent
-                            record.bytes_sent += sent
                 else:
                     data = hosted.served if hosted.served is not None else (
                         hosted.data if hosted.data is not None else hosted.path.read_bytes())  # type: ignore[union-attr]
@@ -405,9 +408,9 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     offset = start
                     while offset < limit:
                         chunk = view[offset:min(limit, offset + step)]
+                        record.bytes_sent += len(chunk)
                         self.wfile.write(chunk)
                         offset += len(chunk)
-                        record.bytes_sent += len(chunk)
                         if throttle:
                             time.sleep(len(chunk) / throttle)
             except (BrokenPipeError, ConnectionResetError):

@@ -12,7 +12,8 @@ from huggingface_hub import scan_cache_dir, try_to_load_from_cache
 
 import models.download as dl
 from models.download import (DownloadCancelled, DownloadPaused, DownloadProgress, DownloadRequest, DownloadState,
-                             StopToken, download, pending_downloads, plan_download)
+                             StopToken, download, plan_download)
+from models.download_queue import pending_downloads
 from models.errors import DownloadError
 from models.hub import RemoteFile
 from tests.models.hub.hubserver import HubServer

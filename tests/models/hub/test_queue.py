@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import models.download as dl
-from models.download import DownloadProgress, DownloadState, pending_downloads, plan_download
-from models.download_queue import DownloadJob, DownloadQueue
+from models.download import DownloadProgress, DownloadState, plan_download
+from models.download_queue import DownloadJob, DownloadQueue, pending_downloads
 from tests.models.hub.hubserver import HubServer
 
 
