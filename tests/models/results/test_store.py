@@ -214,3 +214,19 @@ def test_a_read_only_location_is_a_clear_message(tmp_path: Path, existing: bool)
             assert _digest(db) == before
         else:
             assert not db.exists()
+
+
+def test_opening_a_store_another_instance_holds_exclusively_is_a_clear_message(tmp_path: Path) -> None:
+    db = tmp_path / "results.sqlite3"
+    with ResultsStore(db) as store:
+        store.record_result(make_result(), machine=MACHINE_A)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("PRAGMA locking_mode = EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("DELETE FROM runs")  # a write the other instance has not committed
+    with pytest.raises(StoreError, match="locked by another program"):
+        ResultsStore(db, busy_timeout_s=0.2)
+    other.execute("ROLLBACK")
+    other.close()
+    with ResultsStore(db) as store:
+        assert len(store.list_runs()) == 1
