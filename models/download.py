@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
@@ -36,6 +37,7 @@ from models.hub import RemoteFile, file_checksums
 from models.paths import downloads_state_dir
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _CHUNK = 1 << 20
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -231,7 +233,8 @@ class _Progressed(Exception):
 class _Runner:
     """One job: resolve, check disk, fetch each shard with resume and retries, verify, place."""
 
-    def __init__(self, request: DownloadRequest, *, token: str | bool | None, on_progress, stop: StopToken,
+    def __init__(self, request: DownloadRequest, *, token: str | bool | None,
+                 on_progress: Callable[[DownloadProgress], None] | None, stop: StopToken,
                  margin_bytes: int | None, backoff_s: float, max_retries: int) -> None:
         self.request, self.token, self.on_progress, self.stop = request, token, on_progress, stop
         self.margin_bytes, self.backoff_s, self.max_retries = margin_bytes, backoff_s, max_retries
@@ -245,7 +248,7 @@ class _Runner:
             self.on_progress(DownloadProgress(self.current, done, total, speed, eta, state, self.index,
                                               len(self.request.files), message))
 
-    def retrying(self, what, attempt_fn):
+    def retrying(self, what: str, attempt_fn: Callable[[], T]) -> T:
         """Call attempt_fn until it succeeds; back off on dropped connections and 5xx; a pause interrupts."""
         failures = 0
         while True:
@@ -360,7 +363,8 @@ class _Runner:
         self.emit(DownloadState.VERIFYING, meter.done, meter.total, message=f"sha256 of {part.remote.filename}")
         return hasher.hexdigest()
 
-    def _write_body(self, part: _Part, response, meter: _Meter, hasher: _Hasher | None, have: int) -> None:
+    def _write_body(self, part: _Part, response: httpx2.Response, meter: _Meter, hasher: _Hasher | None,
+                    have: int) -> None:
         fd = os.open(part.partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         got = 0
         try:
@@ -421,7 +425,7 @@ class _Runner:
             parts = self.resolve()
         except (hf_errors.HfHubHTTPError, httpx2.HTTPError) as error:
             raise _friendly(self.request.repo_id, error) from error
-        self.check_disk(parts)
+        self.check_disk([p for p in parts if not self.cached(p)])
         total = sum(p.size for p in parts)
         done = sum(min(p.size, p.partial.stat().st_size) for p in parts if p.partial.exists())
         meter = _Meter(lambda d, s, e: self.emit(DownloadState.RUNNING, d, total, s, e), total, done)

@@ -217,3 +217,20 @@ def test_pause_keeps_the_partial_and_cancel_discards_it(hub: HubServer, big_repo
     with pytest.raises(DownloadCancelled):
         download(plan_download(REPO, NAME, target_dir=Path(os.environ["TOKENOMETER_HOME"]) / "x"), stop=stop)
     assert pending_downloads() == []
+
+
+def test_a_model_already_in_the_cache_is_not_fetched_again(hub: HubServer, big_repo: Path) -> None:
+    first = download(plan_download(REPO, "Q8_0"))
+    again = download(plan_download(REPO, "Q8_0"))
+    assert again.paths == first.paths and again.verified
+    assert len(hub.file_requests(NAME)) == 1
+
+
+def test_a_plain_event_pauses(hub: HubServer, big_repo: Path) -> None:
+    import threading
+
+    event = threading.Event()
+    event.set()
+    with pytest.raises(DownloadPaused):
+        download(plan_download(REPO, "Q8_0"), stop=event)
+    assert hub.file_requests(NAME) == []
