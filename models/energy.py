@@ -108,6 +108,7 @@ class _NvmlSensor:
                 self._last[index] = (now, watts)
 
     def start(self) -> None:
+        self._halt()  # a meter started again without a stop must not leave a second sampler running
         self._marks = {i: self._energy_j(i) for i, c in self._counter.items() if c}
         self._last.clear()
         self._integral.clear()
@@ -139,11 +140,14 @@ class _NvmlSensor:
                     parts[f"gpu{index}"] = self._integral.pop(index, 0.0)
         return parts
 
-    def stop(self) -> dict[str, float]:
+    def _halt(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+    def stop(self) -> dict[str, float]:
+        self._halt()
         return self.lap()
 
 

@@ -132,3 +132,19 @@ def test_this_machines_real_sensors_give_a_reading_or_none() -> None:
     assert (reading is None) == (not meter.sources)
     if reading is not None:
         assert reading.joules >= 0 and not reading.is_estimate
+
+
+def test_nvml_sampler_thread_runs_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(energy_mj=None, power_mw=[100_000]))
+    clock = FakeClock()
+    meter = EnergyMeter(powercap_root=tmp_path, clock=clock, sample_interval_s=0.01)
+    meter.start()
+    first = meter._nvml._thread
+    assert first is not None and first.is_alive()
+    meter.start()  # started again without a stop: the old sampler ends, one new one runs
+    assert not first.is_alive() and meter._nvml._thread.is_alive()
+    clock.now += 2.0
+    reading = meter.stop()
+    # Constant 100 W: the trapezoid integral is 200 J wherever the thread's samples fell.
+    assert reading is not None and reading.joules == pytest.approx(200.0)
+    assert meter._nvml._thread is None
