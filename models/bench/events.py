@@ -22,7 +22,9 @@ class BenchEvent:
     - memory:   {"rss_anon": int, "rss_file": int, "peak": int}  (runner's periodic sampling of the worker)
     - result:   {"result": BenchResult JSON}  (one per test; status "failed"/"cancelled" results carry no numbers)
     - failure:  {"message": str, "detail": str, "log_tail": [str]}  (the job as a whole failed)
-    - finished: {"ok": bool}
+    - finished: {"ok": bool, "cancelled": true (only when cancelled)}  (always a job's last event; the runner
+                sends it after any failed/cancelled rows it adds for tests the worker never reported)
+    - sample may also carry "perf": llama.cpp's own counters (worker run with --perf)
     """
 
     kind: EventKind

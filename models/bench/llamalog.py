@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 BUFFER_LINE = re.compile(r"(?P<device>\S+)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size\s*=\s*"
                          r"(?P<mib>[0-9]+(?:\.[0-9]+)?)\s*MiB")
 BUFFER_KINDS = ("model", "KV", "compute", "output", "RS")
-_LEVELS = {0: "info", 1: "info", 2: "warning", 3: "error", 4: "debug"}
+_LEVELS = {0: "info", 1: "debug", 2: "info", 3: "warning", 4: "error"}  # enum ggml_log_level
 _CONT = 5  # GGML_LOG_LEVEL_CONT: the text continues the previous line
 
 
@@ -138,10 +138,11 @@ class LlamaLog:
             pass
 
     def _line(self, level: int, line: str) -> None:
+        name = _LEVELS.get(level, "info")
         if not line.strip():
             return
-        self._tail.append(line)
-        name = _LEVELS.get(level, "info")
+        if name != "debug":  # debug lines (graph dumps) would push the reason out of the tail
+            self._tail.append(line)
         if name == "error":
             self._errors.append(line)
         parsed = parse_buffer_line(line)
@@ -162,9 +163,9 @@ class LlamaLog:
             self._errors.clear()
 
     def last_error(self) -> str:
-        """llama.cpp's error lines since the last section began, joined (its reason for a failed load)."""
+        """llama.cpp's first error line since the last section began: the root of a failed load (the rest echo it)."""
         with self._lock:
-            return " / ".join(line.strip() for line in self._errors)
+            return self._errors[0].strip() if self._errors else ""
 
     def tail(self) -> list[str]:
         with self._lock:

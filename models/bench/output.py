@@ -167,9 +167,9 @@ class MarkdownPrinter(Printer):
         if column == "model":
             return result.model_type or result.model_filename.rsplit("/", 1)[-1]
         if column == "size":
-            return _size(result.model_size)
+            return _size(result.model_size) if result.model_size else "-"
         if column == "params":
-            return _params(result.model_n_params)
+            return _params(result.model_n_params) if result.model_n_params else "-"
         if column == "backend":
             return result.backends or "CPU"
         if column == "test":

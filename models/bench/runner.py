@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[BenchJob, BenchEvent], None]
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_KNOWN_BEFORE_TESTS = ("build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_type",
+                       "model_size", "model_n_params", "system_info", "llama_cpp_python_version", "load_ms")
 _TAIL_IN_ERROR = 15  # log lines quoted in a failed result's message
 _SIGNAL_REASONS = {
     "SIGKILL": "was killed (SIGKILL); the system may have run out of memory, or another program ended it",
@@ -170,6 +172,7 @@ class BenchRunner:
                             for t in job.tests]
                     for row in rows:
                         self._emit(job, BenchEvent("result", {"result": row.to_json()}))
+                    self._emit(job, BenchEvent("finished", {"ok": False, "cancelled": True}))
                     results += rows
                     continue
                 results += self._run_job(job)
@@ -189,27 +192,31 @@ class BenchRunner:
     def _run_job(self, job: BenchJob) -> list[BenchResult]:
         problem = check_job(job)
         if problem:
-            return self._fill(job, [], status="failed", error=problem)
+            rows = self._fill(job, [], status="failed", error=problem)
+            self._emit(job, BenchEvent("finished", {"ok": False}))
+            return rows
         tail: deque[str] = deque(maxlen=60)
         tail_lock = threading.Lock()
         command = [self.python, "-m", "models.bench.worker", *self.worker_args]
         try:
             worker = _Worker(command, job, tail, tail_lock)
         except OSError as error:
-            return self._fill(job, [], status="failed", error=f"Cannot start the benchmark worker: {error}")
+            rows = self._fill(job, [], status="failed", error=f"Cannot start the benchmark worker: {error}")
+            self._emit(job, BenchEvent("finished", {"ok": False}))
+            return rows
         with self._lock:
             self._worker = worker
         if self._cancel.is_set():  # cancelled between the check above and the start
             self.cancel()
         received: list[BenchResult] = []
         failure: dict[str, Any] | None = None
-        finished = False
+        finished = started = False
         next_sample = 0.0
         cancel_deadline: float | None = None
         try:
             while True:
                 now = time.monotonic()
-                if now >= next_sample:
+                if now >= next_sample and started:  # "started" is always a job's first event
                     memory = process_memory(worker.proc.pid)
                     if memory is not None and worker.proc.poll() is None:
                         self._emit(job, BenchEvent("memory", memory.to_json()))
@@ -232,8 +239,13 @@ class BenchRunner:
                     received.append(BenchResult.from_json(event.data["result"]))
                 elif event.kind == "failure":
                     failure = event.data
+                elif event.kind == "started":
+                    started = True
+                    next_sample = 0.0
                 elif event.kind == "finished":
+                    # Held back: "finished" is always a job's last event, after any rows the runner adds.
                     finished = True
+                    continue
                 self._emit(job, event)
         finally:
             returncode = self._reap(worker)
@@ -241,6 +253,13 @@ class BenchRunner:
                 self._worker = None
         with tail_lock:
             log_tail = list(tail)
+        rows = self._rows(job, received, failure, finished, returncode, log_tail)
+        ok = all(row.status == "ok" for row in rows)
+        self._emit(job, BenchEvent("finished", {"ok": ok, **({"cancelled": True} if self._cancel.is_set() else {})}))
+        return rows
+
+    def _rows(self, job: BenchJob, received: list[BenchResult], failure: dict[str, Any] | None, finished: bool,
+              returncode: int, log_tail: list[str]) -> list[BenchResult]:
         if len(received) >= len(job.tests):
             return received[:len(job.tests)]
         if self._cancel.is_set():
@@ -254,7 +273,6 @@ class BenchRunner:
         current = job.tests[len(received)].name
         self._emit(job, BenchEvent("failure", {"message": message, "detail": f"during {current}",
                                                "log_tail": log_tail}))
-        self._emit(job, BenchEvent("finished", {"ok": False}))
         return self._fill(job, received, status="failed",
                           error=_with_tail(f"{message} (during {current})", log_tail))
 
@@ -277,8 +295,12 @@ class BenchRunner:
     def _fill(self, job: BenchJob, received: list[BenchResult], *, status: str, error: str) -> list[BenchResult]:
         """The received rows, then one failed or cancelled row per test that has none (announced as events)."""
         rows = list(received)
+        # What the worker learnt about the model and build still describes the rows it could not finish.
+        known = {name: getattr(received[0], name) for name in _KNOWN_BEFORE_TESTS} if received else {}
         for test in job.tests[len(received):]:
             row = blank_result(job, test, status=status, error=error)
+            for name, value in known.items():
+                setattr(row, name, value)
             self._emit(job, BenchEvent("result", {"result": row.to_json()}))
             rows.append(row)
         return rows

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,19 +149,23 @@ def run_bench(args: argparse.Namespace) -> int:
 
     runner = BenchRunner(on_event=on_event)
     outcome: dict[str, Any] = {}
+    done = threading.Event()
 
     def work() -> None:
         try:
             outcome["results"] = runner.run(jobs)
         except BaseException as error:  # re-raised on the main thread
             outcome["error"] = error
+        finally:
+            done.set()
 
     thread = threading.Thread(target=work, name="tokenometer-bench", daemon=True)
     thread.start()
     cancelled = False
-    while thread.is_alive():
+    while not done.is_set():
         try:
-            thread.join(0.2)
+            # A sleep, not thread.join: Ctrl-C during join can mark a running thread as finished.
+            time.sleep(0.1)
         except KeyboardInterrupt:
             # Ctrl-C: stop the worker cleanly and still print what finished.
             cancelled = True
