@@ -182,6 +182,9 @@ def _check_file(path: Path) -> None:
     if not header.startswith(SQLITE_MAGIC):
         raise StoreError(f"{path} is not a Tokenometer results database (it is not an SQLite file); "
                          "it was left untouched. Move it away or choose another file.")
+    # A read-only connection to a WAL database creates -wal and -shm files it cannot remove on close.
+    side_files = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    existing = {p for p in side_files if p.exists()}
     try:
         probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
     except sqlite3.Error as error:
@@ -198,6 +201,11 @@ def _check_file(path: Path) -> None:
                          "Restore a backup or move it away to start a new one.") from error
     finally:
         probe.close()
+        wal = side_files[0]
+        if wal not in existing and wal.exists() and wal.stat().st_size == 0:
+            for created in side_files:
+                if created not in existing:
+                    created.unlink(missing_ok=True)
     if app_id != APPLICATION_ID and tables:
         raise StoreError(f"{path} is an SQLite database of another program, not a Tokenometer results store; "
                          "it was left untouched.")
