@@ -138,7 +138,7 @@ def _params(n: int) -> str:
 
 def to_markdown(runs: Sequence[RunRecord]) -> str:
     """llama-bench's table (model, size, params, backend, threads, ngl, test, t/s) per machine, then the comparison."""
-    lines = [f"# Tokenometer report", "", f"Report format {REPORT_FORMAT}, Tokenometer {__version__}.", ""]
+    lines = ["# Tokenometer report", "", f"Report format {REPORT_FORMAT}, Tokenometer {__version__}.", ""]
     machines: dict[str, list[RunRecord]] = {}
     for rec in runs:
         machines.setdefault(rec.machine_key, []).append(rec)
@@ -193,13 +193,14 @@ def export_report(runs: Sequence[RunRecord], path: Path, *, fmt: str | None = No
                   settings: Settings | None = None) -> Path:
     """Write a report atomically: an existing file is replaced only once the new one is complete."""
     text = render(runs, fmt or format_of(path), settings=settings)
+    temp: str | None = None
     try:
         handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text)
         os.replace(temp, path)
     except OSError as error:
-        if "temp" in locals():
+        if temp is not None:
             Path(temp).unlink(missing_ok=True)
         raise ReportError(f"Cannot write the report {path}: {error.strerror or error}.") from error
     return path

@@ -7,8 +7,13 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.errors import ReportError
+
+if TYPE_CHECKING:  # the store and comparison modules load only when a results command runs
+    from models.compare import Comparison
+    from models.results import ResultsStore, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +38,13 @@ def _run_ids(specs: list[str]) -> list[int] | None:
     return list(dict.fromkeys(ids))
 
 
-def _store():  # noqa: ANN202 - the store module loads only when a results command runs
+def _store() -> ResultsStore:
     from models.results import ResultsStore
 
     return ResultsStore()
 
 
-def _selected(store, specs: list[str]):  # noqa: ANN001, ANN202
+def _selected(store: ResultsStore, specs: list[str]) -> list[RunRecord]:
     ids = _run_ids(specs)
     runs = store.list_runs() if ids is None else store.get_runs(ids)
     if not runs:
@@ -90,7 +95,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_costs(comparison) -> None:  # noqa: ANN001
+def _print_costs(comparison: Comparison) -> None:
     from models.compare import model_label
     from models.cost import format_tokens, row_cost
     from models.settings import load_settings
