@@ -326,13 +326,18 @@ class _Runner:
         if urlsplit(part.url).netloc != urlsplit(constants.ENDPOINT).netloc:
             headers.pop("authorization", None)  # a signed CDN URL must never get the Hub token
         hasher: _Hasher | None = None
+        refreshes = 0
 
         def on_disk() -> int:
             return part.partial.stat().st_size if part.partial.exists() else 0
 
         def attempt() -> None:
-            nonlocal hasher
+            nonlocal hasher, refreshes
             have = on_disk()
+            if have > part.size:  # not this file (or a corrupted partial): start over
+                part.partial.unlink()
+                meter.add(-have)
+                have = 0
             if part.remote.sha256 and (hasher is None or hasher.fed != have):
                 if hasher is not None:
                     hasher.abandon()
@@ -344,6 +349,12 @@ class _Runner:
                 if response.status_code == 416:
                     part.partial.unlink(missing_ok=True)  # the partial is longer than the file: start over
                     meter.add(-have)
+                    raise _Progressed()
+                if response.status_code == 403 and "authorization" not in headers and refreshes < 2:
+                    # A signed CDN link that expired during a long transfer: ask the Hub for a fresh one.
+                    refreshes += 1
+                    part.url = get_hf_file_metadata(hf_hub_url(self.request.repo_id, part.remote.filename,
+                                                               revision=self.commit), token=self.token).location
                     raise _Progressed()
                 if response.status_code >= 400:
                     response.read()
@@ -357,7 +368,12 @@ class _Runner:
             if on_disk() < part.size:
                 raise _Progressed()  # a short body without an error: ask for the rest
 
-        self.retrying(part.remote.filename, attempt)
+        try:
+            self.retrying(part.remote.filename, attempt)
+        except BaseException:
+            if hasher is not None:
+                hasher.abandon()  # its thread would otherwise wait for chunks for ever
+            raise
         if hasher is None:
             return None
         self.emit(DownloadState.VERIFYING, meter.done, meter.total, message=f"sha256 of {part.remote.filename}")

@@ -234,3 +234,14 @@ def test_a_plain_event_pauses(hub: HubServer, big_repo: Path) -> None:
     with pytest.raises(DownloadPaused):
         download(plan_download(REPO, "Q8_0"), stop=event)
     assert hub.file_requests(NAME) == []
+
+
+def test_an_expired_cdn_link_is_renewed_from_the_hub(hub: HubServer, big_repo: Path) -> None:
+    request = plan_download(REPO, "Q8_0")
+    hub.faults.fail.append(["/cdn/", 403, 1])  # what a signed CDN URL answers once it has expired
+    heads_before = len([s for s in hub.served if s.method == "HEAD"])
+    result = download(request)
+    assert result.verified
+    cdn = [s.status for s in hub.served if s.path.startswith("/cdn/")]
+    assert cdn == [403, 206]
+    assert len([s for s in hub.served if s.method == "HEAD"]) > heads_before + 1  # the link was asked for again
