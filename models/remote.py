@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from huggingface_hub import constants, hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from models.errors import HubError, ModelFileError
+from models.errors import HubError
 from models.gguf import GGUFHeader, HeaderLimits, read_gguf_header
 from models.hub import call_hub
 
@@ -99,7 +99,7 @@ class HttpRangeSource:
 
 def read_remote_header(repo_id: str, filename: str, *, revision: str | None = None, token: str | bool | None = None,
                        limits: HeaderLimits | None = None) -> GGUFHeader:
-    """The GGUF header of a file on the Hub, read without downloading the file (raises ModelFileError, HubError)."""
+    """The GGUF header of a file on the Hub, read without downloading it; raises ModelFileError or HubError."""
     url = hf_hub_url(repo_id, filename, revision=revision)
     source = HttpRangeSource(url, headers=build_hf_headers(token=token))
     header = call_hub(f"{repo_id}/{filename}", lambda: read_gguf_header(source, limits=limits))
@@ -107,5 +107,3 @@ def read_remote_header(repo_id: str, filename: str, *, revision: str | None = No
               source.bytes_fetched)
     return header
 
-
-__all__ = ["HttpRangeSource", "ModelFileError", "read_remote_header"]

@@ -10,7 +10,7 @@ import pytest
 from models.errors import HubError, ModelFileError
 from models.gguf import read_gguf_header
 from models.remote import HttpRangeSource, read_remote_header
-from tests.models.hub.hubserver import HubServer, make_gguf
+from tests.models.hub.hubserver import HubServer
 
 
 def test_remote_header_matches_the_local_one_in_one_request(hub: HubServer, big_gguf: Path) -> None:
