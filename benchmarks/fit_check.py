@@ -32,7 +32,11 @@ def child(model: str, configs: list[dict[str, Any]], ngl: int) -> None:
     """In the child: load once, create each context, print the buffers llama.cpp logged as JSON lines."""
     import ctypes
 
-    from llama_cpp import llama_cpp as ll
+    from models.hardware_worker import import_bindings
+
+    ll = import_bindings([])
+    vram = _vram_sampler() if ngl > 0 else (lambda: 0)
+    vram_before = vram()
 
     lines: list[str] = []
     partial = [""]
@@ -64,6 +68,7 @@ def child(model: str, configs: list[dict[str, Any]], ngl: int) -> None:
         return out
 
     model_buffers = buffers(0)
+    vram_model = vram() - vram_before
     types = {"f16": 1, "q8_0": 8, "f32": 0, "q4_0": 2}
     for config in configs:
         start = len(lines)
@@ -77,9 +82,52 @@ def child(model: str, configs: list[dict[str, Any]], ngl: int) -> None:
         if not ctx:
             print(json.dumps({**config, "error": " / ".join(lines[start:][-3:])}), flush=True)
             continue
-        print(json.dumps({**config, **model_buffers, **buffers(start)}), flush=True)
+        vram_ctx = vram() - vram_before if ngl > 0 else 0
+        print(json.dumps({**config, **model_buffers, **buffers(start), "vram_model": vram_model,
+                          "vram_total": vram_ctx}), flush=True)
         ll.llama_free(ctx)
     ll.llama_model_free(loaded)
+
+
+def _vram_sampler() -> Any:
+    """Used memory of GPU 0 through NVML (0 when NVML is missing): the VRAM a load really takes."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        return lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+    except Exception:  # no NVML: the logged buffers are still compared
+        return lambda: 0
+
+
+def save_header(model: Path, out: Path) -> None:
+    """Keep only a model's header (metadata and tensor table): enough to rebuild a same-shaped model elsewhere."""
+    from models.gguf import read_gguf_header
+
+    header = read_gguf_header(model)
+    with model.open("rb") as handle:
+        out.write_bytes(handle.read(header.tensor_data_offset))
+
+
+def rebuild(header_file: Path, out: Path) -> Path:
+    """A loadable model from a saved header: the same tensor table over zero-filled (sparse) tensor data."""
+    from models.gguf import read_gguf_header
+
+    data = header_file.read_bytes()
+
+    class Unsized:
+        size = None
+
+        def read(self, offset: int, size: int) -> bytes:
+            return data[offset:offset + size]
+
+    header = read_gguf_header(Unsized())  # type: ignore[arg-type]
+    last = header.tensors[-1]
+    with out.open("wb") as handle:
+        handle.write(data[:header.tensor_data_offset])
+        handle.truncate(header.tensor_data_offset + last.offset + last.n_bytes)
+    return out
 
 
 def shapes() -> list[Any]:
@@ -105,6 +153,26 @@ def measure(model: Path, configs: list[dict[str, Any]], ngl: int) -> list[dict[s
     return rows
 
 
+def gpu_line(e: Any, row: dict[str, Any]) -> str:
+    """Per device with offload: the GPU's buffers, the host's, and the VRAM NVML saw the load take."""
+    def measured(kind: str, on_gpu: bool) -> int:
+        return sum(v for k, v in row.items() if k.endswith(f":{kind}")
+                   and (not k.startswith(("CPU", "CUDA_Host")) if on_gpu else k.startswith(("CPU", "CUDA_Host"))))
+
+    gpu, host = e.device("GPU"), e.device("CPU")
+    parts = []
+    for label, est, real in (("gpu weights", gpu.weights, measured("model", True)),
+                             ("gpu KV", gpu.kv, measured("KV", True)),
+                             ("gpu compute", gpu.compute, measured("compute", True)),
+                             ("host compute", host.compute, measured("compute", False)),
+                             ("host weights", host.weights, measured("model", False))):
+        parts.append(f"{label} {est / 2**20:.2f}/{real / 2**20:.2f} {pct(est, real).strip()}%")
+    if row.get("vram_total"):
+        parts.append(f"NVML used {row['vram_total'] / 2**20:.0f} MiB vs estimate {gpu.total / 2**20:.0f} MiB "
+                     f"(+{(row['vram_total'] - gpu.total) / 2**20:.0f} MiB not in any buffer)")
+    return "    " + "; ".join(parts)
+
+
 def pct(est: int, real: int) -> str:
     if real == 0:
         return "   n/a" if est == 0 else "  +inf"
@@ -118,6 +186,9 @@ def main() -> int:
     parser.add_argument("--ngl", type=int, default=0, help="n_gpu_layers (0 on a CPU-only build)")
     parser.add_argument("--quick", action="store_true", help="two contexts and the starter model only")
     parser.add_argument("--json", type=Path, help="also write every row here")
+    parser.add_argument("--save-headers", type=Path, help="write each model's header here (for gpu_check.sh)")
+    parser.add_argument("--headers", type=Path,
+                        help="use models rebuilt from headers saved with --save-headers (zero weights)")
     args = parser.parse_args()
     if args.child:
         child(args.child, json.loads(args.configs), args.ngl)
@@ -126,9 +197,8 @@ def main() -> int:
     from models.fit import estimate_memory
     from models.gguf import read_gguf_header
     from models.starter import ensure_starter_model
-    from tests.models.gguf_factory import starter_tokenizer, write_model
 
-    starter = ensure_starter_model()
+    starter = None if args.headers else ensure_starter_model()
     contexts = [512, 8192] if args.quick else [512, 2048, 8192, 32768]
     configs = [dict(n_ctx=c, n_batch=2048, n_ubatch=512, type_k=t, type_v=t, flash_attn="auto")
                for c in contexts for t in ("f16", "q8_0")]
@@ -136,11 +206,21 @@ def main() -> int:
                 for c in contexts[:3]]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="tokenometer-fit-") as tmp:
-        models = [("SmolLM2-135M Q4_1 (starter)", starter)]
-        if not args.quick:
+        if args.headers:
+            models = [(f.stem, rebuild(f, Path(tmp) / f"{f.stem}.gguf")) for f in sorted(args.headers.glob("*.hdr"))]
+        else:
+            models = [("SmolLM2-135M Q4_1 (starter)", starter)]
+        if not args.quick and not args.headers:
+            from tests.models.gguf_factory import starter_tokenizer, write_model  # numpy and gguf: here only
+
             tokenizer = starter_tokenizer(starter)
             for i, shape in enumerate(shapes()):
                 models.append((shape.label, write_model(Path(tmp) / f"shape{i}.gguf", shape, tokenizer=tokenizer)))
+        if args.save_headers:
+            args.save_headers.mkdir(parents=True, exist_ok=True)
+            for i, (label, path) in enumerate(models):
+                name = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
+                save_header(path, args.save_headers / f"{i}-{name}.hdr")
         print(f"{'model':<40} {'ctx':>6} {'kv':>5} {'fa':>4} | {'weights MiB est/meas  err%':>27} | "
               f"{'KV MiB est/meas  err%':>25} | {'compute MiB est/meas  err%':>27} | "
               f"{'output MiB est/meas  err%':>26} | total err%")
@@ -162,6 +242,8 @@ def main() -> int:
                 print(f"{label:<40} {row['n_ctx']:>6} {row['type_k']:>5} {row['flash_attn']:>4} | "
                       + " | ".join(cells) + f" | {pct(sum(est.values()), total_real)}", flush=True)
                 rows.append({"model": label, **row, "estimate": est})
+                if args.ngl > 0:
+                    print(gpu_line(e, row), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     worst = {k: max((abs(r["estimate"][k] - r.get(k, 0)) / r[k] for r in rows if r.get(k)), default=0.0)

@@ -52,17 +52,58 @@ def _devices(lib: ctypes.CDLL, notes: list[str]) -> tuple[list[dict[str, Any]], 
     return devices, backends
 
 
+def import_bindings(notes: list[str]) -> Any:
+    """llama_cpp's ctypes bindings; without numpy/jinja2 (a bare machine) the package body is skipped."""
+    try:
+        from llama_cpp import llama_cpp as low
+
+        return low
+    except ImportError as error:
+        import importlib.util
+        import types
+
+        spec = importlib.util.find_spec("llama_cpp")
+        if spec is None or not spec.submodule_search_locations:
+            raise
+        notes.append(f"llama_cpp package incomplete here ({error}); using its bindings module alone")
+        for name in [m for m in sys.modules if m == "llama_cpp" or m.startswith("llama_cpp.")]:
+            del sys.modules[name]
+        package = types.ModuleType("llama_cpp")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["llama_cpp"] = package
+        from llama_cpp import llama_cpp as low
+
+        return low
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("llama_cpp_python")
+    except Exception:  # no dist-info next to a copied package: read the version line of its __init__
+        import re
+        from pathlib import Path
+
+        package = sys.modules.get("llama_cpp")
+        for folder in getattr(package, "__path__", []):
+            text = (Path(folder) / "__init__.py").read_text(errors="replace")
+            match = re.search(r"__version__\s*=\s*[\"']([^\"']+)", text)
+            if match:
+                return match.group(1)
+        return ""
+
+
 def probe() -> dict[str, Any]:
     """What this llama.cpp build offers; every part that fails becomes a note."""
     notes: list[str] = []
     out: dict[str, Any] = {"notes": notes}
     try:
-        import llama_cpp
-        from llama_cpp import llama_cpp as low
+        low = import_bindings(notes)
     except Exception as error:  # an import of a native library can fail in many ways
         out["error"] = f"llama_cpp cannot be imported: {error}"
         return out
-    out["llama_cpp_python_version"] = getattr(llama_cpp, "__version__", "")
+    out["llama_cpp_python_version"] = _version()
     lib = low._lib
     try:
         low.llama_backend_init()
