@@ -203,6 +203,8 @@ class _Meter:
 
 
 def _friendly(repo_id: str, error: Exception) -> DownloadError:
+    if isinstance(error, hf_errors.OfflineModeIsEnabled):
+        return DownloadError(f"{repo_id}: offline mode is on (HF_HUB_OFFLINE); nothing was downloaded.")
     if isinstance(error, hf_errors.GatedRepoError):
         how = ("log in with `hf auth login` so Tokenometer can use your token" if get_token() is None
                else "your token has no access yet (the request may still be pending)")
@@ -439,7 +441,7 @@ class _Runner:
         self.emit(DownloadState.RUNNING, 0, None, message="resolving")
         try:
             parts = self.resolve()
-        except (hf_errors.HfHubHTTPError, httpx2.HTTPError) as error:
+        except (hf_errors.HfHubHTTPError, httpx2.HTTPError, hf_errors.OfflineModeIsEnabled) as error:
             raise _friendly(self.request.repo_id, error) from error
         self.check_disk([p for p in parts if not self.cached(p)])
         total = sum(p.size for p in parts)

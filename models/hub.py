@@ -157,6 +157,8 @@ def call_hub(what: str, func: Callable[[], T]) -> T:
     """Run a huggingface_hub call and turn its errors into HubError with a message meant for the user."""
     try:
         return func()
+    except hf_errors.OfflineModeIsEnabled as error:
+        raise HubError(f"{what}: offline mode is on (HF_HUB_OFFLINE); the Hub was not asked.") from error
     except hf_errors.GatedRepoError as error:
         raise HubError(f"{what}: the repo is gated; accept its terms on the Hub and log in (`hf auth login`).") \
             from error

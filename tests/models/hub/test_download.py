@@ -245,3 +245,17 @@ def test_an_expired_cdn_link_is_renewed_from_the_hub(hub: HubServer, big_repo: P
     cdn = [s.status for s in hub.served if s.path.startswith("/cdn/")]
     assert cdn == [403, 206]
     assert len([s for s in hub.served if s.method == "HEAD"]) > heads_before + 1  # the link was asked for again
+
+
+def test_offline_mode_is_a_clear_refusal(hub: HubServer, big_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    request = plan_download(REPO, "Q8_0")
+    from huggingface_hub import constants
+
+    # HF_HUB_OFFLINE is read once at import; the already-imported constant is what each request checks.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DownloadError, match="offline mode"):
+        download(request)
+    from models.errors import HubError
+    from models.hub import repo_files
+    with pytest.raises(HubError, match="offline mode"):
+        repo_files(REPO)
