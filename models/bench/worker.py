@@ -60,6 +60,10 @@ class WorkerFailure(Exception):
     """The job as a whole cannot go on; the message is for the user."""
 
 
+class BenchTestFailure(Exception):
+    """One test cannot run (the others still may); the message is for the user."""
+
+
 def check_model_file(path: Path) -> None:
     """Refuse a missing, unreadable or non-GGUF file before llama.cpp sees it, with a clear reason."""
     if not path.exists():
@@ -132,30 +136,29 @@ class Bench:
         ctx = ll.llama_init_from_model(self.model, cparams)
         if not ctx:
             reason = self.llog.last_error() or "llama.cpp gave no reason"
-            raise TestFailure(f"llama.cpp could not create a context for {label} (n_ctx {n_ctx}): {reason}")
+            raise BenchTestFailure(f"llama.cpp could not create a context for {label} (n_ctx {n_ctx}): {reason}")
         return ctx
 
     # -- llama-bench's two timed primitives --
-    def prompt_chunks(self, n_prompt: int) -> list[tuple[Any, int]]:
-        """Random token ids for a prompt, cut in n_batch chunks (BOS first when the vocab adds one)."""
-        chunks: list[tuple[Any, int]] = []
-        done = 0
+    def chunks(self, ids: list[int]) -> list[tuple[Any, int]]:
+        """Token ids as ctypes arrays of at most n_batch, built before any timer starts."""
         n_batch = self.job.params.n_batch
-        while done < n_prompt:
-            n = min(n_prompt - done, n_batch)
-            ids = [self.rng.randrange(self.n_vocab) for _ in range(n)]
-            if done == 0 and self.add_bos:
-                ids[0] = self.bos
-            chunks.append(((ctypes.c_int32 * n)(*ids), n))
-            done += n
-        return chunks
+        return [((ctypes.c_int32 * len(ids[i:i + n_batch]))(*ids[i:i + n_batch]), len(ids[i:i + n_batch]))
+                for i in range(0, len(ids), n_batch)]
+
+    def prompt_chunks(self, n_prompt: int) -> list[tuple[Any, int]]:
+        """Random token ids for a prompt in n_batch chunks (BOS first when the vocab adds one)."""
+        ids = [self.rng.randrange(self.n_vocab) for _ in range(n_prompt)]
+        if ids and self.add_bos:
+            ids[0] = self.bos
+        return self.chunks(ids)
 
     def decode_chunks(self, ctx: Any, chunks: list[tuple[Any, int]]) -> None:
         ll = self.ll
         for array, n in chunks:
             res = ll.llama_decode(ctx, ll.llama_batch_get_one(array, n))
             if res != 0:
-                raise TestFailure(f"llama_decode failed on a prompt batch of {n} tokens (code {res}).")
+                raise BenchTestFailure(f"llama_decode failed on a prompt batch of {n} tokens (code {res}).")
         ll.llama_synchronize(ctx)
 
     def generate(self, ctx: Any, n_gen: int) -> None:
@@ -169,7 +172,7 @@ class Bench:
             one[0] = token
             res = decode(ctx, batch_get_one(one, 1))
             if res != 0:
-                raise TestFailure(f"llama_decode failed while generating (code {res}).")
+                raise BenchTestFailure(f"llama_decode failed while generating (code {res}).")
             synchronize(ctx)
 
     # -- one test --
@@ -177,7 +180,7 @@ class Bench:
         ll, job = self.ll, self.job
         result = blank_result(job, test)
         if test.n_ctx > self.n_ctx_train > 0:
-            raise TestFailure(f"{test.name} needs a context of {test.n_ctx} tokens, beyond the model's training "
+            raise BenchTestFailure(f"{test.name} needs a context of {test.n_ctx} tokens, beyond the model's training "
                               f"context of {self.n_ctx_train}.")
         vram_before = self.gpu_free()
         ctx = self.new_context(test.n_ctx, test.name)
@@ -269,12 +272,10 @@ class Bench:
         n = len(tokens)
         n_ctx = n + 8
         if n_ctx > self.n_ctx_train > 0:
-            raise TestFailure(f"The TTFT prompt of {n} tokens does not fit the model's context of {self.n_ctx_train}.")
+            raise BenchTestFailure(f"The TTFT prompt of {n} tokens does not fit the model's context of {self.n_ctx_train}.")
         ctx = self.new_context(n_ctx, "ttft")
         sampler = ll.llama_sampler_init_greedy()
-        n_batch = self.job.params.n_batch
-        chunks = [((ctypes.c_int32 * len(tokens[i:i + n_batch]))(*tokens[i:i + n_batch]), len(tokens[i:i + n_batch]))
-                  for i in range(0, n, n_batch)]
+        chunks = self.chunks(tokens)
         samples: list[float] = []
         try:
             mem = ll.llama_get_memory(ctx)
@@ -291,10 +292,6 @@ class Bench:
             ll.llama_sampler_free(sampler)
             ll.llama_free(ctx)
         return {"ttft_ms": sum(samples) / len(samples), "ttft_samples_ms": samples, "ttft_prompt_tokens": n}
-
-
-class TestFailure(Exception):
-    """One test cannot run (the others still may); the message is for the user."""
 
 
 def build_info(llama: Any, devices: Any) -> dict[str, Any]:
@@ -331,13 +328,13 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
         if job.ttft_prompt_tokens > 0:
             try:
                 bench.info.update(bench.ttft(job.ttft_prompt_tokens))
-            except TestFailure as error:
+            except BenchTestFailure as error:
                 emit("log", level="warning", message=f"Time to first token not measured: {error}")
         ok = True
         for index, test in enumerate(job.tests):
             try:
                 result = bench.run_test(test, index, len(job.tests))
-            except TestFailure as error:
+            except BenchTestFailure as error:
                 ok = False
                 result = blank_result(job, test, status="failed", error=str(error))
                 bench.fill_common(result, measured=False)
