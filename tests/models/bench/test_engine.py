@@ -79,3 +79,13 @@ def test_default_shaped_run_gives_sane_numbers(starter_model: Path) -> None:
         assert result.stddev_ns == pytest.approx(statistics.stdev(result.samples_ns), abs=1)
     # Prompt processing batches tokens; on any CPU it outpaces one-token-at-a-time generation.
     assert results[0].avg_ts > results[1].avg_ts
+
+
+def test_mmap_off_moves_the_weights_into_private_memory(make_job: Callable[..., BenchJob]) -> None:
+    mapped, = _run(make_job(tests=(BenchTest(8, 0),), repetitions=1, use_mmap=True))[0]
+    loaded, = _run(make_job(tests=(BenchTest(8, 0),), repetitions=1, use_mmap=False))[0]
+    assert mapped.status == loaded.status == "ok", (mapped.error, loaded.error)
+    assert loaded.use_mmap is False and mapped.use_mmap is True
+    # Read into allocated buffers, the ~92 MiB of weights count as private memory instead of file pages.
+    assert loaded.mem_rss_anon - mapped.mem_rss_anon > mapped.model_size // 2
+    assert mapped.mem_rss_file - loaded.mem_rss_file > mapped.model_size // 2
