@@ -91,7 +91,9 @@ class HttpRangeSource:
             self._size = len(data)
             data = data[start:start + length]
         self.bytes_fetched += len(data)
-        self._block = min(self._block * 2, self._max_block)
+        # After the first block, read-ahead restarts at half of it and doubles per request: a header just past
+        # 1 MiB then costs two requests and under 2 MB, and a 10 MB vocabulary still only a handful.
+        self._block = self._block // 2 if self.requests == 1 else min(self._block * 2, self._max_block)
         if replace:
             self._buf, self._buf_start = data, start
         return data

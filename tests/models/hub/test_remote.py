@@ -86,3 +86,13 @@ def test_missing_file_is_a_hub_error(hub: HubServer, tiny_gguf: Path) -> None:
     hub.add_repo("org/Tiny-GGUF", {"tiny-Q4_K_M.gguf": tiny_gguf})
     with pytest.raises(HubError):
         read_remote_header("org/Tiny-GGUF", "nope.gguf")
+
+
+def test_the_real_starter_model_header_costs_two_requests_under_2_mib(hub: HubServer, starter_model: Path) -> None:
+    hub.add_repo("HuggingFaceTB/SmolLM2-135M-Instruct", {starter_model.name: starter_model})
+    header = read_remote_header("HuggingFaceTB/SmolLM2-135M-Instruct", starter_model.name)
+    local = read_gguf_header(starter_model)
+    assert (header.n_params, header.vocab_size, header.tensor_data_offset) == \
+        (local.n_params, local.vocab_size, local.tensor_data_offset)
+    requests = hub.file_requests(starter_model.name)
+    assert len(requests) <= 2 and sum(r.bytes_sent for r in requests) < 2 << 20  # a 1.8 MB header, 98 MB file
