@@ -195,6 +195,7 @@ def main() -> int:
         return 0
 
     from models.fit import estimate_memory
+    from models.hardware import probe_cpu
     from models.gguf import read_gguf_header
     from models.starter import ensure_starter_model
 
@@ -205,6 +206,7 @@ def main() -> int:
     configs += [dict(n_ctx=c, n_batch=2048, n_ubatch=512, type_k="f16", type_v="f16", flash_attn="off")
                 for c in contexts[:3]]
     rows: list[dict[str, Any]] = []
+    flags = probe_cpu([]).flags  # ggml repacks some quant types for this CPU; the logged buffers show it
     with tempfile.TemporaryDirectory(prefix="tokenometer-fit-") as tmp:
         if args.headers:
             models = [(f.stem, rebuild(f, Path(tmp) / f"{f.stem}.gguf")) for f in sorted(args.headers.glob("*.hdr"))]
@@ -216,6 +218,10 @@ def main() -> int:
             tokenizer = starter_tokenizer(starter)
             for i, shape in enumerate(shapes()):
                 models.append((shape.label, write_model(Path(tmp) / f"shape{i}.gguf", shape, tokenizer=tokenizer)))
+            # Q4_0 matrices: ggml repacks them on AVX2/ARM CPUs, which changes the logged model buffers.
+            q4 = shapes()[0]
+            models.append((f"{q4.label} Q4_0", write_model(Path(tmp) / "q4.gguf", q4, tokenizer=tokenizer,
+                                                           weight_type="q4_0")))
         if args.save_headers:
             args.save_headers.mkdir(parents=True, exist_ok=True)
             for i, (label, path) in enumerate(models):
@@ -232,7 +238,7 @@ def main() -> int:
                     continue
                 e = estimate_memory(header, n_ctx=row["n_ctx"], type_k=row["type_k"], type_v=row["type_v"],
                                     n_batch=row["n_batch"], n_ubatch=row["n_ubatch"], n_gpu_layers=args.ngl,
-                                    flash_attn=row["flash_attn"], gpu=args.ngl > 0)
+                                    flash_attn=row["flash_attn"], gpu=args.ngl > 0, cpu_flags=flags)
                 est = {"buf_model": e.weights, "buf_kv": e.kv, "buf_compute": e.compute, "buf_output": e.output}
                 cells = []
                 for key in ("buf_model", "buf_kv", "buf_compute", "buf_output"):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import ModelFileError
-from models.gguf import GGML_TYPE_IDS, GGML_TYPES, ArraySummary, GGUFHeader, read_gguf_header
+from models.fit_shape import Dims, model_dims, place_weights
+from models.gguf import GGML_TYPE_IDS, GGML_TYPES, GGUFHeader, read_gguf_header
 
 if TYPE_CHECKING:
     from models.bench.spec import BenchJob, BenchTest
@@ -20,14 +21,6 @@ FlashAttn = Literal["on", "off", "auto"]
 Verdict = Literal["gpu", "partial", "cpu", "no_fit"]
 MIB = 1024 * 1024
 _MAX_CTX = 1 << 24  # llama.cpp keeps n_ctx in a uint32; 16M tokens is beyond every model
-# Where llama.cpp gives an architecture a fixed sliding-window layer pattern (every Nth layer is full).
-_SWA_PATTERNS: dict[str, tuple[int, bool]] = {
-    "gemma2": (2, False), "gemma3": (6, False), "gemma3n": (5, False), "gemma-embedding": (6, False),
-    "cohere2": (4, False), "llama4": (4, False), "exaone4": (4, False), "olmo2": (4, False),
-    "openai-moe": (2, False), "gpt-oss": (2, False), "smallthinker": (4, True), "modern-bert": (3, True),
-    "plamo3": (8, False), "afmoe": (4, False), "phi3": (1, False), "exaone-moe": (4, False),
-}
-_RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7", "rwkv6qwen2", "arwkv7")
 # Reserve beyond the logged buffers: the CUDA/Metal context and allocator slack are not in any buffer.
 GPU_RESERVE = 512 * MIB
 RAM_RESERVE = 1024 * MIB
@@ -118,100 +111,6 @@ class FitVerdict:
         return out
 
 
-@dataclass
-class _Dims:
-    n_layer: int
-    n_embd: int
-    n_vocab: int
-    n_ff: int
-    ffn_width: int  # activations per token in the FFN: n_ff, or expert width x experts used for MoE
-    heads: list[int]
-    heads_kv: list[int]
-    head_k: list[int]
-    head_v: list[int]
-    swa: list[bool]
-    n_swa: int
-    recurrent: list[int]  # bytes of recurrent state per layer (0: attention layer)
-
-
-def _arch_int(header: GGUFHeader, key: str, default: int = 0) -> int:
-    value = header.arch_value(key, default)
-    if isinstance(value, (list, ArraySummary)):
-        items = value.head if isinstance(value, ArraySummary) else value
-        return max((int(v) for v in items), default=default)
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
-
-
-def _swa_layers(header: GGUFHeader, n_layer: int) -> list[bool]:
-    if header.sliding_window <= 0:
-        return [False] * n_layer
-    pattern = header.arch_value("attention.sliding_window_pattern")
-    if isinstance(pattern, list) and len(pattern) == n_layer:
-        return [bool(v) for v in pattern]
-    n_pattern, dense_first = _SWA_PATTERNS.get(header.architecture, (0, False))
-    if isinstance(pattern, int) and not isinstance(pattern, bool):
-        n_pattern = pattern
-    if dense_first:
-        return [n_pattern == 0 or il % n_pattern != 0 for il in range(n_layer)]
-    return [n_pattern == 0 or il % n_pattern < n_pattern - 1 for il in range(n_layer)]
-
-
-def _tensor_dim(header: GGUFHeader, name: str, axis: int) -> int:
-    tensor = next((t for t in header.tensors if t.name == name), None)
-    return tensor.shape[axis] if tensor is not None and len(tensor.shape) > axis else 0
-
-
-def _dims(header: GGUFHeader, unknown: list[str]) -> _Dims | None:
-    """The hyperparameters llama.cpp sizes its buffers with; None when the attention shape is unknown."""
-    n_layer, n_embd = header.block_count, header.embedding_length
-    n_vocab = header.vocab_size or _tensor_dim(header, "token_embd.weight", 1)
-    n_ff = _arch_int(header, "feed_forward_length") or _tensor_dim(header, "blk.0.ffn_up.weight", 1)
-    if not header.architecture:
-        unknown.append("architecture (general.architecture missing): only the weights are estimated")
-        return None
-    if n_layer <= 0 or n_embd <= 0:
-        unknown.append(f"{header.architecture}: block_count/embedding_length missing; only the weights are estimated")
-        return None
-    if n_layer > 100_000 or n_embd > 1 << 24:
-        raise ModelFileError(f"Impossible dimensions: {n_layer} layers of width {n_embd}.")
-    recurrent = [0] * n_layer
-    heads, heads_kv = header.head_count_per_layer, header.head_count_kv_per_layer
-    if header.architecture in _RECURRENT or (heads_kv and 0 in heads_kv and _arch_int(header, "ssm.state_size")):
-        d_state, d_inner = _arch_int(header, "ssm.state_size"), _arch_int(header, "ssm.inner_size")
-        d_conv, groups = _arch_int(header, "ssm.conv_kernel"), _arch_int(header, "ssm.group_count")
-        state = (max(d_conv - 1, 0) * (d_inner + 2 * groups * d_state) + d_state * d_inner) * 4
-        if header.architecture.startswith(("rwkv", "arwkv")):
-            head = _arch_int(header, "wkv.head_size")
-            state = (_arch_int(header, "token_shift_count", 2) * n_embd + n_embd * head) * 4
-        recurrent = [state if (not heads_kv or heads_kv[il] == 0) else 0 for il in range(n_layer)]
-        if header.architecture in _RECURRENT:
-            heads, heads_kv = [0] * n_layer, [0] * n_layer
-    if not heads:
-        unknown.append(f"{header.architecture}: attention.head_count missing; KV cache and compute not estimated")
-        return None
-    if any(h <= 0 for h, r in zip(heads, recurrent) if not r) and header.architecture not in _RECURRENT:
-        raise ModelFileError(f"Impossible dimensions: a layer has {min(heads)} attention heads.")
-    for il, (h, hkv) in enumerate(zip(heads, heads_kv)):
-        if hkv < 0 or hkv > h or (hkv and h % hkv):
-            raise ModelFileError(f"Impossible dimensions: layer {il} has {h} heads and {hkv} KV heads.")
-    k_len = header.key_length or (n_embd // max(heads) if max(heads) else 0)
-    v_len = header.value_length or k_len
-    swa = _swa_layers(header, n_layer)
-    k_swa = _arch_int(header, "attention.key_length_swa", k_len)
-    v_swa = _arch_int(header, "attention.value_length_swa", v_len)
-    head_k = [k_swa if swa[il] else k_len for il in range(n_layer)]
-    head_v = [v_swa if swa[il] else v_len for il in range(n_layer)]
-    if any(heads_kv[il] and (head_k[il] <= 0 or head_v[il] <= 0) for il in range(n_layer)):
-        raise ModelFileError(f"Impossible dimensions: head size {k_len}/{v_len} for width {n_embd}.")
-    if n_vocab <= 0:
-        unknown.append("vocabulary size: output buffer not estimated")
-    ffn_width = n_ff
-    if header.expert_count and header.expert_used_count:
-        ffn_width = (_arch_int(header, "expert_feed_forward_length") or n_ff) * header.expert_used_count
-    return _Dims(n_layer, n_embd, n_vocab, n_ff, ffn_width, heads, heads_kv, head_k, head_v, swa, header.sliding_window,
-                 recurrent)
-
-
 def _row_bytes(type_name: str, n: int) -> int:
     type_id = GGML_TYPE_IDS.get(type_name.lower())
     if type_id is None:
@@ -220,33 +119,7 @@ def _row_bytes(type_name: str, n: int) -> int:
     return -(-n // block) * size
 
 
-_LAYER = re.compile(r"^blk\.(\d+)\.")
-
-
-def _weights(header: GGUFHeader, i_gpu_start: int, gpu: bool) -> tuple[int, int, int]:
-    """(CPU bytes, GPU bytes, expert bytes) with llama.cpp's placement: input on CPU, layers from the end."""
-    cpu = gpu_bytes = experts = 0
-    n_layer = header.block_count
-    names = {t.name for t in header.tensors}
-    for tensor in header.tensors:
-        match = _LAYER.match(tensor.name)
-        if "_exps" in tensor.name:
-            experts += tensor.n_bytes
-        if tensor.name.startswith(("token_embd", "position_embd", "token_types")):
-            layer = -1  # the input layer always stays on the CPU
-        else:
-            layer = int(match.group(1)) if match else n_layer
-        on_gpu = gpu and layer >= i_gpu_start and layer >= 0
-        if on_gpu:
-            gpu_bytes += tensor.n_bytes
-        else:
-            cpu += tensor.n_bytes
-        if tensor.name == "token_embd.weight" and "output.weight" not in names and gpu and n_layer >= i_gpu_start:
-            gpu_bytes += tensor.n_bytes  # tied output: llama.cpp loads a second copy on the output device
-    return cpu, gpu_bytes, experts
-
-
-def _compute(d: _Dims, *, n_tokens: int, n_outputs: int, kv_size: int, flash: bool, layers: bool,
+def _compute(d: Dims, *, n_tokens: int, n_outputs: int, kv_size: int, flash: bool, layers: bool,
              output: bool) -> int:
     """ggml-alloc's high-water mark for the prompt graph (n_ubatch tokens, full KV, every token output).
 
@@ -268,10 +141,12 @@ def _compute(d: _Dims, *, n_tokens: int, n_outputs: int, kv_size: int, flash: bo
 
 def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type_v: str = "f16",
                     n_batch: int = 2048, n_ubatch: int = 512, n_gpu_layers: int = 0,
-                    flash_attn: FlashAttn = "auto", swa_full: bool = False, gpu: bool = True) -> MemoryEstimate:
+                    flash_attn: FlashAttn = "auto", swa_full: bool = False, gpu: bool = True,
+                    use_mmap: bool = True, cpu_flags: Iterable[str] = ()) -> MemoryEstimate:
     """Memory for one model load and context, split between the CPU and the (first) GPU.
 
     `gpu=False` places everything on the CPU whatever n_gpu_layers says (as a CPU-only build does).
+    `cpu_flags` (CpuInfo.flags) lets the estimate follow ggml's repacking of some quant types on that CPU.
     """
     if not 0 < n_ctx <= _MAX_CTX:
         raise ModelFileError(f"Context size {n_ctx} is out of range (1 to {_MAX_CTX}).")
@@ -282,9 +157,12 @@ def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type
     n_layer = header.block_count
     ngl = min(n_gpu_layers, n_layer + 1) if gpu else 0
     i_gpu_start = max(n_layer + 1 - ngl, 0)
-    cpu_w, gpu_w, experts = _weights(header, i_gpu_start, ngl > 0)
-    cpu = DeviceMemory("CPU", weights=cpu_w)
-    gpu_dev = DeviceMemory("GPU", weights=gpu_w)
+    placed = place_weights(header, i_gpu_start, ngl > 0, use_mmap=use_mmap, cpu_flags=cpu_flags)
+    cpu = DeviceMemory("CPU", weights=placed.cpu)
+    gpu_dev = DeviceMemory("GPU", weights=placed.gpu)
+    if placed.repacked:
+        notes.append(f"{placed.repacked / MIB:.1f} MiB of CPU weights are repacked for this CPU (CPU_REPACK); "
+                     "with mmap their file pages are counted too, though the system may drop them")
     if header.is_split:
         notes.append(f"split model: this header is part {header.split_index + 1} of {header.split_count}; "
                      "weights count only this part")
@@ -292,9 +170,9 @@ def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type
         raise ModelFileError("A quantized V cache needs flash attention (llama.cpp refuses it with -fa off).")
     flash = flash_attn != "off"  # "auto" resolves to on wherever the device supports it (CPU, CUDA, Metal)
     kv_size = -(-n_ctx // 256) * 256
-    d = _dims(header, unknown)
+    d = model_dims(header, unknown)
     estimate = MemoryEstimate(n_ctx=kv_size, n_gpu_layers=ngl, flash_attn=flash, devices=[cpu, gpu_dev],
-                              expert_weights=experts, unknown=unknown, notes=notes)
+                              expert_weights=placed.experts, unknown=unknown, notes=notes)
     if d is None:
         return estimate
     batch = min(n_ctx, n_batch)
@@ -370,7 +248,8 @@ def fit_verdict(header: GGUFHeader, hardware: HardwareInfo, *, n_ctx: int | None
 
     def est(ngl: int, c: int) -> MemoryEstimate:
         return estimate_memory(header, n_ctx=c, type_k=type_k, type_v=type_v, n_batch=n_batch, n_ubatch=n_ubatch,
-                               n_gpu_layers=ngl, flash_attn=flash_attn, swa_full=swa_full, gpu=vram > 0)
+                               n_gpu_layers=ngl, flash_attn=flash_attn, swa_full=swa_full, gpu=vram > 0,
+                               cpu_flags=hardware.cpu.flags)
 
     def fits(e: MemoryEstimate) -> bool:
         host, dev = e.device("CPU").total, e.device("GPU").total
@@ -415,20 +294,23 @@ def fit_verdict(header: GGUFHeader, hardware: HardwareInfo, *, n_ctx: int | None
 
 
 def estimate_for_job(job: BenchJob, test: BenchTest, *, header: GGUFHeader | None = None,
-                     gpu: bool | None = None) -> dict[str, int]:
+                     gpu: bool | None = None, cpu_flags: Iterable[str] | None = None) -> dict[str, int]:
     """The estimate for one benchmark run, under the names of BenchResult's measured buffer fields (bytes).
 
-    `gpu=None` asks the installed llama.cpp build (once per process, in a child) whether it has a GPU device.
+    `gpu=None` asks the installed llama.cpp build (once per process, in a child) whether it has a GPU device;
+    `cpu_flags=None` reads this machine's CPU features (they decide which weights ggml repacks).
     """
+    from models.hardware import llama_build, probe_cpu
+
     if header is None:
         header = read_gguf_header(job.model_path)
     if gpu is None:
-        from models.hardware import llama_build
-
         gpu = bool(llama_build().gpu_devices)
+    if cpu_flags is None:
+        cpu_flags = probe_cpu([]).flags
     p = job.params
     e = estimate_memory(header, n_ctx=max(test.n_ctx, 1), type_k=p.type_k, type_v=p.type_v, n_batch=p.n_batch,
                         n_ubatch=p.n_ubatch, n_gpu_layers=p.n_gpu_layers, flash_attn=p.flash_attn,
-                        swa_full=False, gpu=gpu)
+                        swa_full=False, gpu=gpu, use_mmap=p.use_mmap, cpu_flags=cpu_flags)
     return {"buf_model": e.weights, "buf_kv": e.kv, "buf_compute": e.compute, "buf_output": e.output,
             "total": e.total}

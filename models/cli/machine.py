@@ -115,7 +115,8 @@ def _fit(args: argparse.Namespace) -> int:
     if args.ngl is not None:
         build = hardware.llama
         gpu = bool(hardware.gpus) and (build is None or bool(build.error) or bool(build.gpu_devices))
-        estimate = estimate_memory(header, n_ctx=verdict.n_ctx, n_gpu_layers=args.ngl, gpu=gpu, **options)
+        estimate = estimate_memory(header, n_ctx=verdict.n_ctx, n_gpu_layers=args.ngl, gpu=gpu,
+                                   cpu_flags=hardware.cpu.flags, **options)
     model = {"source": where, "architecture": header.architecture, "name": header.name,
              "n_params": header.n_params, "file_type": header.file_type_name, "layers": header.block_count,
              "context_length": header.context_length, "size": header.tensor_bytes, "split_count": header.split_count}

@@ -76,7 +76,10 @@ def _add_tokenizer(writer: Any, shape: Shape, tokenizer: dict[str, Any] | None) 
 
 def write_model(path: Path, shape: Shape, *, tokenizer: dict[str, Any] | None = None, seed: int = 0,
                 weight_type: str = "f16") -> Path:
-    """A loadable random-weight model: llama (dense or MoE) or gemma3 tensors, with real tensor data."""
+    """A loadable random-weight model: llama (dense or MoE) or gemma3 tensors, with real tensor data.
+
+    weight_type: "f16", "f32", or "q4_0" (matrices quantized; norms stay f32).
+    """
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -96,7 +99,7 @@ def write_model(path: Path, shape: Shape, *, tokenizer: dict[str, Any] | None = 
     writer.add_rope_dimension_count(hd)
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-6)
-    writer.add_file_type(1 if weight_type == "f16" else 0)
+    writer.add_file_type({"f32": 0, "f16": 1, "q4_0": 2}[weight_type])
     if shape.sliding_window:
         writer.add_sliding_window(shape.sliding_window)
     if shape.n_expert:
@@ -106,8 +109,12 @@ def write_model(path: Path, shape: Shape, *, tokenizer: dict[str, Any] | None = 
 
     def w(name: str, *dims: int) -> None:
         # numpy order is the reverse of ggml's ne[]: (rows, row length).
-        data = (rng.standard_normal(tuple(reversed(dims)), dtype=np.float32) * 0.02).astype(dtype)
-        writer.add_tensor(name, data)
+        data = rng.standard_normal(tuple(reversed(dims)), dtype=np.float32) * 0.02
+        if weight_type == "q4_0" and dims[0] % 32 == 0:
+            qtype = gguf.GGMLQuantizationType.Q4_0
+            writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(name, data.astype(dtype))
 
     def norm(name: str, n: int) -> None:
         writer.add_tensor(name, np.ones(n, dtype=np.float32))

@@ -185,3 +185,21 @@ def test_estimate_for_job_uses_the_result_field_names(tmp_path: Path) -> None:
     e = estimate_memory(read_gguf_header(path), n_ctx=512, type_k="q8_0", type_v="q8_0", gpu=False)
     assert (out["buf_kv"], out["total"]) == (e.kv, e.total)
     assert out["total"] == out["buf_model"] + out["buf_kv"] + out["buf_compute"] + out["buf_output"]
+
+
+def test_repacked_weights_follow_the_cpu_features(tmp_path: Path) -> None:
+    pytest.importorskip("gguf")
+    h = read_gguf_header(write_model(tmp_path / "q.gguf", Shape(n_layer=2), weight_type="q4_0"))
+    matrices = sum(t.n_bytes for t in h.tensors if t.type_name == "Q4_0" and t.name != "token_embd.weight")
+    plain = estimate_memory(h, n_ctx=512)
+    assert plain.weights == h.tensor_bytes and not plain.notes
+    # AVX2: ggml copies Q4_0 matrices into CPU_REPACK; the mapping spans the file from token_embd (first) to
+    # output_norm, so it still covers the layers' matrices but not output.weight, the last tensor.
+    output = next(t.n_bytes for t in h.tensors if t.name == "output.weight")
+    assert h.tensors[-1].name == "output.weight"
+    avx2 = estimate_memory(h, n_ctx=512, cpu_flags=["AVX", "AVX2"])
+    assert avx2.weights == h.tensor_bytes - output + matrices and "repacked" in avx2.notes[0]
+    assert estimate_memory(h, n_ctx=512, cpu_flags=["AVX2"], use_mmap=False).weights == h.tensor_bytes
+    assert estimate_memory(h, n_ctx=512, cpu_flags=["NEON", "DOTPROD"]).weights == avx2.weights
+    offloaded = estimate_memory(h, n_ctx=512, cpu_flags=["AVX2"], n_gpu_layers=99)
+    assert offloaded.device("CPU").weights == next(t.n_bytes for t in h.tensors if t.name == "token_embd.weight")
