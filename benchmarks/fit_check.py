@@ -83,8 +83,11 @@ def child(model: str, configs: list[dict[str, Any]], ngl: int) -> None:
             print(json.dumps({**config, "error": " / ".join(lines[start:][-3:])}), flush=True)
             continue
         vram_ctx = vram() - vram_before if ngl > 0 else 0
+        # "auto" becomes off where a device lacks the kernel (e.g. a CUDA build without its FA kernels).
+        fa_off = any("Flash Attention not supported" in line for line in lines[start:])
         print(json.dumps({**config, **model_buffers, **buffers(start), "vram_model": vram_model,
-                          "vram_total": vram_ctx}), flush=True)
+                          "vram_total": vram_ctx, "fa_resolved": "off" if fa_off else config["flash_attn"]}),
+              flush=True)
         ll.llama_free(ctx)
     ll.llama_model_free(loaded)
 
@@ -238,14 +241,16 @@ def main() -> int:
                     continue
                 e = estimate_memory(header, n_ctx=row["n_ctx"], type_k=row["type_k"], type_v=row["type_v"],
                                     n_batch=row["n_batch"], n_ubatch=row["n_ubatch"], n_gpu_layers=args.ngl,
-                                    flash_attn=row["flash_attn"], gpu=args.ngl > 0, cpu_flags=flags)
+                                    flash_attn=row.get("fa_resolved", row["flash_attn"]), gpu=args.ngl > 0,
+                                    cpu_flags=flags)
                 est = {"buf_model": e.weights, "buf_kv": e.kv, "buf_compute": e.compute, "buf_output": e.output}
                 cells = []
                 for key in ("buf_model", "buf_kv", "buf_compute", "buf_output"):
                     real = row.get(key, 0)
                     cells.append(f"{est[key] / 2**20:9.2f}/{real / 2**20:9.2f} {pct(est[key], real)}")
                 total_real = sum(row.get(k, 0) for k in est)
-                print(f"{label:<40} {row['n_ctx']:>6} {row['type_k']:>5} {row['flash_attn']:>4} | "
+                fa = row["flash_attn"] if row.get("fa_resolved") == row["flash_attn"] else "a>of"
+                print(f"{label:<40} {row['n_ctx']:>6} {row['type_k']:>5} {fa:>4} | "
                       + " | ".join(cells) + f" | {pct(sum(est.values()), total_real)}", flush=True)
                 rows.append({"model": label, **row, "estimate": est})
                 if args.ngl > 0:

@@ -4,6 +4,7 @@
 # Needs build/gpu-kit from benchmarks/gpu_stage.sh (carry it); a .venv is used when it works there.
 # Usage: bash benchmarks/gpu_check.sh [build|check|all]      (default all; build alone can be run first)
 # Env: PY (python to use), CUDA_ARCH (default 90 = H100/H200), BUILD_TIMEOUT (s, default 480),
+#      CUDA_FA=OFF (skip the flash-attention kernels: a much shorter build; "auto" then resolves to off),
 #      LLAMA_CPP_LIB_PATH (an existing CUDA libllama.so folder: skips the build)
 set -u
 cd "$(dirname "$0")/.."
@@ -37,6 +38,7 @@ if [ "$PHASE" != check ] && [ -z "${LLAMA_CPP_LIB_PATH:-}" ] && [ ! -f "$OUT/bin
     start=$(date +%s)
     cmake -S "$OUT/llama.cpp" -B "$OUT" -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" \
       -DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA_NCCL=OFF \
+      -DGGML_CUDA_FA="${CUDA_FA:-ON}" \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
       -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_MTMD=OFF -DLLAMA_BUILD_APP=OFF > "$OUT/configure.log" 2>&1 \
       || { echo "  configure failed:"; tail -15 "$OUT/configure.log"; }
@@ -49,7 +51,8 @@ fi
 [ "$PHASE" = build ] && exit 0
 
 say "tokenometer hardware --json (LLAMA_CPP_LIB_PATH=${LLAMA_CPP_LIB_PATH:-<the installed llama_cpp>})"
-$PY -m models.cli hardware --json || echo "  the probe failed (missing packages above?)"
+$PY -m models.cli hardware --json || $PY -c "import json; from models.hardware import probe_hardware; \
+print(json.dumps(probe_hardware().to_json(), indent=2))" || echo "  the probe failed (missing packages above?)"
 
 say "fit estimate vs measured, all layers on the GPU"
 if [ -z "${LLAMA_CPP_LIB_PATH:-}" ] && ! $PY -c "import llama_cpp" 2>/dev/null; then
