@@ -108,8 +108,9 @@ def bar_chart(title: str, categories: Sequence[str], groups: dict[str, Sequence[
     x_axis.append([_short(category) for category in categories])
     y_axis = QValueAxis()
     y_axis.setTitleText(unit)
-    y_axis.setRange(0, top * 1.1 if top > 0 else 1)
-    y_axis.setLabelFormat("%.0f" if top >= 10 else "%.2f")
+    y_axis.setRange(0, top * 1.05 if top > 0 else 1)
+    y_axis.applyNiceNumbers()  # round ticks (0, 10, 20, ...) instead of the data's own maximum
+    y_axis.setLabelFormat("%.4g")
     chart.addAxis(x_axis, Qt.AlignmentFlag.AlignBottom)
     chart.addAxis(y_axis, Qt.AlignmentFlag.AlignLeft)
     series.attachAxis(x_axis)
@@ -127,10 +128,15 @@ def xy_chart(title: str, points: dict[str, Sequence[tuple[float, float]]], *, x_
     xs = [x for series in points.values() for x, _ in series] or [0.0, 1.0]
     ys = [y for series in points.values() for _, y in series] or [0.0, 1.0]
     x_span = (max(xs) - min(xs)) or max(abs(max(xs)), 1.0)
-    x_axis.setRange(min(xs) - 0.05 * x_span, max(xs) + 0.05 * x_span)
-    y_axis.setRange(0, max(ys) * 1.15 if max(ys) > 0 else 1)
-    x_axis.setLabelFormat("%g")
-    y_axis.setLabelFormat("%g")
+    if lines:  # depth starts at 0
+        x_axis.setRange(0, max(xs) * 1.05 or 1.0)
+    else:
+        x_axis.setRange(max(0.0, min(xs) - 0.1 * x_span), max(xs) + 0.1 * x_span)
+    y_axis.setRange(0, max(ys) * 1.05 if max(ys) > 0 else 1)
+    x_axis.applyNiceNumbers()
+    y_axis.applyNiceNumbers()
+    x_axis.setLabelFormat("%.4g")
+    y_axis.setLabelFormat("%.4g")
     chart.addAxis(x_axis, Qt.AlignmentFlag.AlignBottom)
     chart.addAxis(y_axis, Qt.AlignmentFlag.AlignLeft)
     for name, series_points in points.items():
@@ -150,4 +156,5 @@ def xy_chart(title: str, points: dict[str, Sequence[tuple[float, float]]], *, x_
 
 def _short(name: str, limit: int = 28) -> str:
     name = name.removesuffix(".gguf")
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    # Cut the middle: the start names the model, the end holds the quant or a "#2" that tells rows apart.
+    return name if len(name) <= limit else name[: limit - 9] + "…" + name[-8:]

@@ -11,7 +11,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from desktop.bench_queue import BenchQueue
-from desktop.jobs import run_job
+from desktop.jobs import Bridge, run_job
 from models.bench.events import BenchEvent
 from models.bench.spec import BenchJob
 
@@ -27,11 +27,6 @@ def core(module: str) -> Any | None:
             log.info("core module %s is not available", module)
             return None
         raise
-
-
-def library_models(library: Any) -> list[Any]:
-    """The library's local models, whatever the core names its listing."""
-    return list(library.list_models())
 
 
 NOT_AVAILABLE = "This part of Tokenometer's core is not available in this build yet."
@@ -53,6 +48,9 @@ class AppContext(QObject):
         self.bench = BenchQueue(self, recorder=self._recorder)
         self.bench.finished.connect(lambda _item: self.results_changed.emit())
         self._downloads: Any = None
+        # Download progress arrives on the queue's thread; the bridge re-emits it on the GUI thread.
+        self.download_bridge = Bridge(self)
+        self.download_bridge.event.connect(self._download_event)
         self._hardware: Any = None
         self._hardware_error: BaseException | None = None
         self._hardware_probing = False
@@ -118,19 +116,31 @@ class AppContext(QObject):
 
     def local_models(self) -> list[tuple[str, Path, str]]:
         """(name, path, tooltip) of every model on disk, the starter first. Touches the disk: run it as a job."""
-        from models.starter import starter_model_path
+        from models.library import list_models
 
-        entries: list[tuple[str, Path, str]] = []
-        starter = starter_model_path()
-        if starter is not None:
-            entries.append((f"{starter.name} (starter)", starter, f"The starter model, always available: {starter}"))
-        library = core("models.library")
-        if library is not None:
-            for model in library_models(library):
-                path = Path(model.path)
-                if all(path != known for _, known, _ in entries):
-                    entries.append((path.name, path, str(path)))
+        entries = []
+        for entry in list_models(read_headers=False):
+            name = entry.label or entry.path.name
+            if entry.source == "starter":
+                name += " (starter)"
+            entries.append((name, entry.path, f"{entry.path} ({entry.source})"))
         return entries
+
+    # -- downloads: one queue for the app, its plain callback turned into a signal --
+    def downloads(self) -> Any:
+        """The download queue (models.download_queue.DownloadQueue), created on first use."""
+        if self._downloads is None:
+            from huggingface_hub import get_token
+
+            from models.download_queue import DownloadQueue
+
+            self._downloads = DownloadQueue(on_progress=self.download_bridge, token=get_token() or None)
+        return self._downloads
+
+    def _download_event(self, args: tuple[Any, ...]) -> None:
+        job, progress = args[0], args[1]
+        if getattr(progress, "state", None) == "done" and job.result is not None:
+            self.library_changed.emit()  # a finished download is a new model in the library
 
     # -- navigation --
     def benchmark(self, paths: list[Path]) -> None:
@@ -140,6 +150,6 @@ class AppContext(QObject):
 
     def shutdown(self) -> None:
         self.bench.shutdown()
-        stop: Callable[[], None] | None = getattr(self._downloads, "shutdown", None)
-        if stop is not None:
-            stop()
+        if self._downloads is not None:
+            self._downloads.close()  # pauses a running download; its partial file is resumed next time
+            self._downloads = None

@@ -55,9 +55,15 @@ class Job(QObject, Generic[T]):
         try:
             result = self._fn()
         except BaseException as error:  # noqa: BLE001 - every failure must reach the GUI thread
-            self.failed.emit(error)
+            self._deliver(self.failed, error)
         else:
-            self.done.emit(result)
+            self._deliver(self.done, result)
+
+    def _deliver(self, signal: Any, payload: object) -> None:
+        try:
+            signal.emit(payload)
+        except RuntimeError:  # the app quit while this ran: nobody is left to tell
+            log.debug("job finished after its receiver was deleted")
 
 
 class _Runnable(QRunnable):

@@ -162,3 +162,23 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.palette = option.palette
         style = option.widget.style() if option.widget is not None else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
+
+
+def table_view(model: Any, *, sortable_view: bool = False, multi: bool = False) -> Any:
+    """A QTableView set up the same way on every page: whole rows, one line each, long paths cut in the middle."""
+    from PySide6.QtWidgets import QAbstractItemView, QTableView
+
+    view = QTableView()
+    view.setModel(model)
+    view.setSortingEnabled(sortable_view)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection if multi
+                          else QAbstractItemView.SelectionMode.SingleSelection)
+    view.setWordWrap(False)
+    view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    view.setAlternatingRowColors(True)
+    view.verticalHeader().hide()
+    view.verticalHeader().setDefaultSectionSize(26)
+    view.horizontalHeader().setStretchLastSection(True)
+    view.horizontalHeader().setHighlightSections(False)
+    return view

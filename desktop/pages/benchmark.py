@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, Qt
-from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFileDialog, QGridLayout, QGroupBox,
+from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QGridLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
-                               QPlainTextEdit, QPushButton, QSplitter, QTableView, QTabWidget,
+                               QPlainTextEdit, QPushButton, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from desktop.bench_queue import FAILED, RUNNING, QueueItem
@@ -17,7 +17,7 @@ from desktop.context import AppContext
 from desktop.jobs import run_job
 from desktop.metrics import result_columns
 from desktop.pages import SPACING, Page
-from desktop.tables import Column, ProgressDelegate, RowTable
+from desktop.tables import Column, ProgressDelegate, RowTable, table_view
 from desktop.units import fmt_bytes, fmt_rate
 from models.bench.spec import KV_TYPES, BenchSweep, default_threads
 from models.errors import BenchmarkError
@@ -103,23 +103,15 @@ class BenchmarkPage(Page):
         self.body.addLayout(top)
 
         self.queue = RowTable(QUEUE_COLUMNS, parent=self)
-        self.queue_view = QTableView()
-        self.queue_view.setModel(self.queue)
+        self.queue_view = table_view(self.queue)
         self.queue_view.setItemDelegateForColumn(1, ProgressDelegate(self.queue_view))
-        self.queue_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.queue_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.queue_view.verticalHeader().hide()
-        self.queue_view.horizontalHeader().setStretchLastSection(True)
         self.queue_view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.queue_view.setColumnWidth(1, 220)
         self.queue_view.setColumnWidth(2, 240)
         self.queue_view.selectionModel().selectionChanged.connect(self._selected)
         self.chart = LiveChart()
         self.results = RowTable(result_columns(), parent=self)
-        self.results_view = QTableView()
-        self.results_view.setModel(self.results)
-        self.results_view.verticalHeader().hide()
-        self.results_view.horizontalHeader().setStretchLastSection(True)
+        self.results_view = table_view(self.results)
         self.detail = QPlainTextEdit()
         self.detail.setReadOnly(True)
         self.detail.setPlaceholderText("Select a run in the queue to see its log, or why it failed.")

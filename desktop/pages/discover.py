@@ -1,24 +1,261 @@
-"""Discover page (placeholder until its core lands)."""
+"""Discover page: search the Hub as you type, a repo's quant files with sizes and a fit badge, download buttons."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QItemSelection, Qt, QTimer
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from desktop.context import NOT_AVAILABLE, AppContext
-from desktop.pages import PAGES, Page, unavailable
+from desktop.context import AppContext
+from desktop.jobs import run_job
+from desktop.pages import SPACING, Page
+from desktop.tables import Column, RowTable, sortable, table_view
+from desktop.units import fmt_bytes, fmt_count
+from models.hub import SORT_KEYS, QuantModel, RepoFiles, RepoSummary
 
 log = logging.getLogger(__name__)
-_INFO = next(info for info in PAGES if info.name == "discover")
+
+SEARCH_DELAY_MS = 300
+SORT_NAMES = {"downloads": "Most downloaded", "likes": "Most liked", "trending": "Trending",
+              "last_modified": "Recently updated"}
+BADGES = {"gpu": ("fully on GPU", "#2e7d32"), "partial": ("partial offload", "#b26a00"),
+          "cpu": ("CPU only", "#1565c0"), "no_fit": ("won't fit", "#c62828")}
+
+
+@dataclass
+class FileRow:
+    """One downloadable model of the selected repo, with the fit verdict once it is known."""
+
+    model: QuantModel
+    verdict: Any = None  # models.fit.FitVerdict
+    fit_error: str = ""
+
+
+REPO_COLUMNS: list[Column[RepoSummary]] = [
+    Column("Repo", lambda r: r.repo_id + ("  🔒" if r.gated else ""),
+           cell_tip=lambda r: f"{r.repo_id}\nlicence: {r.license or 'unknown'}"
+                              + ("\ngated: accept the terms on the Hub and save a token in Settings" if r.gated else "")),
+    Column("Architecture", lambda r: r.architecture or "", tip="From the Hub's GGUF metadata."),
+    Column("Params", lambda r: r.n_params, fmt_count, numeric=True, tip="Parameters, from the Hub's GGUF metadata."),
+    Column("Downloads", lambda r: r.downloads, fmt_count, numeric=True, tip="Downloads in the last 30 days."),
+    Column("Likes", lambda r: r.likes, fmt_count, numeric=True),
+    Column("Updated", lambda r: r.last_modified.isoformat() if r.last_modified else "",
+           lambda v: v[:10], tip="Last change to the repo."),
+]
+
+
+def _badge(row: FileRow) -> str:
+    if row.model.kind != "model":
+        return "projector"
+    if row.fit_error:
+        return "unknown"
+    return BADGES[row.verdict.verdict][0] if row.verdict is not None else "…"
+
+
+def _fit_tip(row: FileRow) -> str:
+    if row.fit_error:
+        return f"Could not estimate: {row.fit_error}"
+    v = row.verdict
+    if v is None:
+        return "Reading the file's header from the Hub to estimate its memory …"
+    e = v.estimate
+    lines = [v.summary, "", f"Weights {fmt_bytes(e.weights)} · KV cache {fmt_bytes(e.kv)} · compute "
+             f"{fmt_bytes(e.compute)} · output {fmt_bytes(e.output)} = {fmt_bytes(e.total)}",
+             f"Suggested GPU layers: {v.n_gpu_layers}; RAM left {fmt_bytes(v.headroom_ram)}"
+             + (f", VRAM left {fmt_bytes(v.headroom_vram)}" if v.headroom_vram else "")]
+    return "\n".join(lines + v.notes[:4])
+
+
+FILE_COLUMNS: list[Column[FileRow]] = [
+    Column("Quant", lambda f: f.model.quant, tip="Quantization: fewer bits per weight = smaller and faster, "
+                                                 "at some loss of quality."),
+    Column("File", lambda f: f.model.name + (f"  (+{len(f.model.files) - 1} shards)" if f.model.is_split else "")),
+    Column("Size", lambda f: f.model.total_size, fmt_bytes, numeric=True, tip="Download size (all shards)."),
+    Column("Fit here", _badge, cell_tip=_fit_tip,
+           color=lambda f: QColor(BADGES[f.verdict.verdict][1]) if f.verdict is not None else None,
+           tip="Whether it runs on this machine at 4096 tokens of context, estimated from the GGUF header "
+               "(read from the Hub without downloading) and the detected RAM and VRAM. Hover for the numbers."),
+    Column("Checksum", lambda f: "sha256" if f.model.verifiable else "size only",
+           tip="sha256: the download is verified against the Hub's LFS hash; size only: the Hub (or mirror) "
+               "gave no hash, so only the size can be checked."),
+]
 
 
 class DiscoverPage(Page):
-    name, title, hint = _INFO.name, _INFO.title, _INFO.hint
+    name, title, hint = "discover", "Discover", "Find GGUF models on the Hugging Face Hub"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
-        self.body.addWidget(unavailable(NOT_AVAILABLE), 1)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search GGUF models, e.g. qwen 0.5b, llama 3 8b instruct …")
+        self.search.setClearButtonEnabled(True)
+        self.sort = QComboBox()
+        for key in SORT_KEYS:
+            self.sort.addItem(SORT_NAMES.get(key, key), key)
+        self.author = QLineEdit()
+        self.author.setPlaceholderText("author (optional)")
+        self.author.setMaximumWidth(200)
+        row = QHBoxLayout()
+        row.setSpacing(SPACING)
+        row.addWidget(self.search, 1)
+        row.addWidget(self.author)
+        row.addWidget(self.sort)
+        self.body.addLayout(row)
+        self.repos = RowTable(REPO_COLUMNS, parent=self)
+        self.repo_view = table_view(self.repos)
+        self.repo_view.setColumnWidth(0, 360)
+        self.repo_view.selectionModel().selectionChanged.connect(self._repo_selected)
+        self.files = RowTable(FILE_COLUMNS, parent=self)
+        self.files_proxy = sortable(self.files, self)
+        self.file_view = table_view(self.files_proxy, sortable_view=True)
+        self.file_view.selectionModel().selectionChanged.connect(self._file_selected)
+        self.file_view.doubleClicked.connect(lambda _index: self.download_selected())
+        self.repo_title = QLabel("Pick a repo to see its files.")
+        self.repo_title.setObjectName("muted")
+        self.repo_title.setWordWrap(True)
+        self.download_button = QPushButton("Download")
+        self.download_button.setToolTip("Queue the selected file (all its shards); progress is on the Downloads page.")
+        self.download_button.setEnabled(False)
+        self.download_button.clicked.connect(self.download_selected)
+        files_box = QWidget()
+        files_layout = QVBoxLayout(files_box)
+        files_layout.setContentsMargins(0, 0, 0, 0)
+        head = QHBoxLayout()
+        head.addWidget(self.repo_title, 1)
+        head.addWidget(self.download_button)
+        files_layout.addLayout(head)
+        files_layout.addWidget(self.file_view, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.repo_view)
+        split.addWidget(files_box)
+        split.setSizes([300, 300])
+        self.body.addWidget(split, 1)
+        self.status = QLabel("Type to search the Hub.")
+        self.status.setObjectName("muted")
+        self.body.addWidget(self.status)
+
+        # Search as you type, once the typing pauses, and only the newest answer counts.
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(SEARCH_DELAY_MS)
+        self._timer.timeout.connect(self.run_search)
+        self.search.textChanged.connect(lambda _text: self._timer.start())
+        self.author.textChanged.connect(lambda _text: self._timer.start())
+        self.sort.currentIndexChanged.connect(lambda _index: self.run_search())
+        self._search_generation = 0
+        self._repo_generation = 0
+        self.repo_files: RepoFiles | None = None
+        self.searches = 0  # how many searches were sent (the debounce test counts them)
+
+    # -- searching --
+    def run_search(self) -> None:
+        from models.hub import search_models
+
+        self._search_generation += 1
+        generation = self._search_generation
+        query, author = self.search.text().strip(), self.author.text().strip() or None
+        sort = self.sort.currentData()
+        self.searches += 1
+        self.status.setText("Searching …")
+
+        def done(found: list[RepoSummary]) -> None:
+            if generation != self._search_generation:
+                return  # a newer search was sent meanwhile
+            self.repos.set_rows(found)
+            self.status.setText(f"{len(found)} repos" + (" (the first 50)" if len(found) == 50 else "") + ".")
+
+        def failed(error: BaseException) -> None:
+            if generation == self._search_generation:
+                self.status.setText(f"Search failed: {error}")
+
+        run_job(lambda: list(search_models(query or None, sort=sort, author=author, limit=50)),
+                on_done=done, on_error=failed)
+
+    # -- one repo's files --
+    def _repo_selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
+        rows = self.repo_view.selectionModel().selectedRows()
+        if rows:
+            self.open_repo(self.repos.row(rows[0].row()).repo_id)
+
+    def open_repo(self, repo_id: str) -> None:
+        from models.hub import repo_files
+
+        self._repo_generation += 1
+        generation = self._repo_generation
+        self.files.set_rows([])
+        self.repo_title.setText(f"{repo_id}: listing files …")
+
+        def done(found: RepoFiles) -> None:
+            if generation != self._repo_generation:
+                return
+            self.repo_files = found
+            self.files.set_rows([FileRow(model) for model in found.models])
+            self.file_view.resizeColumnsToContents()
+            facts = [found.architecture or "", f"{fmt_count(found.n_params)} parameters" if found.n_params else "",
+                     f"licence {found.license}" if found.license else "",
+                     "gated: save a token in Settings" if found.gated else ""]
+            self.repo_title.setText(f"{repo_id} — " + " · ".join(f for f in facts if f))
+            self._estimate_fits(found, generation)
+
+        def failed(error: BaseException) -> None:
+            if generation == self._repo_generation:
+                self.repo_title.setText(f"{repo_id}: {error}")
+
+        run_job(lambda: repo_files(repo_id), on_done=done, on_error=failed)
+
+    def _estimate_fits(self, repo: RepoFiles, generation: int) -> None:
+        """Read each file's header over HTTP ranges (a few hundred kB, no download) and judge it, off the GUI thread."""
+        from models.fit import fit_verdict
+        from models.hardware import probe_hardware
+        from models.remote import read_remote_header
+
+        rows = [row for row in self.files.rows if row.model.kind == "model"][:16]
+        known = self.ctx.hardware()
+
+        def work() -> list[tuple[FileRow, Any, str]]:
+            hardware = known or probe_hardware()
+            out = []
+            for row in rows:
+                try:
+                    header = read_remote_header(repo.repo_id, row.model.files[0].filename, revision=repo.commit)
+                    out.append((row, fit_verdict(header, hardware), ""))
+                except Exception as error:  # noqa: BLE001 - one unreadable file must not hide the others' fit
+                    out.append((row, None, str(error)))
+            return out
+
+        def done(verdicts: list[tuple[FileRow, Any, str]]) -> None:
+            if generation != self._repo_generation:
+                return
+            for row, verdict, error in verdicts:
+                row.verdict, row.fit_error = verdict, error
+            self.files.set_rows(self.files.rows)
+
+        run_job(work, on_done=done, on_error=lambda error: log.warning("fit estimate failed: %s", error))
+
+    def _file_selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
+        self.download_button.setEnabled(self.selected_file() is not None)
+
+    def selected_file(self) -> FileRow | None:
+        rows = self.file_view.selectionModel().selectedRows()
+        return self.files.row(self.files_proxy.mapToSource(rows[0]).row()) if rows else None
+
+    def download_selected(self) -> None:
+        from models.download import DownloadRequest
+
+        row, repo = self.selected_file(), self.repo_files
+        if row is None or repo is None:
+            return
+        job = self.ctx.downloads().add(DownloadRequest(repo.repo_id, row.model.files, revision=repo.commit or "main"))
+        self.status.setText(f"Queued {job.label}; see Downloads (Ctrl+2).")
+
+    def shown(self) -> None:
+        self.search.setFocus()
+        if self.repos.rowCount() == 0 and self.searches == 0:
+            self.run_search()  # the most downloaded GGUF repos, before anything is typed
 
 
 PAGE = DiscoverPage

@@ -1,24 +1,141 @@
-"""Downloads page (placeholder until its core lands)."""
+"""Downloads page: the queue with progress bars, speed, ETA, pause, resume, cancel and errors in line."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QItemSelection
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
-from desktop.context import NOT_AVAILABLE, AppContext
-from desktop.pages import PAGES, Page, unavailable
+from desktop.context import AppContext
+from desktop.pages import SPACING, Page
+from desktop.tables import Column, ProgressDelegate, RowTable, table_view
+from desktop.units import fmt_bytes, fmt_duration, fmt_speed
+from models.download import DownloadState
+from models.download_queue import DownloadJob
 
 log = logging.getLogger(__name__)
-_INFO = next(info for info in PAGES if info.name == "downloads")
+
+ACTIVE = (DownloadState.RUNNING, DownloadState.VERIFYING)
+
+
+def _fraction(job: DownloadJob) -> float | None:
+    p = job.progress
+    if p is None or not p.bytes_total or job.state not in (*ACTIVE, DownloadState.PAUSED):
+        return None
+    return p.bytes_done / p.bytes_total
+
+
+def _progress_text(job: DownloadJob) -> str:
+    p = job.progress
+    if p is None:
+        return job.state.value
+    total = fmt_bytes(p.bytes_total) if p.bytes_total else "?"
+    shard = f" · file {p.file_index + 1} of {p.file_count}" if p.file_count > 1 else ""
+    if job.state == DownloadState.DONE:
+        return f"done · {total}" + (" · verified" if job.result and job.result.verified else "")
+    if job.state == DownloadState.VERIFYING:
+        return f"verifying sha256 · {total}"
+    if job.state in (DownloadState.RUNNING, DownloadState.PAUSED):
+        percent = f"{100 * p.bytes_done / p.bytes_total:.0f} % · " if p.bytes_total else ""
+        return f"{job.state.value} · {percent}{fmt_bytes(p.bytes_done)} of {total}{shard}"
+    return job.state.value
+
+
+def _message(job: DownloadJob) -> str:
+    if job.error:
+        return job.error
+    if job.result is not None:
+        notes = "; ".join(job.result.notes)
+        where = str(job.result.paths[0]) if job.result.paths else ""
+        return notes or where
+    return job.progress.message if job.progress and job.progress.message not in ("", job.state.value) else ""
+
+
+DOWNLOAD_COLUMNS: list[Column[DownloadJob]] = [
+    Column("Model", lambda j: j.label, tip="Repo and file; a split model counts all its shards."),
+    Column("Progress", lambda j: _fraction(j) or 0.0, numeric=True, show=_progress_text, progress=_fraction,
+           tip="Bytes received of the whole model. Paused downloads resume where they stopped, even after a restart."),
+    Column("Speed", lambda j: j.progress.speed_bps if j.progress and j.state in ACTIVE else 0.0, fmt_speed,
+           numeric=True, tip="Average over the last seconds."),
+    Column("ETA", lambda j: j.progress.eta_s if j.progress and j.state in ACTIVE else None, fmt_duration,
+           numeric=True, tip="Time left at the current speed."),
+    Column("Message", _message, tip="Where the file went, or why it failed.",
+           color=lambda j: QColor("#d9534f") if j.state == DownloadState.FAILED else None),
+]
 
 
 class DownloadsPage(Page):
-    name, title, hint = _INFO.name, _INFO.title, _INFO.hint
+    name, title, hint = "downloads", "Downloads", "The download queue; downloads resume where they stopped"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
-        self.body.addWidget(unavailable(NOT_AVAILABLE), 1)
+        self.table = RowTable(DOWNLOAD_COLUMNS, parent=self)
+        self.view = table_view(self.table)
+        self.view.setItemDelegateForColumn(1, ProgressDelegate(self.view))
+        self.view.setColumnWidth(0, 380)
+        self.view.setColumnWidth(1, 320)
+        self.view.setColumnWidth(2, 110)
+        self.view.setColumnWidth(3, 90)
+        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setToolTip("Stop now and keep the partial file; Resume continues from it.")
+        self.pause_button.clicked.connect(lambda: self._act("pause"))
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue a paused or failed download from where it stopped.")
+        self.resume_button.clicked.connect(lambda: self._act("resume"))
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop and delete the partial file.")
+        self.cancel_button.clicked.connect(lambda: self._act("cancel"))
+        self.status = QLabel("No downloads yet. Find a model on the Discover page (Ctrl+1).")
+        self.status.setObjectName("muted")
+        row = QHBoxLayout()
+        row.setSpacing(SPACING)
+        row.addWidget(self.status, 1)
+        for button in (self.pause_button, self.resume_button, self.cancel_button):
+            row.addWidget(button)
+        self.body.addLayout(row)
+        self.body.addWidget(self.view, 1)
+        ctx.download_bridge.event.connect(self._progress)
+        if ctx._downloads is not None:  # the queue outlives this page: show what it already holds
+            for job in ctx._downloads.jobs():
+                self.table.append(job)
+        self._selection_changed(QItemSelection(), QItemSelection())
+
+    def _progress(self, args: tuple[Any, ...]) -> None:
+        job = args[0]
+        position = self.table.find(lambda row: row is job)
+        if position < 0:
+            self.table.append(job)
+        else:
+            self.table.refresh(position)
+        active = sum(1 for j in self.table.rows if j.state in (DownloadState.QUEUED, *ACTIVE))
+        self.status.setText(f"{active} downloading or queued." if active else "All downloads have ended.")
+        if job is self.current():
+            self._selection_changed(QItemSelection(), QItemSelection())
+
+    def current(self) -> DownloadJob | None:
+        rows = self.view.selectionModel().selectedRows()
+        return self.table.row(rows[0].row()) if rows else None
+
+    def _selection_changed(self, _new: QItemSelection, _old: QItemSelection) -> None:
+        job = self.current()
+        state = job.state if job else None
+        self.pause_button.setEnabled(state in (DownloadState.QUEUED, DownloadState.RUNNING))
+        self.resume_button.setEnabled(state in (DownloadState.PAUSED, DownloadState.FAILED))
+        self.cancel_button.setEnabled(state in (DownloadState.QUEUED, DownloadState.RUNNING, DownloadState.PAUSED,
+                                                DownloadState.FAILED))
+
+    def _act(self, action: str) -> None:
+        job = self.current()
+        if job is not None:
+            # The queue's calls only set flags under its lock; the transfer thread does the slow part.
+            getattr(self.ctx.downloads(), action)(job.id)
+
+    def shown(self) -> None:
+        self.view.setFocus()
 
 
 PAGE = DownloadsPage

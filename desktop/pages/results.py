@@ -1,24 +1,220 @@
-"""Results page (placeholder until its core lands)."""
+"""Results page: every stored run (sortable, filterable); compare a selection in a table and charts; export, import."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QItemSelection, Qt, QTimer
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
 
-from desktop.context import NOT_AVAILABLE, AppContext
-from desktop.pages import PAGES, Page, unavailable
+from desktop.compare_view import comparison_charts, comparison_columns
+from desktop.context import AppContext
+from desktop.jobs import run_job
+from desktop.metrics import result_columns
+from desktop.pages import SPACING, Page
+from desktop.tables import Column, RowTable, sortable, table_view
+from models.compare import Comparison, compare_runs
+from models.reports import FORMATS
+from models.results import RunRecord
 
 log = logging.getLogger(__name__)
-_INFO = next(info for info in PAGES if info.name == "results")
+
+FORMAT_NAMES = {"md": "Markdown", "csv": "CSV", "json": "JSON", "jsonl": "JSON Lines", "sql": "SQL", "html": "HTML"}
+
+
+def run_columns() -> list[Column[RunRecord]]:
+    columns = result_columns(lambda rec: rec.result, with_when=True)
+    columns.insert(2, Column("Machine", lambda rec: rec.machine_label + (" (imported)" if rec.imported_from else ""),
+                             tip="The machine the run was measured on."))
+    return columns
 
 
 class ResultsPage(Page):
-    name, title, hint = _INFO.name, _INFO.title, _INFO.hint
+    name, title, hint = "results", "Results", "Every run; compare, chart and export"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
-        self.body.addWidget(unavailable(NOT_AVAILABLE), 1)
+        self.runs = RowTable(run_columns(), parent=self)
+        self.proxy = sortable(self.runs, self)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter by model, test, machine or status …")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        self.import_button = QPushButton("Import…")
+        self.import_button.setToolTip("Add the runs of a report from another machine (JSON, JSON Lines or CSV).")
+        self.import_button.clicked.connect(lambda: self.import_report())
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setToolTip("Delete the selected runs from the results database.")
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.baseline_button = QPushButton("Set as baseline")
+        self.baseline_button.setToolTip("Show every other row's change against the selected run's row, in percent.")
+        self.baseline_button.clicked.connect(self.set_baseline)
+        top = QHBoxLayout()
+        top.setSpacing(SPACING)
+        top.addWidget(self.filter, 1)
+        top.addWidget(self.baseline_button)
+        top.addWidget(self.delete_button)
+        top.addWidget(self.import_button)
+        self.body.addLayout(top)
+
+        self.view = table_view(self.proxy, sortable_view=True, multi=True)
+        self.view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.compare_table = RowTable(comparison_columns(Comparison([], [])), parent=self)
+        self.compare_view = table_view(self.compare_table)
+        self.charts_holder = QWidget()
+        self.charts_layout = QVBoxLayout(self.charts_holder)
+        self.charts_layout.setContentsMargins(0, 0, 0, 0)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.charts_holder, "Charts")
+        self.tabs.addTab(self.compare_view, "Comparison")
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.view)
+        split.addWidget(self.tabs)
+        split.setSizes([260, 420])
+        self.body.addWidget(split, 1)
+
+        bottom = QHBoxLayout()
+        self.status = QLabel()
+        self.status.setObjectName("muted")
+        bottom.addWidget(self.status, 1)
+        bottom.addWidget(QLabel("Export:"))
+        self.export_buttons: dict[str, QPushButton] = {}
+        for fmt in FORMATS:
+            button = QPushButton(FORMAT_NAMES[fmt])
+            button.setToolTip(f"Save the selected runs (or all shown) as a {FORMAT_NAMES[fmt]} report.")
+            button.clicked.connect(lambda _checked=False, fmt=fmt: self.export(fmt))
+            bottom.addWidget(button)
+            self.export_buttons[fmt] = button
+        self.body.addLayout(bottom)
+
+        self.baseline: int | None = None
+        self._compare_timer = QTimer(self)
+        self._compare_timer.setSingleShot(True)
+        self._compare_timer.setInterval(150)  # one redraw for a drag-selection, not one per row
+        self._compare_timer.timeout.connect(self.update_comparison)
+        self._dirty = True
+        ctx.results_changed.connect(self._results_changed)
+
+    # -- loading --
+    def shown(self) -> None:
+        if self._dirty:
+            self.reload()
+
+    def _results_changed(self) -> None:
+        self._dirty = True
+        if self.isVisible():
+            self.reload()
+
+    def reload(self) -> None:
+        self._dirty = False
+
+        def load() -> list[RunRecord]:
+            with self.ctx.open_store() as store:
+                return store.list_runs(limit=10_000)
+
+        run_job(load, on_done=self._loaded)
+
+    def _loaded(self, runs: list[RunRecord]) -> None:
+        self.runs.set_rows(runs)
+        self.view.resizeColumnsToContents()
+        self.status.setText(f"{len(runs)} runs stored." if runs else
+                            "No runs yet: benchmark a model and its results appear here.")
+        self.update_comparison()
+
+    # -- selection and comparison --
+    def selected(self) -> list[RunRecord]:
+        rows = self.view.selectionModel().selectedRows()
+        return [self.runs.row(self.proxy.mapToSource(index).row()) for index in rows]
+
+    def shown_runs(self) -> list[RunRecord]:
+        return [self.runs.row(self.proxy.mapToSource(self.proxy.index(r, 0)).row())
+                for r in range(self.proxy.rowCount())]
+
+    def _selection_changed(self, _new: QItemSelection, _old: QItemSelection) -> None:
+        self._compare_timer.start()
+
+    def update_comparison(self) -> None:
+        runs = self.selected() or self.shown_runs()[:200]
+        baseline = self.baseline if self.baseline in {rec.id for rec in runs} else None
+        comparison = compare_runs(runs, baseline=baseline)
+        self.comparison = comparison
+        self.compare_table.columns = comparison_columns(comparison)
+        self.compare_table.set_rows(comparison.rows)
+        self.compare_view.resizeColumnsToContents()
+        while self.charts_layout.count():
+            old = self.charts_layout.takeAt(0).widget()
+            if old is not None:
+                old.deleteLater()
+        self.charts_layout.addWidget(comparison_charts(comparison, runs))
+
+    def set_baseline(self) -> None:
+        chosen = self.selected()
+        self.baseline = chosen[0].id if chosen else None
+        self.update_comparison()
+        self.tabs.setCurrentWidget(self.compare_view)
+
+    # -- export, import, delete --
+    def ask_save_path(self, fmt: str) -> Path | None:
+        path, _ = QFileDialog.getSaveFileName(self, f"Export a {FORMAT_NAMES[fmt]} report",
+                                              str(Path.home() / f"tokenometer-report.{fmt}"), f"*.{fmt}")
+        return Path(path) if path else None
+
+    def ask_open_path(self) -> Path | None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a report", str(Path.home()),
+                                              "Reports (*.json *.jsonl *.csv)")
+        return Path(path) if path else None
+
+    def export(self, fmt: str, path: Path | None = None) -> None:
+        runs = self.selected() or self.shown_runs()
+        if not runs:
+            self.status.setText("Nothing to export: there are no runs.")
+            return
+        path = path or self.ask_save_path(fmt)
+        if path is None:
+            return
+        from models.reports import export_report
+
+        settings = self.ctx.settings()
+        self.status.setText(f"Writing {path.name} …")
+        run_job(lambda: export_report(runs, path, fmt=fmt, settings=settings),
+                on_done=lambda written: self.status.setText(f"Saved {len(runs)} runs to {written}"))
+
+    def import_report(self, path: Path | None = None) -> None:
+        path = path or self.ask_open_path()
+        if path is None:
+            return
+        from models.reports import import_report
+
+        def work() -> tuple[int, int]:
+            with self.ctx.open_store() as store:
+                return import_report(path, store)
+
+        def done(counts: tuple[int, int]) -> None:
+            added, skipped = counts
+            self.status.setText(f"Imported {added} runs from {path.name}"
+                                + (f" ({skipped} were already here)" if skipped else ""))
+            self.ctx.results_changed.emit()
+
+        run_job(work, on_done=done)
+
+    def delete_selected(self, *, confirm: bool = True) -> None:
+        runs = self.selected()
+        if not runs:
+            return
+        if confirm and QMessageBox.question(self, "Delete runs", f"Delete {len(runs)} runs from the results?") \
+                != QMessageBox.StandardButton.Yes:
+            return
+        ids = [rec.id for rec in runs]
+
+        def work() -> int:
+            with self.ctx.open_store() as store:
+                return store.delete_runs(ids)
+
+        run_job(work, on_done=lambda count: (self.status.setText(f"Deleted {count} runs."),
+                                             self.ctx.results_changed.emit()))
 
 
 PAGE = ResultsPage

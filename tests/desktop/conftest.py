@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The Hub engineer's loopback Hub and GGUF makers, reused as they are.
+from tests.models.hub.conftest import big_gguf, hub, tiny_gguf  # noqa: F401
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The offscreen platform warns that it cannot pass size hints to a window manager it does not have.

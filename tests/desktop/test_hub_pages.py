@@ -1,0 +1,104 @@
+"""Discover, Downloads and Library against the loopback Hub: search, fit badge, download, pause, resume, import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+
+from desktop.pages.discover import _badge
+from models.download import DownloadRequest, DownloadState
+
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+def test_search_as_you_type_shows_files_with_fit_and_downloads(window, qtbot, hub, tiny_gguf: Path,
+                                                              qtmodeltester) -> None:
+    hub.add_repo("acme/Tiny-GGUF", {"tiny-Q4_K_M.gguf": tiny_gguf, "README.md": b"hi"}, downloads=10)
+    hub.add_repo("acme/Other-GGUF", {"other-Q8_0.gguf": tiny_gguf}, downloads=5)
+    qtbot.keyClick(window, Qt.Key.Key_1, CTRL)
+    page = window.pages["discover"]
+    qtbot.waitUntil(lambda: page.repos.rowCount() == 2, timeout=20_000)  # the top repos before any typing
+    before = page.searches
+    qtbot.keyClicks(page.search, "tiny")
+    qtbot.waitUntil(lambda: page.repos.rowCount() == 1, timeout=20_000)
+    assert page.searches == before + 1  # four keystrokes, one search: the typing was debounced
+    assert page.repos.row(0).repo_id == "acme/Tiny-GGUF"
+    qtmodeltester.check(page.repos)
+    page.repo_view.selectRow(0)
+    qtbot.waitUntil(lambda: page.files.rowCount() == 1, timeout=20_000)
+    row = page.files.row(0)
+    assert row.model.quant == "Q4_K_M"
+    assert page.files.data(page.files.index(0, 4)) == "sha256"
+    qtbot.waitUntil(lambda: _badge(page.files.row(0)) != "…", timeout=120_000)
+    assert _badge(page.files.row(0)) in ("CPU only", "fully on GPU", "partial offload", "won't fit")
+    assert "Weights" in page.files.data(page.files.index(0, 3), Qt.ItemDataRole.ToolTipRole)
+    qtmodeltester.check(page.files)
+    page.file_view.selectRow(0)
+    qtbot.mouseClick(page.download_button, Qt.MouseButton.LeftButton)
+    assert "Queued" in page.status.text()
+    qtbot.keyClick(window, Qt.Key.Key_2, CTRL)
+    downloads = window.pages["downloads"]
+    qtbot.waitUntil(lambda: downloads.table.rowCount() == 1 and downloads.table.row(0).state == DownloadState.DONE,
+                    timeout=30_000)
+    assert downloads.table.data(downloads.table.index(0, 1)).startswith("done")
+    qtmodeltester.check(downloads.table)
+    qtbot.keyClick(window, Qt.Key.Key_3, CTRL)
+    library = window.pages["library"]
+    qtbot.waitUntil(lambda: any(e.path.name == "tiny-Q4_K_M.gguf" for e in library.table.rows), timeout=20_000)
+
+
+def test_downloads_pause_resume_and_show_errors_in_line(window, qtbot, hub, big_gguf: Path, tiny_gguf: Path) -> None:
+    from models.hub import repo_files
+
+    hub.faults.throttle_bps = 200_000  # slow enough to press Pause in the middle
+    hub.add_repo("acme/Big-GGUF", {"big-Q8_0.gguf": big_gguf})
+    repo = repo_files("acme/Big-GGUF")
+    window.show_page("downloads")
+    page = window.pages["downloads"]
+    job = window.ctx.downloads().add(DownloadRequest(repo.repo_id, repo.models[0].files, revision=repo.commit))
+    qtbot.waitUntil(lambda: job.state == DownloadState.RUNNING and job.progress and job.progress.bytes_done > 0,
+                    timeout=20_000)
+    page.view.selectRow(0)
+    assert page.pause_button.isEnabled() and not page.resume_button.isEnabled()
+    qtbot.mouseClick(page.pause_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: job.state == DownloadState.PAUSED, timeout=20_000)
+    assert page.table.data(page.table.index(0, 1)).startswith("paused")
+    assert page.resume_button.isEnabled()
+    hub.faults.throttle_bps = None
+    qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: job.state == DownloadState.DONE, timeout=30_000)
+    # A file the Hub refuses: the reason shows in the row, and the queue goes on.
+    hub.add_repo("acme/Broken-GGUF", {"broken-Q4_0.gguf": tiny_gguf})
+    broken = repo_files("acme/Broken-GGUF")
+    hub.faults.fail.append(["broken-Q4_0.gguf", 403, 100])
+    failed = window.ctx.downloads().add(DownloadRequest(broken.repo_id, broken.models[0].files, revision=broken.commit))
+    qtbot.waitUntil(lambda: failed.state == DownloadState.FAILED, timeout=30_000)
+    assert page.table.data(page.table.index(1, 4))
+
+
+def test_library_imports_benchmarks_and_forgets(window, qtbot, tiny_gguf: Path, tmp_path: Path,
+                                               qtmodeltester) -> None:
+    qtbot.keyClick(window, Qt.Key.Key_3, CTRL)
+    page = window.pages["library"]
+    qtbot.waitUntil(lambda: page.table.rowCount() >= 1, timeout=20_000)
+    assert page.table.row(0).source == "starter"
+    page.import_file(tiny_gguf)
+    qtbot.waitUntil(lambda: any(e.path == tiny_gguf.resolve() for e in page.table.rows), timeout=20_000)
+    entry = next(e for e in page.table.rows if e.path == tiny_gguf.resolve())
+    assert entry.header is not None and entry.header.architecture == "llama"
+    qtmodeltester.check(page.table)
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("not a model")
+    page.import_file(not_gguf)
+    qtbot.waitUntil(lambda: page.status.text().startswith("Not imported"), timeout=20_000)
+    page.select_path(entry.path)
+    assert page.bench_button.isEnabled() and page.delete_button.isEnabled()
+    qtbot.mouseClick(page.bench_button, Qt.MouseButton.LeftButton)
+    assert window.current_page() == "benchmark"
+    assert window.pages["benchmark"].picked() == [entry.path]
+    window.show_page("library")
+    page.select_path(entry.path)
+    page.delete_selected(confirm=False)
+    qtbot.waitUntil(lambda: all(e.path != entry.path for e in page.table.rows), timeout=20_000)
+    assert tiny_gguf.exists()  # an imported file is only dropped from the list, never deleted
