@@ -3,7 +3,7 @@
 # GPU through NVML, and the fit estimate is compared with the buffers and VRAM a CUDA llama.cpp really uses.
 # Needs build/gpu-kit from benchmarks/gpu_stage.sh (carry it); a .venv is used when it works there.
 # Usage: bash benchmarks/gpu_check.sh [build|check|all]      (default all; build alone can be run first)
-# Env: PY (python to use), CUDA_ARCH (default 90 = H100/H200), BUILD_TIMEOUT (s, default 480),
+# Env: PY (python to use), CUDA_ARCH (default 90 = H100/H200), BUILD_TIMEOUT (s, default 540),
 #      CUDA_FA=OFF (skip the flash-attention kernels: a much shorter build; "auto" then resolves to off),
 #      LLAMA_CPP_LIB_PATH (an existing CUDA libllama.so folder: skips the build)
 set -u
@@ -42,7 +42,7 @@ if [ "$PHASE" != check ] && [ -z "${LLAMA_CPP_LIB_PATH:-}" ] && [ ! -f "$OUT/bin
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
       -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_MTMD=OFF -DLLAMA_BUILD_APP=OFF > "$OUT/configure.log" 2>&1 \
       || { echo "  configure failed:"; tail -15 "$OUT/configure.log"; }
-    timeout "${BUILD_TIMEOUT:-480}" cmake --build "$OUT" --target llama -j"$(nproc)" > "$OUT/build.log" 2>&1 \
+    timeout "${BUILD_TIMEOUT:-540}" cmake --build "$OUT" --target llama -j"$(nproc)" > "$OUT/build.log" 2>&1 \
       && echo "  built in $(( $(date +%s) - start )) s" \
       || { echo "  build failed or timed out after $(( $(date +%s) - start )) s (rerun to continue):"; tail -5 "$OUT/build.log"; }
   fi
