@@ -144,6 +144,9 @@ def shapes() -> list[Any]:
               sliding_window=512, tied_output=True),  # 5 of 6 layers sliding-window
         Shape(n_layer=2, n_embd=256, n_head=8, n_head_kv=2, n_ff=32768),  # FFN-bound compute buffer
         Shape(n_layer=2, n_embd=256, n_head=8, n_head_kv=2, n_ff=8192, n_expert=8, n_expert_used=2),  # MoE
+        # Shapes not used to fit the compute constants (an out-of-sample check): wide, and tied output.
+        Shape(n_layer=2, n_embd=1024, n_head=16, n_head_kv=4, head_dim=64, n_ff=4096),
+        Shape(n_layer=3, n_embd=384, n_head=6, n_head_kv=2, head_dim=64, n_ff=12288, tied_output=True),
     ]
 
 
@@ -188,6 +191,8 @@ def main() -> int:
     parser.add_argument("--configs", help=argparse.SUPPRESS)
     parser.add_argument("--ngl", type=int, default=0, help="n_gpu_layers (0 on a CPU-only build)")
     parser.add_argument("--quick", action="store_true", help="two contexts and the starter model only")
+    parser.add_argument("--batch", type=int, default=2048, help="n_batch (llama-bench's default 2048)")
+    parser.add_argument("--ubatch", type=int, default=512, help="n_ubatch (llama-bench's default 512)")
     parser.add_argument("--json", type=Path, help="also write every row here")
     parser.add_argument("--save-headers", type=Path, help="write each model's header here (for gpu_check.sh)")
     parser.add_argument("--headers", type=Path,
@@ -204,10 +209,9 @@ def main() -> int:
 
     starter = None if args.headers else ensure_starter_model()
     contexts = [512, 8192] if args.quick else [512, 2048, 8192, 32768]
-    configs = [dict(n_ctx=c, n_batch=2048, n_ubatch=512, type_k=t, type_v=t, flash_attn="auto")
-               for c in contexts for t in ("f16", "q8_0")]
-    configs += [dict(n_ctx=c, n_batch=2048, n_ubatch=512, type_k="f16", type_v="f16", flash_attn="off")
-                for c in contexts[:3]]
+    batch = dict(n_batch=args.batch, n_ubatch=args.ubatch)
+    configs = [dict(n_ctx=c, **batch, type_k=t, type_v=t, flash_attn="auto") for c in contexts for t in ("f16", "q8_0")]
+    configs += [dict(n_ctx=c, **batch, type_k="f16", type_v="f16", flash_attn="off") for c in contexts[:3]]
     rows: list[dict[str, Any]] = []
     flags = probe_cpu([]).flags  # ggml repacks some quant types for this CPU; the logged buffers show it
     with tempfile.TemporaryDirectory(prefix="tokenometer-fit-") as tmp:
