@@ -134,6 +134,8 @@ class BenchQueue(QObject):
             record, close = self._recorder() if self._recorder is not None else (None, lambda: None)
 
             def on_event(job: BenchJob, event: BenchEvent) -> None:
+                if event.kind == "log" and event.data.get("level") == "debug":
+                    return  # llama.cpp logs hundreds of these at load; crossing threads each would stall the GUI
                 if record is not None:
                     try:
                         record(job, event)
@@ -166,8 +168,6 @@ class BenchQueue(QObject):
         elif event.kind == "memory":
             item.memory = {key: int(value) for key, value in data.items() if isinstance(value, int)}
         elif event.kind == "log":
-            if data.get("level") == "debug":  # llama.cpp's graph chatter would bury the lines that explain
-                return
             item.log_tail = (item.log_tail + [str(data.get("message", "")).rstrip()])[-40:]
             return
         elif event.kind == "result":

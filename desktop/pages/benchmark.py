@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, Qt
+from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QGridLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
                                QPlainTextEdit, QPushButton, QSplitter, QTabWidget,
@@ -133,6 +133,10 @@ class BenchmarkPage(Page):
         bench.changed.connect(self._changed)
         bench.sample.connect(self._sample)
         bench.finished.connect(self._finished)
+        self._detail_timer = QTimer(self)
+        self._detail_timer.setSingleShot(True)
+        self._detail_timer.setInterval(300)
+        self._detail_timer.timeout.connect(self._refresh_detail)
         ctx.benchmark_requested.connect(self.pick_models)
         ctx.library_changed.connect(self.reload_models)
         for item in bench.items:
@@ -319,7 +323,7 @@ class BenchmarkPage(Page):
         if item.state == RUNNING and self._selected_item() is None:
             self.queue_view.selectRow(position)
         elif item is self._selected_item():
-            self._show_detail(item)
+            self._detail_timer.start()  # memory and progress arrive ten times a second; redraw the log calmly
         self.cancel_button.setEnabled(self.ctx.bench.pending() > 0)
 
     def _sample(self, item: QueueItem, test: str, repetition: int, tokens_per_s: float) -> None:
@@ -335,6 +339,11 @@ class BenchmarkPage(Page):
         return self.queue.row(rows[0].row()) if rows else None
 
     def _selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
+        item = self._selected_item()
+        if item is not None:
+            self._show_detail(item)
+
+    def _refresh_detail(self) -> None:
         item = self._selected_item()
         if item is not None:
             self._show_detail(item)

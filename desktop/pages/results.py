@@ -77,8 +77,11 @@ class ResultsPage(Page):
         self.body.addWidget(split, 1)
 
         bottom = QHBoxLayout()
-        self.status = QLabel()
-        self.status.setObjectName("muted")
+        self.count = QLabel()
+        self.count.setObjectName("muted")
+        self.status = QLabel()  # what the last action did; the count beside it changes on every reload
+        bottom.addWidget(self.count)
+        bottom.addSpacing(SPACING)
         bottom.addWidget(self.status, 1)
         bottom.addWidget(QLabel("Export:"))
         self.export_buttons: dict[str, QPushButton] = {}
@@ -120,8 +123,8 @@ class ResultsPage(Page):
     def _loaded(self, runs: list[RunRecord]) -> None:
         self.runs.set_rows(runs)
         self.view.resizeColumnsToContents()
-        self.status.setText(f"{len(runs)} runs stored." if runs else
-                            "No runs yet: benchmark a model and its results appear here.")
+        self.count.setText(f"{len(runs)} runs stored." if runs else
+                           "No runs yet: benchmark a model and its results appear here.")
         self.update_comparison()
 
     # -- selection and comparison --
@@ -196,7 +199,8 @@ class ResultsPage(Page):
             added, skipped = counts
             self.status.setText(f"Imported {added} runs from {path.name}"
                                 + (f" ({skipped} were already here)" if skipped else ""))
-            self.ctx.results_changed.emit()
+            if added:
+                self.ctx.results_changed.emit()
 
         run_job(work, on_done=done)
 

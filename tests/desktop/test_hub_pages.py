@@ -60,11 +60,12 @@ def test_downloads_pause_resume_and_show_errors_in_line(window, qtbot, hub, big_
     qtbot.waitUntil(lambda: job.state == DownloadState.RUNNING and job.progress and job.progress.bytes_done > 0,
                     timeout=20_000)
     page.view.selectRow(0)
-    assert page.pause_button.isEnabled() and not page.resume_button.isEnabled()
+    qtbot.waitUntil(lambda: page.pause_button.isEnabled() and not page.resume_button.isEnabled(), timeout=10_000)
     qtbot.mouseClick(page.pause_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: job.state == DownloadState.PAUSED, timeout=20_000)
     assert page.table.data(page.table.index(0, 1)).startswith("paused")
-    assert page.resume_button.isEnabled()
+    # The buttons follow the queue's report, which reaches the GUI thread just after the state changes.
+    qtbot.waitUntil(page.resume_button.isEnabled, timeout=10_000)
     hub.faults.throttle_bps = None
     qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: job.state == DownloadState.DONE, timeout=30_000)
@@ -73,8 +74,8 @@ def test_downloads_pause_resume_and_show_errors_in_line(window, qtbot, hub, big_
     broken = repo_files("acme/Broken-GGUF")
     hub.faults.fail.append(["broken-Q4_0.gguf", 403, 100])
     failed = window.ctx.downloads().add(DownloadRequest(broken.repo_id, broken.models[0].files, revision=broken.commit))
-    qtbot.waitUntil(lambda: failed.state == DownloadState.FAILED, timeout=30_000)
-    assert page.table.data(page.table.index(1, 4))
+    qtbot.waitUntil(lambda: failed.state == DownloadState.FAILED and page.table.rowCount() == 2, timeout=30_000)
+    qtbot.waitUntil(lambda: bool(page.table.data(page.table.index(1, 4))), timeout=10_000)
 
 
 def test_library_imports_benchmarks_and_forgets(window, qtbot, tiny_gguf: Path, tmp_path: Path,
