@@ -53,12 +53,21 @@ def comparison_columns(comparison: Comparison) -> list[Column[CompareRow]]:
     return columns
 
 
-def _label(row: CompareRow, rows: Sequence[CompareRow]) -> str:
-    name = str(row.model.get("file") or row.model_label).removesuffix(".gguf")
-    same_model = [r for r in rows if r.model_label == row.model_label]
-    if len(same_model) > 1:  # the same model under several settings or machines: say which
-        name += f" ({row.settings_label.split(' · ')[0]})"
-    return name
+def _labels(rows: Sequence[CompareRow]) -> list[str]:
+    """Short names that tell the rows apart: the model, then only the settings (or machine) that differ."""
+    varying = [key for key in (rows[0].settings if rows else {}) if len({str(r.settings.get(key)) for r in rows}) > 1]
+    short = {"n_threads": "threads", "n_gpu_layers": "ngl", "n_batch": "batch", "n_ubatch": "ubatch",
+             "flash_attn": "fa", "type_k": "K", "type_v": "V", "use_mmap": "mmap"}
+    models = {r.model_label for r in rows}
+    machines = {r.machine_key for r in rows}
+    labels = []
+    for row in rows:
+        parts = [str(row.model.get("file") or row.model_label).removesuffix(".gguf")] if len(models) > 1 else []
+        parts += [f"{short.get(key, key)} {row.settings.get(key)}" for key in varying]
+        if len(machines) > 1:
+            parts.append(row.machine_label)
+        labels.append(" · ".join(parts) or str(row.model.get("file") or row.model_label).removesuffix(".gguf"))
+    return labels
 
 
 def _first(comparison: Comparison, prefix: str) -> str | None:
@@ -69,7 +78,7 @@ def _first(comparison: Comparison, prefix: str) -> str | None:
 def comparison_charts(comparison: Comparison, runs: Sequence[Any]) -> QWidget:
     """Throughput per model, memory per model, speed against file size, throughput against depth."""
     rows = comparison.rows
-    labels = [_label(r, rows) for r in rows]
+    labels = _labels(rows)
     for position, label in enumerate(labels):
         # A category axis merges equal names; rows must stay apart even when only the machine differs.
         if labels.count(label) > 1:

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QStyleOptionViewItem
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 log = logging.getLogger(__name__)
 
@@ -145,23 +145,39 @@ def sortable(table: RowTable[Any], parent: Any = None) -> QSortFilterProxyModel:
 
 
 class ProgressDelegate(QStyledItemDelegate):
-    """Draws PROGRESS_ROLE (0..1) as a progress bar with the cell's text on it."""
+    """Draws PROGRESS_ROLE (0..1) as a slim filled bar behind the cell's text (one look in every style)."""
 
     def paint(self, painter: Any, option: QStyleOptionViewItem, index: AnyIndex) -> None:
         fraction = index.data(PROGRESS_ROLE)
         if fraction is None:
             super().paint(painter, option, index)
             return
-        bar = QStyleOptionProgressBar()
-        bar.rect = option.rect.adjusted(2, 3, -2, -3)
-        bar.minimum, bar.maximum = 0, 1000
-        bar.progress = max(0, min(1000, int(float(fraction) * 1000)))
-        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
-        bar.textVisible = True
-        bar.state = option.state
-        bar.palette = option.palette
-        style = option.widget.style() if option.widget is not None else QApplication.style()
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
+        from PySide6.QtCore import QRectF
+        from PySide6.QtGui import QPalette
+
+        palette = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        painter.save()
+        painter.fillRect(option.rect, palette.color(QPalette.ColorRole.Highlight) if selected
+                         else palette.color(QPalette.ColorRole.Base))
+        groove = QRectF(option.rect.adjusted(3, 4, -3, -4))
+        painter.setRenderHint(painter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        track = QColor(palette.color(QPalette.ColorRole.Mid))
+        track.setAlpha(70)
+        painter.setBrush(track)
+        painter.drawRoundedRect(groove, 3, 3)
+        fill = QColor(palette.color(QPalette.ColorRole.Highlight).lighter(135) if selected
+                      else palette.color(QPalette.ColorRole.Highlight))
+        fill.setAlpha(150)
+        done = QRectF(groove)
+        done.setWidth(groove.width() * max(0.0, min(1.0, float(fraction))))
+        painter.setBrush(fill)
+        painter.drawRoundedRect(done, 3, 3)
+        painter.setPen(palette.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
+        painter.drawText(groove.adjusted(6, 0, -6, 0), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft),
+                         str(index.data(Qt.ItemDataRole.DisplayRole) or ""))
+        painter.restore()
 
 
 def table_view(model: Any, *, sortable_view: bool = False, multi: bool = False) -> Any:

@@ -327,7 +327,9 @@ class BenchmarkPage(Page):
         self.cancel_button.setEnabled(self.ctx.bench.pending() > 0)
 
     def _sample(self, item: QueueItem, test: str, repetition: int, tokens_per_s: float) -> None:
-        label = test if len(self.queue.rows) < 2 else f"{test} · {item.model_name.removesuffix('.gguf')[:18]}"
+        # One line per test; with several runs in the queue, the run's number tells the lines apart.
+        runs = self.queue.rows
+        label = test if len(runs) < 2 else f"run {runs.index(item) + 1} · {test}"
         self.chart.add_sample(label, repetition, tokens_per_s)
 
     def _finished(self, item: QueueItem) -> None:
@@ -349,7 +351,9 @@ class BenchmarkPage(Page):
             self._show_detail(item)
 
     def _show_detail(self, item: QueueItem) -> None:
-        self.results.set_rows(item.results)
+        if [id(r) for r in item.results] != [id(r) for r in self.results.rows]:
+            self.results.set_rows(item.results)
+            self.results_view.resizeColumnsToContents()
         lines = [f"{item.model_name} — {item.settings}", f"State: {_state_text(item)}"]
         if item.state == FAILED:
             lines += ["", f"Why it failed: {item.message}"]

@@ -56,7 +56,7 @@ def _message(job: DownloadJob) -> str:
 
 DOWNLOAD_COLUMNS: list[Column[DownloadJob]] = [
     Column("Model", lambda j: j.label, tip="Repo and file; a split model counts all its shards."),
-    Column("Progress", lambda j: _fraction(j) or 0.0, numeric=True, show=_progress_text, progress=_fraction,
+    Column("Progress", lambda j: _fraction(j) or 0.0, show=_progress_text, progress=_fraction,
            tip="Bytes received of the whole model. Paused downloads resume where they stopped, even after a restart."),
     Column("Speed", lambda j: j.progress.speed_bps if j.progress and j.state in ACTIVE else 0.0, fmt_speed,
            numeric=True, tip="Average over the last seconds."),

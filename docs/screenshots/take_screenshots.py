@@ -1,0 +1,147 @@
+"""Take the README screenshots from the real window on a virtual X screen (Xvfb), after a real benchmark.
+
+Usage (needs Xvfb and ImageMagick's `import`): .venv/bin/python docs/screenshots/take_screenshots.py
+The Hub is the tests' loopback server (no network needed); the benchmark is real (the starter model).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+WIDTH, HEIGHT = 1400, 900
+
+
+def main() -> int:
+    display = ":117"  # not :99, which other tools on a shared machine tend to take
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{WIDTH}x{HEIGHT}x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    home = Path(tempfile.mkdtemp(prefix="tokenometer-shots-"))
+    try:
+        time.sleep(1.0)
+        os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+        return _shoot(home)
+    finally:
+        xvfb.terminate()
+        xvfb.wait(5)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _shoot(home: Path) -> int:
+    from tests.models.hub.hubserver import HubServer, make_gguf
+
+    from models.starter import ensure_starter_model
+
+    starter = ensure_starter_model()
+    server = HubServer().start()
+    q8 = make_gguf(home / "SmolLM2-360M-Instruct-Q8_0.gguf", name="SmolLM2 360M", n_tensors=4, tensor_elems=4096,
+                   file_type=7)
+    server.add_repo("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+                    {"SmolLM2-135M-Instruct.Q4_1.gguf": starter, "README.md": b"SmolLM2"}, downloads=48210, likes=96)
+    server.add_repo("HuggingFaceTB/SmolLM2-360M-Instruct-GGUF", {"SmolLM2-360M-Instruct-Q8_0.gguf": q8},
+                    downloads=20114, likes=41)
+    server.add_repo("acme/SmolLM2-1.7B-Instruct-GGUF", {"SmolLM2-1.7B-Instruct-Q4_K_M.gguf": q8,
+                                                        "SmolLM2-1.7B-Instruct-Q8_0.gguf": q8}, downloads=9876, likes=12)
+    os.environ.update(HF_ENDPOINT=server.url, HF_HOME=str(home / "hf"), HF_HUB_CACHE=str(home / "hf" / "hub"),
+                      TOKENOMETER_HOME=str(home / "tok"), NO_PROXY="127.0.0.1,localhost", HOME=str(home),
+                      HF_HUB_DISABLE_TELEMETRY="1", TOKENOMETER_STARTER_DIR=str(starter.parent))
+    os.environ.pop("HF_TOKEN", None)
+
+    from PySide6.QtCore import QSettings
+
+    from desktop.app import create_application
+    from desktop.main_window import MainWindow
+    from models.download import DownloadRequest
+    from models.hub import repo_files
+
+    app = create_application()
+    window = MainWindow(settings=QSettings(str(home / "gui.ini"), QSettings.Format.IniFormat), start_page="benchmark")
+    window.setGeometry(0, 0, WIDTH, HEIGHT)
+    window.show()
+
+    def settle(seconds: float, until: object = None) -> None:
+        end = time.time() + seconds
+        while time.time() < end and not (callable(until) and until()):
+            app.processEvents()
+            time.sleep(0.02)
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.01)
+
+    def shoot(name: str) -> None:
+        settle(0.3)
+        target = OUT / f"{name}.png"
+        subprocess.run(["import", "-window", "root", "-depth", "8", str(target)], check=True)
+        print(f"{target.relative_to(ROOT)}: {target.stat().st_size // 1024} KiB")
+
+    # A real benchmark first: a thread sweep at two depths, so Results has something to compare.
+    bench = window.page("benchmark")
+    settle(10, lambda: bench.models.count() > 0)
+    bench.set_preset("Quick")
+    bench.fields["n_depth"].setText("0, 256")
+    bench.fields["n_threads"].setText("1, 2")
+    bench.preset = "Custom"
+    for button in bench.preset_buttons.buttons():
+        button.setChecked(button.text() == "Custom")
+    items = bench.run_selected()
+    if not items:
+        raise SystemExit(f"the benchmark was refused: {bench.error.text()}")
+    settle(600, lambda: items[-1].state == "running" and len(items[-1].results) >= 2)
+    shoot("benchmark")
+    settle(600, lambda: all(i.state not in ("queued", "running") for i in items))
+
+    window.show_page("results")
+    results = window.pages["results"]
+    settle(10, lambda: results.runs.rowCount() > 0)
+    results.view.selectAll()
+    settle(1.0)
+    shoot("results")
+
+    window.show_page("discover")
+    discover = window.pages["discover"]
+    discover.search.setText("smollm2")
+    settle(10, lambda: discover.repos.rowCount() == 3)
+    discover.repo_view.selectRow(0)
+    settle(60, lambda: discover.files.rowCount() > 0 and all(r.verdict or r.fit_error for r in discover.files.rows))
+    discover.file_view.selectRow(0)
+    shoot("discover")
+
+    small = repo_files("HuggingFaceTB/SmolLM2-360M-Instruct-GGUF")
+    big = repo_files("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF")
+    queue = window.ctx.downloads()
+    done = queue.add(DownloadRequest(small.repo_id, small.models[0].files, revision=small.commit))
+    settle(30, lambda: done.state.value == "done")
+    server.faults.throttle_bps = 3_000_000
+    running = queue.add(DownloadRequest(big.repo_id, big.models[0].files, revision=big.commit))
+    window.show_page("downloads")
+    settle(30, lambda: running.progress is not None and running.progress.bytes_done > 25_000_000)
+    window.pages["downloads"].view.selectRow(1)
+    shoot("downloads")
+    queue.pause(running.id)
+
+    window.show_page("library")
+    settle(10, lambda: window.pages["library"].table.rowCount() >= 2)
+    window.pages["library"].view.selectRow(0)
+    shoot("library")
+
+    window.show_page("hardware")
+    settle(120, lambda: window.pages["hardware"].info is not None)
+    shoot("hardware")
+
+    window.show_page("settings")
+    shoot("settings")
+    window.close()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
