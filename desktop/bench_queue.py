@@ -42,8 +42,9 @@ class QueueItem:
     def settings(self) -> str:
         p = self.job.params
         tests = ", ".join(t.name for t in self.job.tests)
-        return (f"{tests} · {p.n_threads} threads · ngl {p.n_gpu_layers} · batch {p.n_batch}/{p.n_ubatch}"
-                f" · fa {p.flash_attn} · KV {p.type_k}/{p.type_v} · ×{self.job.repetitions}")
+        # The parameters first: in a sweep they are what tells two runs apart; the tests are the same.
+        return (f"{p.n_threads} threads · ngl {p.n_gpu_layers} · batch {p.n_batch}/{p.n_ubatch} · fa {p.flash_attn}"
+                f" · KV {p.type_k}/{p.type_v} · ×{self.job.repetitions} · {tests}")
 
 
 def _default_runner_factory(on_event: Callable[[BenchJob, BenchEvent], None]) -> Any:

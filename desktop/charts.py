@@ -43,6 +43,7 @@ class LiveChart(ChartView):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         chart = _chart("Live samples")
+        chart.legend().setAlignment(Qt.AlignmentFlag.AlignRight)  # one short line per test fits best beside
         super().__init__(chart, parent)
         self.x_axis = QValueAxis()
         self.x_axis.setTitleText("repetition")

@@ -39,6 +39,8 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(QWidget())  # placeholder until the page is first shown
             shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
             shortcut.activated.connect(lambda row=number - 1: self.sidebar.setCurrentRow(row))
+        find = QShortcut(QKeySequence.StandardKey.Find, self)
+        find.activated.connect(lambda: self.page(self.current_page()).focus_filter())
         brand = QLabel("Tokenometer")
         brand.setObjectName("brand")
         side = QVBoxLayout()

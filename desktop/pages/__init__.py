@@ -64,6 +64,13 @@ class Page(QWidget):
     def shown(self) -> None:
         """Called when the page becomes the visible one; refresh what may have changed."""
 
+    def focus_filter(self) -> None:
+        """Ctrl+F: put the cursor in the page's search or filter field, where it has one."""
+        field = getattr(self, "search", None) or getattr(self, "filter", None)
+        if field is not None:
+            field.setFocus()
+            field.selectAll()
+
 
 def unavailable(message: str) -> QLabel:
     """The clear 'not available yet' state for a page whose core has not landed."""

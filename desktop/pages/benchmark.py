@@ -121,7 +121,7 @@ class BenchmarkPage(Page):
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(self.tabs)
         lower.addWidget(self.chart)
-        lower.setSizes([620, 380])
+        lower.setSizes([560, 440])
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.queue_view)
         split.addWidget(lower)
@@ -142,7 +142,8 @@ class BenchmarkPage(Page):
         for item in bench.items:
             self._added(item)
         self.set_preset("Quick")
-        self.reload_models()
+        # Listing the models imports the library (a third of a second): after the window is on screen.
+        QTimer.singleShot(100, self.reload_models)
 
     # -- building --
     def _models_box(self) -> QGroupBox:
@@ -329,7 +330,7 @@ class BenchmarkPage(Page):
     def _sample(self, item: QueueItem, test: str, repetition: int, tokens_per_s: float) -> None:
         # One line per test; with several runs in the queue, the run's number tells the lines apart.
         runs = self.queue.rows
-        label = test if len(runs) < 2 else f"run {runs.index(item) + 1} · {test}"
+        label = test if len(runs) < 2 else f"#{runs.index(item) + 1} {test}"
         self.chart.add_sample(label, repetition, tokens_per_s)
 
     def _finished(self, item: QueueItem) -> None:

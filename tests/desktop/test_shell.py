@@ -21,6 +21,13 @@ def test_every_page_opens_from_the_keyboard(window, qtbot, hub) -> None:
         assert window.pages[info.name].isVisible()
 
 
+def test_ctrl_f_goes_to_the_filter(window, qtbot) -> None:
+    window.show_page("library")
+    page = window.pages["library"]
+    qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert page.filter.hasFocus()
+
+
 def test_pages_are_built_on_first_show_only(window) -> None:
     assert set(window.pages) == {"benchmark"}  # startup builds the page on screen, nothing else
     window.show_page("settings")
