@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 from desktop.context import AppContext
+from desktop.jobs import run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, ProgressDelegate, RowTable, table_view
 from desktop.units import fmt_bytes, fmt_duration, fmt_speed
@@ -97,12 +98,51 @@ class DownloadsPage(Page):
         for button in (self.pause_button, self.resume_button, self.cancel_button):
             row.addWidget(button)
         self.body.addLayout(row)
+        # Partial files left by a pause, a crash or a quit: offered for resuming, never resumed unasked.
+        self.leftover: list[dict[str, Any]] = []
+        self.leftover_label = QLabel()
+        self.leftover_button = QPushButton("Resume them")
+        self.leftover_button.setToolTip("Queue them again; each continues from the bytes already on disk.")
+        self.leftover_button.clicked.connect(self.resume_leftovers)
+        leftover_row = QHBoxLayout()
+        leftover_row.addWidget(self.leftover_label, 1)
+        leftover_row.addWidget(self.leftover_button)
+        self.leftover_box = QWidget()
+        self.leftover_box.setLayout(leftover_row)
+        self.leftover_box.setVisible(False)
+        self.body.addWidget(self.leftover_box)
         self.body.addWidget(self.view, 1)
         ctx.download_bridge.event.connect(self._progress)
         if ctx._downloads is not None:  # the queue outlives this page: show what it already holds
             for job in ctx._downloads.jobs():
                 self.table.append(job)
         self._selection_changed(QItemSelection(), QItemSelection())
+        self.find_leftovers()
+
+    def find_leftovers(self) -> None:
+        from models.download_queue import pending_downloads
+
+        def done(found: list[dict[str, Any]]) -> None:
+            queued = {(j.request.repo_id, f.filename) for j in self.table.rows for f in j.request.files}
+            self.leftover = [info for info in found if (info.get("repo_id"), info.get("filename")) not in queued]
+            count = len(self.leftover)
+            done_bytes = sum(int(info.get("bytes_done") or 0) for info in self.leftover)
+            self.leftover_label.setText(f"{count} download{'s' if count != 1 else ''} stopped before the end last "
+                                        f"time ({fmt_bytes(done_bytes)} already on disk).")
+            self.leftover_box.setVisible(bool(count))
+
+        run_job(pending_downloads, on_done=done)
+
+    def resume_leftovers(self) -> None:
+        from models.download import DownloadRequest
+        from models.hub import RemoteFile
+
+        queue = self.ctx.downloads()
+        for info in self.leftover:
+            remote = RemoteFile(str(info["filename"]), info.get("size"), info.get("sha256"))
+            queue.add(DownloadRequest(str(info["repo_id"]), (remote,), revision=str(info.get("commit") or "main")))
+        self.leftover = []
+        self.leftover_box.setVisible(False)
 
     def _progress(self, args: tuple[Any, ...]) -> None:
         job = args[0]

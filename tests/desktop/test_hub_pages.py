@@ -103,3 +103,31 @@ def test_library_imports_benchmarks_and_forgets(window, qtbot, tiny_gguf: Path, 
     page.delete_selected(confirm=False)
     qtbot.waitUntil(lambda: all(e.path != entry.path for e in page.table.rows), timeout=20_000)
     assert tiny_gguf.exists()  # an imported file is only dropped from the list, never deleted
+
+
+def test_a_download_stopped_by_quitting_is_offered_again(window, qtbot, hub, big_gguf: Path,
+                                                        qsettings_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from desktop.main_window import MainWindow
+    from models.hub import repo_files
+
+    hub.faults.throttle_bps = 200_000
+    hub.add_repo("acme/Big-GGUF", {"big-Q8_0.gguf": big_gguf})
+    repo = repo_files("acme/Big-GGUF")
+    job = window.ctx.downloads().add(DownloadRequest(repo.repo_id, repo.models[0].files, revision=repo.commit))
+    qtbot.waitUntil(lambda: job.progress is not None and job.progress.bytes_done > 200_000, timeout=20_000)
+    window.close()  # quitting pauses the transfer and keeps the partial file
+    hub.faults.throttle_bps = None
+    again = MainWindow(settings=QSettings(str(qsettings_path), QSettings.Format.IniFormat))
+    qtbot.addWidget(again)
+    again.show_page("downloads")
+    page = again.pages["downloads"]
+    qtbot.waitUntil(lambda: page.leftover_box.isVisibleTo(page), timeout=10_000)
+    assert "1 download stopped" in page.leftover_label.text()
+    qtbot.mouseClick(page.leftover_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.table.rowCount() == 1 and page.table.row(0).state == DownloadState.DONE,
+                    timeout=30_000)
+    resumed = [s for s in hub.file_requests("big-Q8_0.gguf") if s.range_start]
+    assert resumed, "the second transfer continued from the partial file"
+    again.close()
