@@ -35,8 +35,23 @@ def _stat_text(row: CompareRow, key: str) -> str:
     return text
 
 
-def comparison_columns(comparison: Comparison) -> list[Column[CompareRow]]:
-    """Model, machine and settings, then one column per compared figure with its unit in the title."""
+def _cost_tip(cost: Any) -> str:
+    if cost is None:
+        return ("No cost: it needs a generation (tg) test and an energy figure (a sensor, or the system power "
+                "set in Settings).")
+    c = cost.currency
+    lines = [f"Electricity {cost.energy_per_mtok:.4f} {c} + hardware {cost.hardware_per_mtok:.4f} {c} "
+             f"per million generated tokens at {cost.tokens_per_second:.1f} t/s.",
+             f"A hosted API at {cost.api_per_mtok:.2f} {c} is "
+             + ("dearer" if cost.cheaper_than_api_at_capacity else "cheaper") + " at full use."]
+    if cost.energy_is_estimate:
+        lines.append("Energy estimated from the system power in Settings, not measured.")
+    return "\n".join(lines)
+
+
+def comparison_columns(comparison: Comparison, settings: Any = None) -> list[Column[CompareRow]]:
+    """Model, machine and settings, then one column per compared figure with its unit in the title
+    (and the cost per million generated tokens, given the user's settings)."""
     columns: list[Column[CompareRow]] = [
         Column("Model", lambda r: r.model_label + (" (baseline)" if r.is_baseline else ""),
                tip="The model file (with its Hub repo where known)."),
@@ -50,6 +65,18 @@ def comparison_columns(comparison: Comparison) -> list[Column[CompareRow]]:
             numeric=True, show=lambda r, key=col.key: _stat_text(r, key),
             tip=KIND_TIPS.get(col.kind, "") + (" Higher is better." if col.higher_is_better else " Lower is better."),
             cell_tip=lambda r, key=col.key: (f"n = {r.cells[key].n}" if key in r.cells else "no figure")))
+    if settings is not None:
+        from models.cost import row_cost
+
+        costs = {row.key: row_cost(row, settings=settings) for row in comparison.rows}
+        columns.append(Column(
+            f"Cost [{settings.currency} / 1M tokens]",
+            lambda r: costs[r.key].total_per_mtok if costs.get(r.key) else None, numeric=True,
+            show=lambda r: f"{costs[r.key].total_per_mtok:.4f}" + (" (est.)" if costs[r.key].energy_is_estimate
+                                                                   else "") if costs.get(r.key) else "–",
+            tip="Electricity plus the hardware's cost spread over its lifetime, per million generated tokens "
+                "(prices and lifetime from Settings).",
+            cell_tip=lambda r: _cost_tip(costs.get(r.key))))
     return columns
 
 

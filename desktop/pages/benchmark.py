@@ -50,6 +50,8 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("type_v", "KV type V", f"V cache type: {', '.join(KV_TYPES)}. Comma list."),
     ("use_mmap", "mmap", "Map the model file (1) or read it into memory (0). Comma list."),
     ("repetitions", "Repetitions", "Timed repetitions of each test, after one warmup."),
+    ("ttft", "TTFT prompt", "Also time the first token of a real chat prompt of about this many tokens "
+                            "(0 = not measured)."),
 )
 
 
@@ -215,8 +217,8 @@ class BenchmarkPage(Page):
 
     def _defaults(self) -> dict[str, str]:
         threads = self._default_threads()
-        return {"n_pg": "", "n_threads": str(threads), "n_gpu_layers": "99", "n_batch": "2048", "n_ubatch": "512",
-                "flash_attn": "auto", "type_k": "f16", "type_v": "f16", "use_mmap": "1"}
+        return {"n_pg": "", "ttft": "0", "n_threads": str(threads), "n_gpu_layers": "99", "n_batch": "2048",
+                "n_ubatch": "512", "flash_attn": "auto", "type_k": "f16", "type_v": "f16", "use_mmap": "1"}
 
     def _default_threads(self) -> int:
         settings = self.ctx.settings()
@@ -258,7 +260,10 @@ class BenchmarkPage(Page):
             n_gpu_layers=_ints(f["n_gpu_layers"], "GPU layers"), n_batch=_ints(f["n_batch"], "Batch"),
             n_ubatch=_ints(f["n_ubatch"], "Micro-batch"), flash_attn=_words(f["flash_attn"]),  # type: ignore[arg-type]
             type_k=_words(f["type_k"]), type_v=_words(f["type_v"]), use_mmap=mmap,
-            repetitions=(_ints(f["repetitions"], "Repetitions") or [0])[0])
+            repetitions=(_ints(f["repetitions"], "Repetitions") or [0])[0],
+            ttft_prompt_tokens=(_ints(f["ttft"], "TTFT prompt") or [0])[0])
+        if sweep.ttft_prompt_tokens < 0:
+            raise BenchmarkError(f"TTFT prompt must be at least 0, got {sweep.ttft_prompt_tokens}.")
         sweep.validate()
         return sweep
 

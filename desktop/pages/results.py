@@ -144,7 +144,7 @@ class ResultsPage(Page):
         baseline = self.baseline if self.baseline in {rec.id for rec in runs} else None
         comparison = compare_runs(runs, baseline=baseline)
         self.comparison = comparison
-        self.compare_table.columns = comparison_columns(comparison)
+        self.compare_table.columns = comparison_columns(comparison, settings=self.ctx.settings())
         self.compare_table.set_rows(comparison.rows)
         self.compare_view.resizeColumnsToContents()
         while self.charts_layout.count():

@@ -82,6 +82,9 @@ def test_presets_fill_the_form(window, qtbot) -> None:
     sweep = page.sweep([Path("model.gguf")])
     assert (sweep.n_prompt, sweep.n_gen, sweep.repetitions, sweep.n_batch, sweep.n_ubatch) == (
         [512], [128], 5, [2048], [512])
+    page.fields["ttft"].setText("200")
+    assert page.sweep([Path("model.gguf")]).ttft_prompt_tokens == 200
+    page.fields["ttft"].setText("0")
     page.fields["n_pg"].setText("128:32")
     page.fields["type_k"].setText("q8_0, f16")
     sweep = page.sweep([Path("model.gguf")])

@@ -28,7 +28,12 @@ def _store_runs() -> None:
 
 
 def test_results_history_compare_export_import_delete(window, qtbot, tmp_path: Path, qtmodeltester) -> None:
+    from models.settings import load_settings, save_settings
+
     _store_runs()
+    settings = load_settings()
+    settings.system_power_watts = 120.0  # no energy sensor in these runs: the cost is estimated from watts
+    save_settings(settings)
     qtbot.keyClick(window, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
     page = window.pages["results"]
     qtbot.waitUntil(lambda: page.runs.rowCount() == 8, timeout=20_000)
@@ -40,6 +45,10 @@ def test_results_history_compare_export_import_delete(window, qtbot, tmp_path: P
     assert len(page.comparison.rows) == 2
     assert len(page.charts_holder.findChildren(QChartView)) == 4
     qtmodeltester.check(page.compare_table)
+    cost = page.compare_table.columnCount() - 1
+    assert page.compare_table.headerData(cost, Qt.Orientation.Horizontal).startswith("Cost [EUR / 1M tokens]")
+    assert page.compare_table.data(page.compare_table.index(0, cost)).endswith("(est.)")
+    assert "Electricity" in page.compare_table.data(page.compare_table.index(0, cost), Qt.ItemDataRole.ToolTipRole)
     page.view.selectAll()
     qtbot.waitUntil(lambda: len(page.selected()) == 8)
     page.view.selectRow(0)
