@@ -203,8 +203,12 @@ def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type
     if ngl:
         gpu_dev.compute = _compute(d, n_tokens=n_tokens, n_outputs=n_tokens, kv_size=kv_size, flash=flash,
                                    layers=gpu_layers, output=output_on_gpu)
-        # The embedding lookup runs on the CPU; its result crosses in a pinned host buffer.
-        cpu.compute = max(cpu.compute, d.n_embd * n_tokens * 4)
+        # With layers on the GPU the graph's inputs live in a pinned host buffer (CUDA_Host compute): the
+        # KQ mask, the embedding lookup's result and its copy, and without flash attention a further f16
+        # activation. Fitted to the CUDA buffers logged on an H200 (benchmarks/gpu_check.sh), within 0.2 MiB.
+        host_inputs = (kv_size * n_tokens * (2 if flash else 4) + 2 * d.n_embd * n_tokens * 4
+                       + (0 if flash else d.n_embd * n_tokens * 2))
+        cpu.compute = max(cpu.compute, host_inputs)
     if header.architecture not in _KNOWN_GRAPH:
         notes.append(f"{header.architecture}: compute buffer estimated with a generic transformer graph")
     return estimate

@@ -203,3 +203,16 @@ def test_repacked_weights_follow_the_cpu_features(tmp_path: Path) -> None:
     assert estimate_memory(h, n_ctx=512, cpu_flags=["NEON", "DOTPROD"]).weights == avx2.weights
     offloaded = estimate_memory(h, n_ctx=512, cpu_flags=["AVX2"], n_gpu_layers=99)
     assert offloaded.device("CPU").weights == next(t.n_bytes for t in h.tensors if t.name == "token_embd.weight")
+
+
+# The pinned host (CUDA_Host) compute buffers llama.cpp 0.3.36 logged for the starter model fully offloaded on an
+# NVIDIA H200 (benchmarks/gpu_check.sh). No GPU here: the figures stand in for that run, and the estimate must
+# keep matching them.
+@pytest.mark.parametrize(("n_ctx", "flash_attn", "measured_mib"),
+                         [(512, "on", 2.76), (8192, "on", 10.26), (512, "off", 4.01), (8192, "off", 19.01)])
+def test_host_compute_buffer_of_a_full_offload_matches_the_cuda_measurement(
+        starter_model: Path, n_ctx: int, flash_attn: str, measured_mib: float) -> None:
+    header = read_gguf_header(starter_model)
+    estimate = estimate_memory(header, n_ctx=n_ctx, n_gpu_layers=99, flash_attn=flash_attn)  # type: ignore[arg-type]
+    host_compute = estimate.device("CPU").compute / 2**20
+    assert host_compute == pytest.approx(measured_mib, rel=0.10)
