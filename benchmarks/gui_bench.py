@@ -28,7 +28,9 @@ STALL_GOAL_MS, STARTUP_GOAL_S, RSS_GOAL_MB = 50.0, 1.0, 200.0
 
 def measure_startup(runs: int, home: Path) -> list[float]:
     """Seconds from just before spawning `python -m desktop.launch` to the window's first expose."""
-    env = dict(os.environ, TOKENOMETER_STARTUP_PROBE="1", TOKENOMETER_HOME=str(home / "startup"))
+    # Its own home and config folder: the runs must not move the user's window or read their results.
+    env = dict(os.environ, TOKENOMETER_STARTUP_PROBE="1", TOKENOMETER_HOME=str(home / "startup"),
+               XDG_CONFIG_HOME=str(home / "config"))
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     times = []
     for _ in range(runs):

@@ -26,6 +26,11 @@ STYLE = """
 #badge { border-radius: 4px; padding: 1px 6px; }
 QTableView { gridline-color: palette(midlight); }
 QGroupBox { font-weight: 600; }
+QPushButton[segment="true"] { padding: 4px 14px; border: 1px solid palette(mid); border-radius: 4px;
+    background: palette(button); }
+QPushButton[segment="true"]:hover { border-color: palette(highlight); }
+QPushButton[segment="true"]:checked { background: palette(highlight); color: palette(highlighted-text);
+    border-color: palette(highlight); }
 QGroupBox > * { font-weight: normal; }
 """
 

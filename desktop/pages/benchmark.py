@@ -171,6 +171,7 @@ class BenchmarkPage(Page):
         for name in (*PRESETS, "Custom"):
             button = QPushButton(name)
             button.setCheckable(True)
+            button.setProperty("segment", True)  # drawn as a segmented choice by the app's style sheet
             button.setToolTip(PRESET_TIPS[name])
             button.setObjectName(f"preset-{name.replace(' ', '-').lower()}")
             self.preset_buttons.addButton(button)

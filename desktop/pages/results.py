@@ -118,7 +118,8 @@ class ResultsPage(Page):
             with self.ctx.open_store() as store:
                 return store.list_runs(limit=10_000)
 
-        run_job(load, on_done=self._loaded)
+        run_job(load, on_done=self._loaded,
+                on_error=lambda error: self.count.setText(f"The results could not be read: {error}"))
 
     def _loaded(self, runs: list[RunRecord]) -> None:
         self.runs.set_rows(runs)
