@@ -143,6 +143,19 @@ def measure_stall(home: Path, *, reps: int, throttle_bps: int, only: str = "", s
                     time.sleep(0.03)
 
         threading.Thread(target=watchdog, daemon=True).start()
+    gc_pauses: list[float] = []
+    if diagnose:
+        import gc
+
+        gc_start: dict[str, float] = {}
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_start["t"] = time.perf_counter()
+            elif "t" in gc_start:
+                gc_pauses.append((1000 * (time.perf_counter() - gc_start.pop("t")), info.get("generation", -1)))
+
+        gc.callbacks.append(on_gc)
     timers = []
     for interval, slot in ((5, tick), (100, sample), (700, switch))[: 3 if switch_pages else 2]:
         timer = QTimer()
@@ -166,6 +179,10 @@ def measure_stall(home: Path, *, reps: int, throttle_bps: int, only: str = "", s
     for timer in timers:
         timer.stop()
     state["stop"] = 1
+    if gc_pauses:
+        worst = sorted(gc_pauses, reverse=True)[:5]
+        print(f"garbage collections: {len(gc_pauses)}, longest (ms, generation): "
+              + ", ".join(f"{ms:.1f} (gen {gen})" for ms, gen in worst))
     for where, count in sorted(stalls.items(), key=lambda kv: -kv[1])[:8]:
         print(f"stalled {count}x in: {where}")
     sample()

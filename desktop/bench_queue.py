@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,12 +197,10 @@ class BenchQueue(QObject):
         self._finish(item)
 
     def _on_failed(self, item: QueueItem, error: BaseException) -> None:
+        # The runner turns worker crashes into failed results; an exception here is the runner's own failure.
         item.state = FAILED
-        if isinstance(error, ImportError):
-            item.message = "The benchmark engine is not available yet in this build."
-        else:
-            item.message = str(error) or type(error).__name__
-        item.detail = repr(error)
+        item.message = str(error) or type(error).__name__
+        item.detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         log.warning("benchmark of %s failed: %s", item.model_name, item.message)
         self._finish(item)
 

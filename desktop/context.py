@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,22 +18,12 @@ from models.bench.spec import BenchJob
 log = logging.getLogger(__name__)
 
 
-def core(module: str) -> Any | None:
-    """A core module if it exists in this build, else None (its page then says it is not available yet)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name and module.startswith(error.name):
-            log.info("core module %s is not available", module)
-            return None
-        raise
-
-
-NOT_AVAILABLE = "This part of Tokenometer's core is not available in this build yet."
-
-
 class AppContext(QObject):
-    """One per window; pages get it at construction and talk to each other only through it."""
+    """One per window; pages get it at construction and talk to each other only through it.
+
+    Core modules are imported inside the methods that use them: the window must be on screen before
+    the library, the store or huggingface_hub are loaded.
+    """
 
     open_page = Signal(str)
     benchmark_requested = Signal(list)  # list[Path]: "Benchmark this" from another page
@@ -52,67 +42,71 @@ class AppContext(QObject):
         self.download_bridge = Bridge(self)
         self.download_bridge.event.connect(self._download_event)
         self._hardware: Any = None
-        self._hardware_error: BaseException | None = None
         self._hardware_probing = False
+        # One probe at a time: each asks llama.cpp about itself in a child process, which is not cheap.
+        self._probe_lock = threading.Lock()
 
     # -- results --
     def _recorder(self) -> tuple[Callable[[BenchJob, BenchEvent], None], Callable[[], None]]:
         """Store every result as it arrives. Runs on the benchmark thread: no SQLite or probing on the GUI's."""
-        results, hardware = core("models.results"), core("models.hardware")
-        if results is None or hardware is None:
-            return (lambda _job, _event: None), (lambda: None)
+        from models.energy import EnergyMeter
+        from models.hardware import machine_fingerprint
+        from models.results import ResultsStore, record_events
+
         if self._machine is None:
-            self._machine = hardware.machine_fingerprint()
+            self.probe_hardware()  # shares the probe the Hardware page may have started
+            with self._probe_lock:
+                self._machine = machine_fingerprint()
         settings = self.settings()
-        meter = None
-        energy = core("models.energy")
-        if energy is not None:
-            meter = energy.EnergyMeter(fallback_watts=getattr(settings, "system_power_watts", None) or None)
-            meter = meter if meter.available else None
-        store = results.ResultsStore()
-        return results.record_events(store, machine=self._machine, energy_meter=meter), store.close
+        meter = EnergyMeter(fallback_watts=settings.system_power_watts or None)
+        store = ResultsStore()
+        return record_events(store, machine=self._machine, energy_meter=meter if meter.available else None), \
+            store.close
 
     def open_store(self) -> Any:
         """The results store (a new connection: call from a job, close it after)."""
-        results = core("models.results")
-        if results is None:
-            raise ImportError(NOT_AVAILABLE)
-        return results.ResultsStore()
+        from models.results import ResultsStore
 
-    # -- hardware: probed once, in the background, on the first page that asks --
+        return ResultsStore()
+
+    # -- hardware: probed once, off the GUI thread, for the first page that asks --
     def hardware(self) -> Any | None:
         return self._hardware
 
+    def probe_hardware(self, *, refresh: bool = False) -> Any:
+        """The hardware facts (blocking: call from a job); probed once unless refreshed."""
+        from models.hardware import probe_hardware
+
+        with self._probe_lock:
+            if self._hardware is None or refresh:
+                self._hardware = probe_hardware()
+            return self._hardware
+
     def request_hardware(self, *, refresh: bool = False) -> None:
-        if self._hardware_probing or (self._hardware is not None and not refresh):
-            if self._hardware is not None:
-                self.hardware_ready.emit(self._hardware)
+        """Probe in the background; `hardware_ready` or `hardware_failed` tells the pages."""
+        if self._hardware is not None and not refresh:
+            self.hardware_ready.emit(self._hardware)
             return
-        module = core("models.hardware")
-        if module is None:
-            self.hardware_failed.emit(ImportError(NOT_AVAILABLE))
+        if self._hardware_probing:
             return
         self._hardware_probing = True
 
         def ready(info: Any) -> None:
             self._hardware_probing = False
-            self._hardware = info
             self.hardware_ready.emit(info)
 
         def failed(error: BaseException) -> None:
             self._hardware_probing = False
-            self._hardware_error = error
             self.hardware_failed.emit(error)
 
-        run_job(module.probe_hardware, on_done=ready, on_error=failed)
+        run_job(lambda: self.probe_hardware(refresh=refresh), on_done=ready, on_error=failed)
 
     # -- settings and the local models --
-    def settings(self) -> Any | None:
-        """The core's settings, or None where that core piece has not landed."""
-        module = core("models.settings")
-        if module is None:
-            return None
-        return module.load_settings()
+    def settings(self) -> Any:
+        """The user's settings (models.settings.Settings), read fresh: the Settings page may have changed them."""
+        from models.settings import load_settings
+
+        return load_settings()
 
     def local_models(self) -> list[tuple[str, Path, str]]:
         """(name, path, tooltip) of every model on disk, the starter first. Touches the disk: run it as a job."""

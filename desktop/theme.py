@@ -21,7 +21,6 @@ STYLE = """
 #sidebar::item:selected { background: palette(highlight); color: palette(highlighted-text); }
 #pageTitle { font-size: 20px; font-weight: 600; }
 #pageHint { color: palette(placeholder-text); }
-#unavailable { color: palette(placeholder-text); font-size: 14px; padding: 40px; }
 #muted { color: palette(placeholder-text); }
 #badge { border-radius: 4px; padding: 1px 6px; }
 QTableView { gridline-color: palette(midlight); }

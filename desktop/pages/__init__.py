@@ -70,12 +70,3 @@ class Page(QWidget):
         if field is not None:
             field.setFocus()
             field.selectAll()
-
-
-def unavailable(message: str) -> QLabel:
-    """The clear 'not available yet' state for a page whose core has not landed."""
-    label = QLabel(message)
-    label.setObjectName("unavailable")
-    label.setWordWrap(True)
-    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    return label

@@ -210,14 +210,12 @@ class DiscoverPage(Page):
     def _estimate_fits(self, repo: RepoFiles, generation: int) -> None:
         """Read each file's header over HTTP ranges (a few hundred kB, no download) and judge it, off the GUI thread."""
         from models.fit import fit_verdict
-        from models.hardware import probe_hardware
         from models.remote import read_remote_header
 
         rows = [row for row in self.files.rows if row.model.kind == "model"][:16]
-        known = self.ctx.hardware()
 
         def work() -> list[tuple[FileRow, Any, str]]:
-            hardware = known or probe_hardware()
+            hardware = self.ctx.probe_hardware()  # once per app; the Hardware page shares it
             out = []
             for row in rows:
                 try:

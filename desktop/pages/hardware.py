@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout,
                                QWidget)
 
-from desktop.context import NOT_AVAILABLE, AppContext
-from desktop.pages import SPACING, Page, unavailable
+from desktop.context import AppContext
+from desktop.pages import SPACING, Page
 from desktop.units import fmt_bytes
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,6 @@ class HardwarePage(Page):
 
     def _failed(self, error: BaseException) -> None:
         self.refresh_button.setEnabled(True)
-        if isinstance(error, ImportError):
-            self.status.setText("")
-            self._clear()
-            self.columns.addWidget(unavailable(f"Hardware detection: {NOT_AVAILABLE}"))
-            return
         self.status.setText(f"Detection failed: {error}")
 
     def _clear(self) -> None:
