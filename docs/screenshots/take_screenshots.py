@@ -104,6 +104,9 @@ def _shoot(home: Path) -> int:
     results.view.selectAll()
     settle(1.0)
     shoot("results")
+    results.tabs.setCurrentWidget(results.compare_view)
+    shoot("results-comparison")
+    results.tabs.setCurrentIndex(0)
 
     window.show_page("discover")
     discover = window.pages["discover"]
