@@ -44,10 +44,20 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
     return app
 
 
+def _warn_about_a_broken_pyside() -> None:
+    import PySide6
+
+    # 6.12.0 loses a reference on each signal emission on Python 3.11 and aborts after a few thousand.
+    if PySide6.__version__ == "6.12.0" and sys.version_info < (3, 12):
+        log.warning("PySide6 6.12.0 crashes on Python %d.%d after many signals (a benchmark sends thousands); "
+                    "install another release, e.g. pip install 'PySide6==6.11.3'.", *sys.version_info[:2])
+
+
 def run_app(argv: Sequence[str] | None = None) -> int:
     """Start the desktop app; returns the exit code."""
     logging.basicConfig(level=logging.INFO if os.environ.get("TOKENOMETER_DEBUG") else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _warn_about_a_broken_pyside()
     app = create_application(argv)
     install_excepthook()
     window = MainWindow(settings=QSettings(), start_page=os.environ.get(START_PAGE_ENV) or None)

@@ -137,3 +137,21 @@ def test_a_stream_turns_callbacks_into_signals(qtbot) -> None:
     stream.start()
     qtbot.waitUntil(lambda: done == ["over"])
     assert seen == [("tick", n) for n in range(5)]
+
+
+def test_the_installed_pyside_survives_many_signal_emissions() -> None:
+    """PySide6 6.12.0 on Python 3.11 drops a reference to True on every emit() and aborts the process after
+    enough signals (a benchmark sends thousands); 6.11.3 does not. This catches such a build before users do."""
+    import subprocess
+
+    code = ("from PySide6.QtCore import QCoreApplication, QObject, Signal\n"
+            "app = QCoreApplication([])\n"
+            "class S(QObject):\n    done = Signal(object)\n"
+            "s = S(); s.done.connect(lambda value: None)\n"
+            "for _ in range(100_000):\n    s.done.emit(5)\n"
+            "for _ in range(100_000):\n    app.processEvents()\n"
+            "print('survived')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "survived" in proc.stdout, (
+        f"this PySide6 build crashes after many signals (exit {proc.returncode}): {proc.stderr[-300:]}; "
+        "install PySide6 6.11.3")
