@@ -45,10 +45,10 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
 
 
 def _warn_about_a_broken_pyside() -> None:
-    import PySide6
+    from PySide6 import QtCore
 
     # 6.12.0 loses a reference on each signal emission on Python 3.11 and aborts after a few thousand.
-    if PySide6.__version__ == "6.12.0" and sys.version_info < (3, 12):
+    if QtCore.__version__ == "6.12.0" and sys.version_info < (3, 12):
         log.warning("PySide6 6.12.0 crashes on Python %d.%d after many signals (a benchmark sends thousands); "
                     "install another release, e.g. pip install 'PySide6==6.11.3'.", *sys.version_info[:2])
 

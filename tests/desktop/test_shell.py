@@ -155,3 +155,17 @@ def test_the_installed_pyside_survives_many_signal_emissions() -> None:
     assert proc.returncode == 0 and "survived" in proc.stdout, (
         f"this PySide6 build crashes after many signals (exit {proc.returncode}): {proc.stderr[-300:]}; "
         "install PySide6 6.11.3")
+
+
+def test_the_tokenometer_command_opens_the_window(tmp_path: Path) -> None:
+    """`python -m desktop.launch` (the `tokenometer` command without arguments) shows the window: the startup
+    probe prints when it is first exposed and quits."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, TOKENOMETER_STARTUP_PROBE="1", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    proc = subprocess.run([sys.executable, "-m", "desktop.launch"], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    assert proc.stdout.startswith("TOKENOMETER_WINDOW_SHOWN ")
+    assert "Traceback" not in proc.stderr
