@@ -17,8 +17,6 @@ SETTINGS_VERSION = 1
 
 def _setting(default: Any, label: str, unit: str = "", minimum: float | None = 0) -> Any:
     meta = {"label": label, "unit": unit, "minimum": minimum}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -34,7 +32,6 @@ class Settings:
     system_power_watts: float = _setting(0.0, "System power under load (used where no sensor reads energy)", "W")
     api_price_per_mtok: float = _setting(0.50, "Hosted API price", "{currency} per 1M tokens")
     default_threads: int = _setting(0, "Default threads (0: physical cores)", "threads")
-    model_folders: list[str] = _setting([], "Extra model folders", "", None)
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -65,10 +62,6 @@ def describe_settings(settings: Settings | None = None) -> list[SettingInfo]:
 
 def _coerce(name: str, value: Any, default: Any, minimum: float | None) -> Any:
     """The value in the type of its default, or ValueError; bool is refused where a number is wanted."""
-    if isinstance(default, list):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{name} must be a list of folder paths")
-        return list(value)
     if isinstance(default, str):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty text")

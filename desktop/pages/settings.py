@@ -18,7 +18,6 @@ from models.settings import Settings, describe_settings, load_settings, save_set
 
 log = logging.getLogger(__name__)
 
-_NOT_IN_FORM = {"model_folders"}  # the library's folder list below is the one that is scanned
 
 
 class SettingsPage(Page):
@@ -56,8 +55,6 @@ class SettingsPage(Page):
         form = QFormLayout(box)
         form.setHorizontalSpacing(SPACING * 2)
         for info in describe_settings(self.settings):
-            if info.name in _NOT_IN_FORM:
-                continue
             value = getattr(self.settings, info.name)
             editor: QWidget
             if isinstance(info.default, str):

@@ -23,7 +23,7 @@ def test_defaults_when_there_is_no_file() -> None:
 
 
 def test_save_and_load_round_trip_in_the_app_home(isolated_home: Path) -> None:
-    settings = Settings(electricity_price_per_kwh=0.12, currency="USD", model_folders=["/data/models"])
+    settings = Settings(electricity_price_per_kwh=0.12, currency="USD", default_threads=4)
     path = save_settings(settings)
     assert path == settings_path() and path.parent == isolated_home
     assert json.loads(path.read_text())["version"] == 1
