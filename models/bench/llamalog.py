@@ -38,7 +38,8 @@ class Devices:
         try:
             from llama_cpp._ctypes_extensions import load_shared_library  # type: ignore[import-not-found]
 
-            lib_dir = Path(llama.__file__).parent / "lib"
+            # The folder llama_cpp itself loaded from (LLAMA_CPP_LIB_PATH points it at another build).
+            lib_dir = getattr(getattr(llama, "llama_cpp", None), "_base_path", None) or Path(llama.__file__).parent / "lib"
             self._ggml = load_shared_library("ggml", lib_dir)
             self._base = load_shared_library("ggml-base", lib_dir)
             g = self._ggml

@@ -14,13 +14,14 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from models.bench.events import BenchEvent
 from models.bench.llamalog import LlamaLog
 from models.bench.procmem import process_memory
-from models.bench.record import blank_result, utc_now_iso
+from models.bench.record import blank_result
 from models.bench.spec import BenchJob, BenchResult, BenchTest
 from models.bench.stats import summarize
 
@@ -313,6 +314,29 @@ def build_info(llama: Any, devices: Any) -> dict[str, Any]:
             "llama_cpp_python_version": version}
 
 
+def fit_estimator(job: BenchJob, *, gpu: bool, emit: Emitter) -> Callable[[BenchTest], dict[str, int]]:
+    """models.fit's estimate per test, stored beside what llama.cpp logs so every run checks the estimate."""
+    try:
+        from models.fit import estimate_for_job
+        from models.gguf import read_gguf_header
+        from models.hardware import probe_cpu
+
+        header = read_gguf_header(job.model_path)
+        cpu_flags = probe_cpu([]).flags
+    except Exception as error:  # an estimate that cannot be made must not cost the measurement
+        emit("log", level="warning", message=f"No memory estimate for this model: {error}")
+        return lambda test: {}
+
+    def estimate(test: BenchTest) -> dict[str, int]:
+        try:
+            return estimate_for_job(job, test, header=header, gpu=gpu, cpu_flags=cpu_flags)
+        except Exception as error:
+            emit("log", level="warning", message=f"No memory estimate for {test.name}: {error}")
+            return {}
+
+    return estimate
+
+
 def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
     """Run every test of the job; returns the exit code (0 when the job ran, even if some tests failed)."""
     emit("started", job=job.to_json(), pid=os.getpid())
@@ -330,6 +354,7 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
         bench = Bench(llama_cpp, job, emit, llog, perf=perf)
         bench.info.update(common)
         bench.load()
+        estimate = fit_estimator(job, gpu=bool(common["gpu_info"]), emit=emit)
         if job.ttft_prompt_tokens > 0:
             try:
                 bench.info.update(bench.ttft(job.ttft_prompt_tokens))
@@ -339,6 +364,7 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
         for index, test in enumerate(job.tests):
             try:
                 result = bench.run_test(test, index, len(job.tests))
+                result.fit_estimate = estimate(test)
             except BenchTestFailure as error:
                 ok = False
                 result = blank_result(job, test, status="failed", error=str(error))
