@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from models.errors import BenchmarkError
@@ -82,6 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--ttft", type=int, default=0, metavar="N", help="also time the first token of an N-token chat prompt")
     add("-o", "--output", choices=("md", "csv", "json", "jsonl", "sql"), default="md", help="output format (md)")
     add("--progress", action="store_true", help="print progress to stderr")
+    add("--no-save", dest="save", action="store_false",
+        help="do not keep the results in the results store (by default every run is saved)")
     parser.set_defaults(handler=run_bench)
 
 
@@ -111,6 +114,25 @@ def build_sweep(args: argparse.Namespace) -> Any:
         raise BenchmarkError(f"--ttft must be at least 0, got {args.ttft}.")
     sweep.ttft_prompt_tokens = args.ttft
     return sweep
+
+
+def _saving(on_event: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """Wrap on_event so each result is committed to the results store as it arrives (as the app does)."""
+    from models.energy import EnergyMeter
+    from models.errors import StoreError
+    from models.hardware import machine_fingerprint
+    from models.results import ResultsStore, record_events
+    from models.settings import load_settings
+
+    try:
+        store = ResultsStore()
+    except StoreError as error:  # the numbers still matter more than keeping them
+        print(f"warning: results will not be saved: {error}", file=sys.stderr)
+        return on_event
+    watts = load_settings().system_power_watts or None
+    meter = EnergyMeter(fallback_watts=watts)
+    return record_events(store, machine=machine_fingerprint(), energy_meter=meter if meter.available else None,
+                         then=on_event)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -147,7 +169,7 @@ def run_bench(args: argparse.Namespace) -> int:
         elif event.kind == "log" and verbose:
             print(f"[worker] {event.data.get('message')}", file=sys.stderr)
 
-    runner = BenchRunner(on_event=on_event)
+    runner = BenchRunner(on_event=_saving(on_event) if args.save else on_event)
     outcome: dict[str, Any] = {}
     done = threading.Event()
 

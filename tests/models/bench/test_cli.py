@@ -80,3 +80,16 @@ def test_ctrl_c_cancels_cleanly(starter_model: Path) -> None:
     assert "pp16" in out and "±" in out  # the finished test is still printed
     assert "cancelled" in out
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+def test_every_run_is_saved_to_the_results_store_unless_asked_not_to(starter_model: Path) -> None:
+    from models.results import ResultsStore
+
+    saved = _cli(str(starter_model), "-p", "16", "-n", "4", "-r", "1", "-t", "1")
+    assert saved.returncode == 0, saved.stderr
+    unsaved = _cli(str(starter_model), "-p", "8", "-n", "0", "-r", "1", "-t", "1", "--no-save")
+    assert unsaved.returncode == 0, unsaved.stderr
+    with ResultsStore() as store:  # the isolated home the CLI wrote to (TOKENOMETER_HOME)
+        runs = store.list_runs()
+    assert sorted(run.result.test for run in runs) == ["pp16", "tg4"]
+    assert all(run.result.fit_estimate and run.machine.get("cpu") for run in runs)
