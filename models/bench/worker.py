@@ -14,10 +14,10 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from models.bench.estimate import fit_estimator
 from models.bench.events import BenchEvent
 from models.bench.llamalog import LlamaLog
 from models.bench.procmem import process_memory
@@ -312,29 +312,6 @@ def build_info(llama: Any, devices: Any) -> dict[str, Any]:
             "gpu_info": devices.gpu_info(), "backends": devices.backends(),
             "system_info": (llama.llama_print_system_info() or b"").decode("utf-8", "replace").strip(),
             "llama_cpp_python_version": version}
-
-
-def fit_estimator(job: BenchJob, *, gpu: bool, emit: Emitter) -> Callable[[BenchTest], dict[str, int]]:
-    """models.fit's estimate per test, stored beside what llama.cpp logs so every run checks the estimate."""
-    try:
-        from models.fit import estimate_for_job
-        from models.gguf import read_gguf_header
-        from models.hardware import probe_cpu
-
-        header = read_gguf_header(job.model_path)
-        cpu_flags = probe_cpu([]).flags
-    except Exception as error:  # an estimate that cannot be made must not cost the measurement
-        emit("log", level="warning", message=f"No memory estimate for this model: {error}")
-        return lambda test: {}
-
-    def estimate(test: BenchTest) -> dict[str, int]:
-        try:
-            return estimate_for_job(job, test, header=header, gpu=gpu, cpu_flags=cpu_flags)
-        except Exception as error:
-            emit("log", level="warning", message=f"No memory estimate for {test.name}: {error}")
-            return {}
-
-    return estimate
 
 
 def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
