@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import scan_cache_dir, try_to_load_from_cache
 
-import models.download as dl
+import models.transfer as transfer
 from models.download import (DownloadCancelled, DownloadPaused, DownloadProgress, DownloadRequest, DownloadState,
                              StopToken, download, plan_download)
 from models.download_queue import pending_downloads
@@ -121,12 +121,12 @@ def test_full_disk_keeps_the_partial_and_resume_finishes(hub: HubServer, big_rep
         written += n
         return n
 
-    monkeypatch.setattr(dl, "_write", write_until_full)
+    monkeypatch.setattr(transfer, "_write", write_until_full)
     request = plan_download(REPO, "Q8_0")
     with pytest.raises(DownloadError, match="disk is full.*partial file is kept"):
         download(request)
     assert [p["bytes_done"] for p in pending_downloads()] == [1_500_000]
-    monkeypatch.setattr(dl, "_write", os.write)
+    monkeypatch.setattr(transfer, "_write", os.write)
     result = download(request)
     assert result.verified and _sha(result.paths[0]) == _sha(big_repo)
     assert hub.file_requests(NAME)[-1].range_start == 1_500_000
@@ -204,10 +204,10 @@ def test_pause_keeps_the_partial_and_cancel_discards_it(hub: HubServer, big_repo
             stop.pause()
         return n
 
-    monkeypatch.setattr(dl, "_write", write_then_pause)
+    monkeypatch.setattr(transfer, "_write", write_then_pause)
     with pytest.raises(DownloadPaused):
         download(request, stop=stop)
-    monkeypatch.setattr(dl, "_write", os.write)
+    monkeypatch.setattr(transfer, "_write", os.write)
     kept = pending_downloads()[0]["bytes_done"]
     assert 500_000 < kept < big_repo.stat().st_size
     result = download(request)

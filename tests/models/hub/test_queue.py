@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import models.download as dl
+import models.transfer as transfer
 from models.download import DownloadProgress, DownloadState, plan_download
 from models.download_queue import DownloadJob, DownloadQueue, pending_downloads
 from tests.models.hub.hubserver import HubServer
@@ -46,7 +47,7 @@ def test_queue_pause_resume_and_cancel(hub: HubServer, big_gguf: Path, monkeypat
         proceed.wait(30)
         return n
 
-    monkeypatch.setattr(dl, "_write", slow_write)
+    monkeypatch.setattr(transfer, "_write", slow_write)
     states: list[DownloadState] = []
     queue = DownloadQueue(on_progress=lambda job, p: states.append(p.state))
     try:
@@ -57,7 +58,7 @@ def test_queue_pause_resume_and_cancel(hub: HubServer, big_gguf: Path, monkeypat
         assert queue.wait(timeout=60)
         kept = pending_downloads()[0]["bytes_done"]
         assert job.state == DownloadState.PAUSED and 0 < kept < big_gguf.stat().st_size
-        monkeypatch.setattr(dl, "_write", os.write)
+        monkeypatch.setattr(transfer, "_write", os.write)
         queue.resume(job.id)
         assert queue.wait(timeout=60)
         assert job.state == DownloadState.DONE and job.result is not None and job.result.verified
