@@ -8,14 +8,15 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from models.errors import ModelFileError
+from models.byte_source import ByteSource, FileSource
 from models.ggml_types import FILE_TYPES, GGML_TYPE_IDS, GGML_TYPES
 
 log = logging.getLogger(__name__)
 
-# The type tables live in models.ggml_types; they stay importable from here, where fit.py and the tests look.
+# The type tables (models.ggml_types) and byte sources (models.byte_source) stay importable from here.
 __all__ = ["DEFAULT_ALIGNMENT", "FILE_TYPES", "GGML_TYPES", "GGML_TYPE_IDS", "GGUF_MAGIC", "INT64_MAX", "ArraySummary",
            "ByteSource", "FileSource", "GGUFHeader", "HeaderLimits", "TensorInfo", "read_gguf_header"]
 
@@ -30,44 +31,6 @@ _VALUE_TYPES: dict[int, tuple[str, str | None]] = {
     10: ("uint64", "<Q"), 11: ("int64", "<q"), 12: ("float64", "<d"),
 }
 _STRING, _ARRAY = 8, 9
-
-
-@runtime_checkable
-class ByteSource(Protocol):
-    """Random access to a GGUF file's bytes (a local file, or HTTP range requests)."""
-
-    def read(self, offset: int, size: int) -> bytes:
-        """Up to `size` bytes at `offset`; fewer only at the end of the file."""
-        ...
-
-    @property
-    def size(self) -> int | None:
-        """The file's size in bytes, or None when unknown."""
-        ...
-
-
-class FileSource:
-    """A ByteSource over a local file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        try:
-            self._size = os.stat(self.path).st_size
-        except OSError as error:
-            raise ModelFileError(f"Cannot open {self.path}: {error.strerror or error}") from error
-
-    @property
-    def size(self) -> int | None:
-        return self._size
-
-    def read(self, offset: int, size: int) -> bytes:
-        try:
-            # Opened per read: the reader asks for few, large chunks, and nothing stays open after an error.
-            with self.path.open("rb") as handle:
-                handle.seek(offset)
-                return handle.read(size)
-        except OSError as error:
-            raise ModelFileError(f"Cannot read {self.path}: {error.strerror or error}") from error
 
 
 @dataclass(frozen=True)
