@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -11,7 +12,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,44 +234,42 @@ class ResultsStore:
              _now() if imported_from else ""))
         return int(cursor.lastrowid)
 
+    @contextlib.contextmanager
+    def _write(self, action: str) -> Iterator[None]:
+        """One durable write transaction under the lock: committed on success, rolled back on any error."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise store_error(action, self.path, error) from error
+
     def record_result(self, result: BenchResult, *, machine: dict[str, Any],
                       model_identity: dict[str, Any] | None = None, energy: EnergyFigures | None = None,
                       job: str = "") -> int:
         """Commit one run now (durable on return) and give its id."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    run_id = self._insert(result, machine=machine, model_identity=model_identity, energy=energy,
-                                          uid=uuid.uuid4().hex, job=job, ended_at=_now())
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                raise store_error("save the run", self.path, error) from error
-        return run_id
+        with self._write("save the run"):
+            return self._insert(result, machine=machine, model_identity=model_identity, energy=energy,
+                                uid=uuid.uuid4().hex, job=job, ended_at=_now())
 
     def import_runs(self, records: Iterable[RunRecord], *, source: str) -> tuple[int, int]:
         """Add runs read from another store's report, all or nothing; returns (added, already present)."""
         added = skipped = 0
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for rec in records:
-                        if self._db.execute("SELECT 1 FROM runs WHERE uid = ?", (rec.uid,)).fetchone():
-                            skipped += 1
-                            continue
-                        self._insert(rec.result, machine=rec.machine, model_identity=rec.model, energy=rec.energy,
-                                     uid=rec.uid, job=rec.job, ended_at=rec.ended_at, imported_from=source)
-                        added += 1
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                raise store_error("import the runs", self.path, error) from error
+        with self._write("import the runs"):
+            for rec in records:
+                if self._db.execute("SELECT 1 FROM runs WHERE uid = ?", (rec.uid,)).fetchone():
+                    skipped += 1
+                    continue
+                self._insert(rec.result, machine=rec.machine, model_identity=rec.model, energy=rec.energy,
+                             uid=rec.uid, job=rec.job, ended_at=rec.ended_at, imported_from=source)
+                added += 1
         return added, skipped
 
     def delete_runs(self, ids: Iterable[int]) -> int:
@@ -278,18 +277,11 @@ class ResultsStore:
         id_list = [int(i) for i in ids]
         if not id_list:
             return 0
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                marks = ",".join("?" * len(id_list))
-                count = self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", id_list).rowcount
-                self._db.execute("DELETE FROM models WHERE id NOT IN (SELECT model_ref FROM runs)")
-                self._db.execute("DELETE FROM machines WHERE id NOT IN (SELECT machine_ref FROM runs)")
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise store_error("delete runs", self.path, error) from error
+        with self._write("delete runs"):
+            marks = ",".join("?" * len(id_list))
+            count = self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", id_list).rowcount
+            self._db.execute("DELETE FROM models WHERE id NOT IN (SELECT model_ref FROM runs)")
+            self._db.execute("DELETE FROM machines WHERE id NOT IN (SELECT machine_ref FROM runs)")
         return count
 
     # -- reading --
