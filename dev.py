@@ -49,7 +49,7 @@ def ensure_environment() -> Path:
         subprocess.check_call([str(python), "-m", "pip", "install", "-e", f"{ROOT}[test]"])
         STAMP.write_text(fingerprint)
     # The starter model makes the app useful offline; fetching it is a no-op once present.
-    subprocess.check_call([str(python), "-m", "models.starter"], cwd=ROOT)
+    subprocess.check_call([str(python), "-m", "models.hub.starter"], cwd=ROOT)
     return python
 
 

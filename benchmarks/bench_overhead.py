@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-r", "--repetitions", type=int, default=5)
     args = parser.parse_args(argv)
     if args.model is None:
-        from models.starter import ensure_starter_model
+        from models.hub.starter import ensure_starter_model
 
         args.model = ensure_starter_model()
     rows = measure(args.model, threads=args.threads, n_prompt=args.n_prompt, n_gen=args.n_gen,

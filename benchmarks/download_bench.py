@@ -63,8 +63,8 @@ def _in_process(server: HubServer, scratch: Path, rounds: int, size: int) -> tup
     os.environ.update(_env(server, scratch))  # before huggingface_hub is imported: it reads HF_ENDPOINT once
     from huggingface_hub import constants, hf_hub_download
 
-    from models.download import DownloadRequest, download
-    from models.hub import RemoteFile
+    from models.hub.download import DownloadRequest, download
+    from models.hub.repos import RemoteFile
 
     ours, theirs = [], []
     for _ in range(rounds):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.energy import EnergyMeter, rapl_zones  # noqa: E402
+from models.machine.energy import EnergyMeter, rapl_zones  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Estimate vs measured: models.fit's buffer estimate against the buffer sizes llama.cpp logs, per model shape.
+"""Estimate vs measured: models.fit.estimate's buffer estimate against the buffer sizes llama.cpp logs, per model shape.
 
 Usage: .venv/bin/python benchmarks/fit_check.py [--quick] [--ngl N] [--json OUT]
 
@@ -32,7 +32,7 @@ def child(model: str, configs: list[dict[str, Any]], ngl: int) -> None:
     """In the child: load once, create each context, print the buffers llama.cpp logged as JSON lines."""
     import ctypes
 
-    from models.hardware_worker import import_bindings
+    from models.machine.probe_worker import import_bindings
 
     ll = import_bindings([])
     vram = _vram_sampler() if ngl > 0 else (lambda: 0)
@@ -106,7 +106,7 @@ def _vram_sampler() -> Any:
 
 def save_header(model: Path, out: Path) -> None:
     """Keep only a model's header (metadata and tensor table): enough to rebuild a same-shaped model elsewhere."""
-    from models.gguf import read_gguf_header
+    from models.gguf.reader import read_gguf_header
 
     header = read_gguf_header(model)
     with model.open("rb") as handle:
@@ -115,7 +115,7 @@ def save_header(model: Path, out: Path) -> None:
 
 def rebuild(header_file: Path, out: Path) -> Path:
     """A loadable model from a saved header: the same tensor table over zero-filled (sparse) tensor data."""
-    from models.gguf import read_gguf_header
+    from models.gguf.reader import read_gguf_header
 
     data = header_file.read_bytes()
 
@@ -134,7 +134,7 @@ def rebuild(header_file: Path, out: Path) -> Path:
 
 
 def shapes() -> list[Any]:
-    from tests.models.gguf_factory import Shape
+    from tests.models.gguf.factory import Shape
 
     return [
         Shape(n_layer=4, n_embd=256, n_head=8, n_head_kv=2, n_ff=768),  # GQA 8/2, head 32
@@ -202,10 +202,10 @@ def main() -> int:
         child(args.child, json.loads(args.configs), args.ngl)
         return 0
 
-    from models.fit import estimate_memory
-    from models.hardware import probe_cpu
-    from models.gguf import read_gguf_header
-    from models.starter import ensure_starter_model
+    from models.fit.estimate import estimate_memory
+    from models.machine.hardware import probe_cpu
+    from models.gguf.reader import read_gguf_header
+    from models.hub.starter import ensure_starter_model
 
     starter = None if args.headers else ensure_starter_model()
     contexts = [512, 8192] if args.quick else [512, 2048, 8192, 32768]
@@ -220,7 +220,7 @@ def main() -> int:
         else:
             models = [("SmolLM2-135M Q4_1 (starter)", starter)]
         if not args.quick and not args.headers:
-            from tests.models.gguf_factory import starter_tokenizer, write_model  # numpy and gguf: here only
+            from tests.models.gguf.factory import starter_tokenizer, write_model  # numpy and gguf: here only
 
             tokenizer = starter_tokenizer(starter)
             for i, shape in enumerate(shapes()):

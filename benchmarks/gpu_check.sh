@@ -51,7 +51,7 @@ fi
 [ "$PHASE" = build ] && exit 0
 
 say "tokenometer hardware --json (LLAMA_CPP_LIB_PATH=${LLAMA_CPP_LIB_PATH:-<the installed llama_cpp>})"
-$PY -m models.cli hardware --json || $PY -c "import json; from models.hardware import probe_hardware; \
+$PY -m models.cli hardware --json || $PY -c "import json; from models.machine.hardware import probe_hardware; \
 print(json.dumps(probe_hardware().to_json(), indent=2))" || echo "  the probe failed (missing packages above?)"
 
 say "fit estimate vs measured, all layers on the GPU"

@@ -59,7 +59,7 @@ def serve(path: Path, throttle_bps: int) -> None:
 
 def measure_stall(home: Path, *, reps: int, throttle_bps: int, only: str = "", switch_pages: bool = True,
                   diagnose: bool = False, threads: int = 0) -> dict[str, float]:
-    from models.starter import ensure_starter_model
+    from models.hub.starter import ensure_starter_model
 
     starter = ensure_starter_model()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(starter), str(throttle_bps)], cwd=ROOT,
@@ -80,8 +80,8 @@ def measure_stall(home: Path, *, reps: int, throttle_bps: int, only: str = "", s
     from desktop.main_window import MainWindow
     from desktop.pages import PAGES
     from models.bench.spec import BenchSweep
-    from models.download import DownloadRequest, DownloadState
-    from models.hub import repo_files
+    from models.hub.download import DownloadRequest, DownloadState
+    from models.hub.repos import repo_files
 
     app = create_application()
     window = MainWindow(settings=QSettings(str(home / "gui.ini"), QSettings.Format.IniFormat), start_page="benchmark")

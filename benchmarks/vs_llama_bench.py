@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
     if args.model is None:
-        from models.starter import ensure_starter_model
+        from models.hub.starter import ensure_starter_model
 
         args.model = ensure_starter_model()
     ours: dict[str, list[float]] = {"pp": [], "tg": []}

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
 from desktop.charts import bar_chart, xy_chart
 from desktop.tables import Column
-from models.compare import Comparison, CompareRow, Stat
+from models.results.compare import Comparison, CompareRow, Stat
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def comparison_columns(comparison: Comparison, settings: Any = None) -> list[Col
             tip=KIND_TIPS.get(col.kind, "") + (" Higher is better." if col.higher_is_better else " Lower is better."),
             cell_tip=lambda r, key=col.key: (f"n = {r.cells[key].n}" if key in r.cells else "no figure")))
     if settings is not None:
-        from models.cost import row_cost
+        from models.results.cost import row_cost
 
         costs = {row.key: row_cost(row, settings=settings) for row in comparison.rows}
         columns.append(Column(

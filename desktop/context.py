@@ -49,9 +49,9 @@ class AppContext(QObject):
     # -- results --
     def _recorder(self) -> tuple[Callable[[BenchJob, BenchEvent], None], Callable[[], None]]:
         """Store every result as it arrives. Runs on the benchmark thread: no SQLite or probing on the GUI's."""
-        from models.energy import EnergyMeter
-        from models.hardware import machine_fingerprint
-        from models.results import ResultsStore, record_events
+        from models.machine.energy import EnergyMeter
+        from models.machine.hardware import machine_fingerprint
+        from models.results.store import ResultsStore, record_events
 
         if self._machine is None:
             self.probe_hardware()  # shares the probe the Hardware page may have started
@@ -65,7 +65,7 @@ class AppContext(QObject):
 
     def open_store(self) -> Any:
         """The results store (a new connection: call from a job, close it after)."""
-        from models.results import ResultsStore
+        from models.results.store import ResultsStore
 
         return ResultsStore()
 
@@ -75,7 +75,7 @@ class AppContext(QObject):
 
     def probe_hardware(self, *, refresh: bool = False) -> Any:
         """The hardware facts (blocking: call from a job); probed once unless refreshed."""
-        from models.hardware import probe_hardware
+        from models.machine.hardware import probe_hardware
 
         with self._probe_lock:
             if self._hardware is None or refresh:
@@ -110,7 +110,7 @@ class AppContext(QObject):
 
     def local_models(self) -> list[tuple[str, Path, str]]:
         """(name, path, tooltip) of every model on disk, the starter first. Touches the disk: run it as a job."""
-        from models.library import list_models
+        from models.hub.library import list_models
 
         entries = []
         for entry in list_models(read_headers=False):
@@ -122,11 +122,11 @@ class AppContext(QObject):
 
     # -- downloads: one queue for the app, its plain callback turned into a signal --
     def downloads(self) -> Any:
-        """The download queue (models.download_queue.DownloadQueue), created on first use."""
+        """The download queue (models.hub.download_queue.DownloadQueue), created on first use."""
         if self._downloads is None:
             from huggingface_hub import get_token
 
-            from models.download_queue import DownloadQueue
+            from models.hub.download_queue import DownloadQueue
 
             self._downloads = DownloadQueue(on_progress=self.download_bridge, token=get_token() or None)
         return self._downloads

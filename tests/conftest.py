@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 @pytest.fixture(scope="session")
 def starter_model() -> Path:
     """The real SmolLM2-135M-Instruct Q4_1 GGUF (fetched once by `dev.py`, or here if missing)."""
-    from models.starter import ensure_starter_model
+    from models.hub.starter import ensure_starter_model
 
     return ensure_starter_model()
 

@@ -15,7 +15,7 @@ from desktop.jobs import run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
 from desktop.units import fmt_bytes, fmt_count
-from models.hub import SORT_KEYS, QuantModel, RepoFiles, RepoSummary
+from models.hub.repos import SORT_KEYS, QuantModel, RepoFiles, RepoSummary
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class FileRow:
     """One downloadable model of the selected repo, with the fit verdict once it is known."""
 
     model: QuantModel
-    verdict: Any = None  # models.fit.FitVerdict
+    verdict: Any = None  # models.fit.estimate.FitVerdict
     fit_error: str = ""
 
 
@@ -153,7 +153,7 @@ class DiscoverPage(Page):
 
     # -- searching --
     def run_search(self) -> None:
-        from models.hub import search_models
+        from models.hub.repos import search_models
 
         self._search_generation += 1
         generation = self._search_generation
@@ -182,7 +182,7 @@ class DiscoverPage(Page):
             self.open_repo(self.repos.row(rows[0].row()).repo_id)
 
     def open_repo(self, repo_id: str) -> None:
-        from models.hub import repo_files
+        from models.hub.repos import repo_files
 
         self._repo_generation += 1
         generation = self._repo_generation
@@ -209,8 +209,8 @@ class DiscoverPage(Page):
 
     def _estimate_fits(self, repo: RepoFiles, generation: int) -> None:
         """Read each file's header over HTTP ranges (a few hundred kB, no download) and judge it, off the GUI thread."""
-        from models.fit import fit_verdict
-        from models.remote import read_remote_header
+        from models.fit.estimate import fit_verdict
+        from models.hub.remote import read_remote_header
 
         rows = [row for row in self.files.rows if row.model.kind == "model"][:16]
 
@@ -242,7 +242,7 @@ class DiscoverPage(Page):
         return self.files.row(self.files_proxy.mapToSource(rows[0]).row()) if rows else None
 
     def download_selected(self) -> None:
-        from models.download import DownloadRequest
+        from models.hub.download import DownloadRequest
 
         row, repo = self.selected_file(), self.repo_files
         if row is None or repo is None:

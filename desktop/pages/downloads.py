@@ -14,8 +14,8 @@ from desktop.jobs import run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, ProgressDelegate, RowTable, table_view
 from desktop.units import fmt_bytes, fmt_duration, fmt_speed
-from models.download import DownloadState
-from models.download_queue import DownloadJob
+from models.hub.download import DownloadState
+from models.hub.download_queue import DownloadJob
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class DownloadsPage(Page):
         self.find_leftovers()
 
     def find_leftovers(self) -> None:
-        from models.download_queue import pending_downloads
+        from models.hub.download_queue import pending_downloads
 
         def done(found: list[dict[str, Any]]) -> None:
             queued = {(j.request.repo_id, f.filename) for j in self.table.rows for f in j.request.files}
@@ -134,8 +134,8 @@ class DownloadsPage(Page):
         run_job(pending_downloads, on_done=done)
 
     def resume_leftovers(self) -> None:
-        from models.download import DownloadRequest
-        from models.hub import RemoteFile
+        from models.hub.download import DownloadRequest
+        from models.hub.repos import RemoteFile
 
         queue = self.ctx.downloads()
         for info in self.leftover:

@@ -59,7 +59,7 @@ class HardwarePage(Page):
                 widget.deleteLater()
 
     def show_info(self, info: Any) -> None:
-        """Lay out a models.hardware.HardwareInfo: machine, CPU and disks left; llama.cpp and GPUs right."""
+        """Lay out a models.machine.hardware.HardwareInfo: machine, CPU and disks left; llama.cpp and GPUs right."""
         self.info = info
         self.refresh_button.setEnabled(True)
         self.status.setText("Detected on this machine; the fit badges and memory estimates use these figures.")

@@ -14,7 +14,7 @@ from desktop.jobs import run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
 from desktop.units import fmt_bytes, fmt_count
-from models.library import LibraryEntry
+from models.hub.library import LibraryEntry
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class LibraryPage(Page):
         self.reload()
 
     def reload(self) -> None:
-        from models.library import list_models
+        from models.hub.library import list_models
 
         run_job(list_models, on_done=self._loaded)
 
@@ -127,7 +127,7 @@ class LibraryPage(Page):
             self.ctx.benchmark([entry.path for entry in chosen])
 
     def add_folder(self, folder: Path | None = None) -> None:
-        from models.library import add_folder
+        from models.hub.library import add_folder
 
         if folder is None:
             picked = QFileDialog.getExistingDirectory(self, "Add a model folder", str(Path.home()))
@@ -137,7 +137,7 @@ class LibraryPage(Page):
             self.ctx.library_changed.emit()
 
     def import_file(self, path: Path | None = None) -> None:
-        from models.library import import_file
+        from models.hub.library import import_file
 
         if path is None:
             picked, _ = QFileDialog.getOpenFileName(self, "Import a GGUF file", str(Path.home()), "GGUF (*.gguf)")
@@ -151,7 +151,7 @@ class LibraryPage(Page):
         run_job(lambda: import_file(path), on_done=lambda _entry: self.ctx.library_changed.emit(), on_error=failed)
 
     def delete_selected(self, *, confirm: bool = True) -> None:
-        from models.library import delete, forget
+        from models.hub.library import delete, forget
 
         chosen = self.selected()
         if not chosen:

@@ -15,9 +15,9 @@ from desktop.jobs import run_job
 from desktop.metrics import result_columns
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
-from models.compare import Comparison, compare_runs
-from models.reports import FORMATS
-from models.results import RunRecord
+from models.results.compare import Comparison, compare_runs
+from models.results.reports import FORMATS
+from models.results.store import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class ResultsPage(Page):
         path = path or self.ask_save_path(fmt)
         if path is None:
             return
-        from models.reports import export_report
+        from models.results.reports import export_report
 
         settings = self.ctx.settings()
         self.status.setText(f"Writing {path.name} …")
@@ -190,7 +190,7 @@ class ResultsPage(Page):
         path = path or self.ask_open_path()
         if path is None:
             return
-        from models.reports import import_report
+        from models.results.reports import import_report
 
         def work() -> tuple[int, int]:
             with self.ctx.open_store() as store:

@@ -217,13 +217,13 @@ class SettingsPage(Page):
         return box
 
     def _list_folders(self) -> None:
-        from models.library import folders
+        from models.hub.library import folders
 
         self.folder_list.clear()
         self.folder_list.addItems([str(folder) for folder in folders()])
 
     def add_folder(self, folder: Path | None = None) -> None:
-        from models.library import add_folder
+        from models.hub.library import add_folder
 
         if folder is None:
             chosen = QFileDialog.getExistingDirectory(self, "Add a model folder", str(Path.home()))
@@ -235,7 +235,7 @@ class SettingsPage(Page):
         self.ctx.library_changed.emit()
 
     def remove_folder(self) -> None:
-        from models.library import remove_folder
+        from models.hub.library import remove_folder
 
         item = self.folder_list.currentItem()
         if item is None:

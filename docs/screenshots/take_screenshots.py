@@ -38,7 +38,7 @@ def main() -> int:
 def _shoot(home: Path) -> int:
     from tests.models.hub.hubserver import HubServer, make_gguf
 
-    from models.starter import ensure_starter_model
+    from models.hub.starter import ensure_starter_model
 
     starter = ensure_starter_model()
     server = HubServer().start()
@@ -59,8 +59,8 @@ def _shoot(home: Path) -> int:
 
     from desktop.app import create_application
     from desktop.main_window import MainWindow
-    from models.download import DownloadRequest
-    from models.hub import repo_files
+    from models.hub.download import DownloadRequest
+    from models.hub.repos import repo_files
 
     app = create_application()
     window = MainWindow(settings=QSettings(str(home / "gui.ini"), QSettings.Format.IniFormat), start_page="benchmark")

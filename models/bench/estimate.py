@@ -12,11 +12,11 @@ log = logging.getLogger(__name__)
 
 
 def fit_estimator(job: BenchJob, *, gpu: bool, emit: Callable[..., Any]) -> Callable[[BenchTest], dict[str, int]]:
-    """models.fit's estimate per test, stored beside what llama.cpp logs so every run checks the estimate."""
+    """models.fit.estimate's estimate per test, stored beside what llama.cpp logs so every run checks the estimate."""
     try:
-        from models.fit import estimate_for_job
-        from models.gguf import read_gguf_header
-        from models.hardware import probe_cpu
+        from models.fit.estimate import estimate_for_job
+        from models.gguf.reader import read_gguf_header
+        from models.machine.hardware import probe_cpu
 
         header = read_gguf_header(job.model_path)
         cpu_flags = probe_cpu([]).flags

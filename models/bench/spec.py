@@ -223,7 +223,7 @@ class BenchResult:
     llama_cpp_python_version: str = ""
     model_sha256: str = ""
     model_path: str = ""
-    fit_estimate: dict[str, int] = field(default_factory=dict)  # models.fit's estimate for this run, bytes
+    fit_estimate: dict[str, int] = field(default_factory=dict)  # models.fit.estimate's estimate for this run, bytes
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -94,7 +94,7 @@ def build_sweep(args: argparse.Namespace) -> Any:
 
     models = [Path(m) for m in args.models] + [Path(m) for m in (_flatten(args.model_flags) or [])]
     if not models:
-        from models.starter import ensure_starter_model
+        from models.hub.starter import ensure_starter_model
 
         models = [ensure_starter_model(status=lambda message: print(message, file=sys.stderr))]
     sweep = BenchSweep(models=models)
@@ -118,10 +118,10 @@ def build_sweep(args: argparse.Namespace) -> Any:
 
 def _saving(on_event: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     """Wrap on_event so each result is committed to the results store as it arrives (as the app does)."""
-    from models.energy import EnergyMeter
+    from models.machine.energy import EnergyMeter
     from models.errors import StoreError
-    from models.hardware import machine_fingerprint
-    from models.results import ResultsStore, record_events
+    from models.machine.hardware import machine_fingerprint
+    from models.results.store import ResultsStore, record_events
     from models.settings import load_settings
 
     try:

@@ -76,7 +76,7 @@ def _size(n: int | None) -> str:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from models.hub import search_models
+    from models.hub.repos import search_models
 
     for hit in search_models(args.query or None, sort=args.sort, author=args.author, limit=args.limit):
         if args.json:
@@ -88,7 +88,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _files(args: argparse.Namespace) -> int:
-    from models.hub import repo_files
+    from models.hub.repos import repo_files
 
     repo = repo_files(args.repo, revision=args.revision)
     if args.json:
@@ -110,7 +110,8 @@ def _files(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from models.download import DownloadPaused, StopToken, download, plan_download
+    from models.hub.download import download, plan_download
+    from models.hub.transfer import DownloadPaused, StopToken
 
     request = plan_download(args.repo, args.selector, revision=args.revision, target_dir=args.dir)
     stop = StopToken()
@@ -163,7 +164,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from models.library import list_models
+    from models.hub.library import list_models
 
     for entry in list_models(read_headers=not args.no_headers):
         if args.json:

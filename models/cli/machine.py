@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import TokenometerError
-from models.gguf import GGUFHeader
+from models.gguf.reader import GGUFHeader
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _hardware(args: argparse.Namespace) -> int:
-    from models.hardware import probe_hardware
+    from models.machine.hardware import probe_hardware
 
     info = probe_hardware(with_llama=not args.no_llama)
     if args.json:
@@ -84,7 +84,7 @@ def _hardware(args: argparse.Namespace) -> int:
 
 
 def _load_header(model: str) -> tuple[GGUFHeader, str]:
-    from models.gguf import read_gguf_header
+    from models.gguf.reader import read_gguf_header
 
     path = Path(model).expanduser()
     if path.exists():
@@ -96,15 +96,15 @@ def _load_header(model: str) -> tuple[GGUFHeader, str]:
         raise TokenometerError(f"{model}: no such file, and not REPO/FILE.gguf (e.g. owner/repo/model-Q4_K_M.gguf).")
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
     try:
-        from models.remote import read_remote_header
+        from models.hub.remote import read_remote_header
     except ImportError as error:
         raise TokenometerError(f"Reading a header from the Hub is not available in this build ({error}).") from error
     return read_remote_header(repo_id, filename), f"{repo_id}/{filename}"
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from models.fit import estimate_memory, fit_verdict
-    from models.hardware import probe_hardware
+    from models.fit.estimate import estimate_memory, fit_verdict
+    from models.machine.hardware import probe_hardware
 
     header, where = _load_header(args.model)
     hardware = probe_hardware()

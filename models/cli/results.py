@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from models.errors import ReportError
 
 if TYPE_CHECKING:  # the store and comparison modules load only when a results command runs
-    from models.compare import Comparison
-    from models.results import ResultsStore, RunRecord
+    from models.results.compare import Comparison
+    from models.results.store import ResultsStore, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _run_ids(specs: list[str]) -> list[int] | None:
 
 
 def _store() -> ResultsStore:
-    from models.results import ResultsStore
+    from models.results.store import ResultsStore
 
     return ResultsStore()
 
@@ -53,8 +53,8 @@ def _selected(store: ResultsStore, specs: list[str]) -> list[RunRecord]:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from models.reports import report_row
-    from models.results import RunFilter
+    from models.results.reports import report_row
+    from models.results.store import RunFilter
 
     filters = RunFilter(model=args.model or "", status=args.status or "",
                         imported=True if args.imported else False if args.local else None)
@@ -78,7 +78,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from models.compare import compare_runs, format_comparison
+    from models.results.compare import compare_runs, format_comparison
 
     with _store() as store:
         runs = _selected(store, args.runs)
@@ -96,8 +96,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _print_costs(comparison: Comparison) -> None:
-    from models.compare import model_label
-    from models.cost import format_tokens, row_cost
+    from models.results.compare import model_label
+    from models.results.cost import format_tokens, row_cost
     from models.settings import load_settings
 
     settings = load_settings()
@@ -122,7 +122,7 @@ def _print_costs(comparison: Comparison) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from models.reports import export_report, format_of
+    from models.results.reports import export_report, format_of
     from models.settings import load_settings
 
     fmt = args.format or format_of(args.output)
@@ -134,7 +134,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from models.reports import read_report
+    from models.results.reports import read_report
 
     records = read_report(args.file)
     with _store() as store:

@@ -32,7 +32,7 @@ def test_the_starter_model_is_listed_and_one_click_benchmarks_it(window, qtbot, 
     assert page.results.rowCount() == 2
     assert "t/s" in page.queue.data(page.queue.index(0, 2))
     # Each result was stored the moment it arrived, off the GUI thread.
-    from models.results import ResultsStore
+    from models.results.store import ResultsStore
 
     with ResultsStore() as store:
         assert sorted(run.result.test for run in store.list_runs()) == ["pp64", "tg16"]

@@ -10,7 +10,7 @@ from PySide6.QtCharts import QChartView
 from PySide6.QtCore import Qt
 
 from desktop.bench_queue import DONE, RUNNING
-from models.download import DownloadState
+from models.hub.download import DownloadState
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 

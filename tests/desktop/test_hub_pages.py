@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 
 from desktop.pages.discover import _badge
-from models.download import DownloadRequest, DownloadState
+from models.hub.download import DownloadRequest, DownloadState
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 
@@ -49,7 +49,7 @@ def test_search_as_you_type_shows_files_with_fit_and_downloads(window, qtbot, hu
 
 
 def test_downloads_pause_resume_and_show_errors_in_line(window, qtbot, hub, big_gguf: Path, tiny_gguf: Path) -> None:
-    from models.hub import repo_files
+    from models.hub.repos import repo_files
 
     hub.faults.throttle_bps = 200_000  # slow enough to press Pause in the middle
     hub.add_repo("acme/Big-GGUF", {"big-Q8_0.gguf": big_gguf})
@@ -110,7 +110,7 @@ def test_a_download_stopped_by_quitting_is_offered_again(window, qtbot, hub, big
     from PySide6.QtCore import QSettings
 
     from desktop.main_window import MainWindow
-    from models.hub import repo_files
+    from models.hub.repos import repo_files
 
     hub.faults.throttle_bps = 200_000
     hub.add_repo("acme/Big-GGUF", {"big-Q8_0.gguf": big_gguf})

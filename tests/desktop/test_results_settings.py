@@ -12,7 +12,7 @@ from models.bench.spec import BenchResult
 
 
 def _store_runs() -> None:
-    from models.results import ResultsStore
+    from models.results.store import ResultsStore
 
     machine = {"machine_id": "m1", "cpu": "Test CPU", "gpus": []}
     with ResultsStore() as store:
@@ -72,7 +72,7 @@ def test_results_history_compare_export_import_delete(window, qtbot, tmp_path: P
 
 
 def test_settings_save_costs_and_folders(window, qtbot, tmp_path: Path) -> None:
-    from models.library import folders
+    from models.hub.library import folders
     from models.settings import load_settings
 
     qtbot.keyClick(window, Qt.Key.Key_7, Qt.KeyboardModifier.ControlModifier)

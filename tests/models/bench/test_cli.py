@@ -83,7 +83,7 @@ def test_ctrl_c_cancels_cleanly(starter_model: Path) -> None:
 
 
 def test_every_run_is_saved_to_the_results_store_unless_asked_not_to(starter_model: Path) -> None:
-    from models.results import ResultsStore
+    from models.results.store import ResultsStore
 
     saved = _cli(str(starter_model), "-p", "16", "-n", "4", "-r", "1", "-t", "1")
     assert saved.returncode == 0, saved.stderr

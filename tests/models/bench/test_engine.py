@@ -38,7 +38,7 @@ def test_small_job_measures_every_test(make_job: Callable[..., BenchJob]) -> Non
     assert first.load_ms > 0
     assert first.buf_model > 0 and first.buf_kv > 0 and first.buf_compute > 0 and first.buf_output > 0
     assert any(key.endswith(":model") for key in first.buffers)
-    # Every run carries models.fit's estimate beside the buffers llama.cpp logged, so the estimate is checked.
+    # Every run carries models.fit.estimate's estimate beside the buffers llama.cpp logged, so the estimate is checked.
     for result in results:
         for key in ("buf_model", "buf_kv", "buf_compute", "buf_output"):
             assert result.fit_estimate[key] == pytest.approx(getattr(result, key), rel=0.10), key

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from huggingface_hub import scan_cache_dir, try_to_load_from_cache
 
-import models.transfer as transfer
-from models.download import (DownloadCancelled, DownloadPaused, DownloadProgress, DownloadRequest, DownloadState,
-                             StopToken, download, plan_download)
-from models.download_queue import pending_downloads
+import models.hub.transfer as transfer
+from models.hub.download import DownloadProgress, DownloadRequest, DownloadState, download, plan_download
+from models.hub.transfer import DownloadCancelled, DownloadPaused, StopToken
+from models.hub.download_queue import pending_downloads
 from models.errors import DownloadError
-from models.hub import RemoteFile
+from models.hub.repos import RemoteFile
 from tests.models.hub.hubserver import HubServer
 
 REPO = "org/Big-GGUF"
@@ -256,6 +256,6 @@ def test_offline_mode_is_a_clear_refusal(hub: HubServer, big_repo: Path, monkeyp
     with pytest.raises(DownloadError, match="offline mode"):
         download(request)
     from models.errors import HubError
-    from models.hub import repo_files
+    from models.hub.repos import repo_files
     with pytest.raises(HubError, match="offline mode"):
         repo_files(REPO)

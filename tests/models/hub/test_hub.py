@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from models.errors import HubError
-from models.hub import RemoteFile, group_quants, parse_quant, repo_files, search_models
+from models.hub.repos import RemoteFile, group_quants, parse_quant, repo_files, search_models
 from tests.models.hub.hubserver import HubServer
 
 

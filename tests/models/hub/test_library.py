@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import scan_cache_dir
 
-from models import library
-from models.download import download, plan_download
+from models.hub import library
+from models.hub.download import download, plan_download
 from models.errors import ModelFileError
-from models.library import LibraryError, list_models
+from models.hub.library import LibraryError, list_models
 from tests.models.hub.hubserver import HubServer, make_gguf
 
 

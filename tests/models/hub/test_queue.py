@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import models.download as dl
-import models.transfer as transfer
-from models.download import DownloadProgress, DownloadState, plan_download
-from models.download_queue import DownloadJob, DownloadQueue, pending_downloads
+import models.hub.download as dl
+import models.hub.transfer as transfer
+from models.hub.download import DownloadProgress, DownloadState, plan_download
+from models.hub.download_queue import DownloadJob, DownloadQueue, pending_downloads
 from tests.models.hub.hubserver import HubServer
 
 

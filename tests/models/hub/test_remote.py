@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from models.errors import HubError, ModelFileError
-from models.gguf import read_gguf_header
-from models.remote import HttpRangeSource, read_remote_header
+from models.gguf.reader import read_gguf_header
+from models.hub.remote import HttpRangeSource, read_remote_header
 from tests.models.hub.hubserver import HubServer
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from models.bench.spec import BenchResult
-from models.results import ResultsStore
+from models.results.store import ResultsStore
 
 MACHINE_A: dict[str, Any] = {
     "machine_id": "a" * 32, "os": "Linux 6.8", "python": "3.11.7", "cpu": "AMD Ryzen 7 7840U", "cpu_cores": 8,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.results import EnergyFigures, ResultsStore, RunRecord
+from models.results.store import EnergyFigures, ResultsStore, RunRecord
 
 from .conftest import MACHINE_A, MACHINE_B, make_result
 

@@ -9,8 +9,8 @@ import pytest
 
 from models.cli import main
 from models.paths import results_db_path
-from models.reports import export_report
-from models.results import ResultsStore
+from models.results.reports import export_report
+from models.results.store import ResultsStore
 
 from .conftest import MACHINE_B, make_result
 from .sample_runs import fill_store

@@ -6,9 +6,9 @@ import statistics
 
 import pytest
 
-from models.compare import compare_runs, format_comparison
+from models.results.compare import compare_runs, format_comparison
 from models.errors import ReportError
-from models.results import EnergyFigures, ResultsStore
+from models.results.store import EnergyFigures, ResultsStore
 
 from .conftest import MACHINE_A, MACHINE_B, make_result
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from models.bench.runner import BenchRunner
 from models.bench.spec import BenchJob, BenchParams, BenchTest
-from models.compare import compare_runs
-from models.energy import EnergyMeter
-from models.hardware import machine_fingerprint
-from models.results import ResultsStore, record_events
+from models.results.compare import compare_runs
+from models.machine.energy import EnergyMeter
+from models.machine.hardware import machine_fingerprint
+from models.results.store import ResultsStore, record_events
 
 
 def test_each_result_is_committed_the_moment_it_is_reported(starter_model: Path, tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from models.compare import compare_runs
-from models.report_html import render_html
-from models.reports import export_report
+from models.results.compare import compare_runs
+from models.results.report_html import render_html
+from models.results.reports import export_report
 from models.settings import Settings
 
 from .sample_runs import fill_store
@@ -82,7 +82,7 @@ def test_the_error_check_itself_catches_a_script_error(tmp_path: Path) -> None:
 
 
 def test_hostile_names_are_escaped_and_failed_only_selections_render(tmp_path: Path) -> None:
-    from models.results import ResultsStore
+    from models.results.store import ResultsStore
 
     from .conftest import MACHINE_A, make_result
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from models.compare import compare_runs
+from models.results.compare import compare_runs
 from models.errors import ReportError
-from models.reports import (LLAMA_BENCH_FIELDS, REPORT_FORMAT, export_report, import_report, read_report,
+from models.results.reports import (LLAMA_BENCH_FIELDS, REPORT_FORMAT, export_report, import_report, read_report,
                             render)
-from models.results import EnergyFigures, ResultsStore, RunRecord
+from models.results.store import EnergyFigures, ResultsStore, RunRecord
 
 from .conftest import MACHINE_A, MACHINE_B, make_result
 

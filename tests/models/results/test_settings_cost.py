@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from models.compare import compare_runs
-from models.cost import cost_per_million_tokens, estimated_joules_per_token, format_tokens, row_cost
-from models.results import EnergyFigures, ResultsStore
+from models.results.compare import compare_runs
+from models.results.cost import cost_per_million_tokens, estimated_joules_per_token, format_tokens, row_cost
+from models.results.store import EnergyFigures, ResultsStore
 from models.paths import settings_path
 from models.settings import Settings, describe_settings, load_settings, save_settings
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from models.errors import StoreError
-from models.results import MIGRATIONS, SCHEMA_VERSION, EnergyFigures, ResultsStore, RunFilter
+from models.results.store import MIGRATIONS, SCHEMA_VERSION, EnergyFigures, ResultsStore, RunFilter
 
 from .conftest import MACHINE_A, MACHINE_B, make_result
 
@@ -69,7 +69,7 @@ def test_a_reported_run_survives_the_app_being_killed_right_after(tmp_path: Path
         import os, signal, sys
         sys.path.insert(0, {str(REPO_ROOT)!r})
         from tests.models.results.conftest import MACHINE_A, make_result
-        from models.results import ResultsStore
+        from models.results.store import ResultsStore
         store = ResultsStore({str(db)!r})
         store.record_result(make_result(n_gen=64, n_prompt=0), machine=MACHINE_A)
         os.kill(os.getpid(), signal.SIGKILL)  # no close, no checkpoint: as if the app were killed

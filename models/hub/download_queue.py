@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from models.download import (DownloadCancelled, DownloadError, DownloadPaused, DownloadProgress, DownloadRequest,
-                             DownloadResult, DownloadState, StopToken, download)
+from models.errors import DownloadError
+from models.hub.download import DownloadProgress, DownloadRequest, DownloadResult, DownloadState, download
+from models.hub.transfer import DownloadCancelled, DownloadPaused, StopToken
 from models.paths import downloads_state_dir
 
 log = logging.getLogger(__name__)

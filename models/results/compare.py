@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from models.errors import ReportError
-from models.results import RunRecord, fingerprint_sha
+from models.results.store import RunRecord, fingerprint_sha
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import ModelFileError
-from models.byte_source import ByteSource, FileSource
-from models.ggml_types import FILE_TYPES, GGML_TYPE_IDS, GGML_TYPES
+from models.gguf.byte_source import ByteSource, FileSource
+from models.gguf.types import FILE_TYPES, GGML_TYPE_IDS, GGML_TYPES
 
 log = logging.getLogger(__name__)
 
-# The type tables (models.ggml_types) and byte sources (models.byte_source) stay importable from here.
-__all__ = ["DEFAULT_ALIGNMENT", "FILE_TYPES", "GGML_TYPES", "GGML_TYPE_IDS", "GGUF_MAGIC", "INT64_MAX", "ArraySummary",
-           "ByteSource", "FileSource", "GGUFHeader", "HeaderLimits", "TensorInfo", "read_gguf_header"]
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

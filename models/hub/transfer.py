@@ -23,7 +23,7 @@ from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from models.errors import DownloadError
-from models.hub import RemoteFile
+from models.hub.repos import RemoteFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

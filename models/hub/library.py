@@ -19,9 +19,9 @@ from huggingface_hub.errors import CacheNotFound, CorruptedCacheException
 from huggingface_hub.file_download import repo_folder_name
 
 from models.errors import DownloadError, ModelFileError, TokenometerError
-from models.gguf import GGUFHeader, read_gguf_header
+from models.gguf.reader import GGUFHeader, read_gguf_header
 from models.paths import data_dir, models_dir
-from models.starter import starter_model_path
+from models.hub.starter import starter_model_path
 
 log = logging.getLogger(__name__)
 

@@ -258,10 +258,10 @@ def _model_folders() -> list[Path]:
 @functools.lru_cache(maxsize=1)
 def llama_build(timeout: float = 120.0) -> LlamaBuild:
     """The llama.cpp build's backends and devices, asked once per process in a child (llama.cpp never loads here)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     try:
-        proc = subprocess.run([sys.executable, "-m", "models.hardware_worker"], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", "models.machine.probe_worker"], capture_output=True, text=True,
                               timeout=timeout, env=env, cwd=root)
     except (OSError, subprocess.SubprocessError) as error:
         return LlamaBuild(error=f"llama.cpp probe could not run: {error}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from models.compare import CompareRow
+from models.results.compare import CompareRow
 from models.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from html import escape
 from typing import Any
 
 from models import __version__
-from models.compare import CompareRow, Comparison, Stat, compare_runs
-from models.reports import REPORT_FORMAT
-from models.results import RunRecord
+from models.results.compare import CompareRow, Comparison, Stat, compare_runs
+from models.results.reports import REPORT_FORMAT
+from models.results.store import RunRecord
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,7 @@ def _money(value: float, currency: str) -> str:
 
 
 def _costs(comparison: Comparison, settings: Settings) -> str:
-    from models.cost import format_tokens, row_cost
+    from models.results.cost import format_tokens, row_cost
 
     rows = []
     for row, label in zip(comparison.rows, _row_labels(comparison.rows, machine=False)):

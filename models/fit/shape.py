@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from models.errors import ModelFileError
-from models.gguf import ArraySummary, GGUFHeader, TensorInfo
+from models.gguf.reader import ArraySummary, GGUFHeader, TensorInfo
 
 log = logging.getLogger(__name__)
 

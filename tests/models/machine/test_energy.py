@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from models.energy import EnergyMeter, rapl_zones
+from models.machine.energy import EnergyMeter, rapl_zones
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models import starter
+from models.hub import starter
 
 
 def test_the_starter_model_is_the_known_gguf(starter_model: Path) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from models import hardware
-from models.hardware import (
+from models.machine import hardware
+from models.machine.hardware import (
     _ARM_FLAGS,
     _MAC_FLAGS,
     _X86_FLAGS,
@@ -145,7 +145,7 @@ def test_cli_hardware_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_fit_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from models.cli import main
-    from tests.models.gguf_factory import Shape, write_model
+    from tests.models.gguf.factory import Shape, write_model
 
     path = write_model(tmp_path / "m.gguf", Shape())
     assert main(["fit", str(path), "--ctx", "2048", "-ctk", "q8_0", "--json"]) == 0

@@ -9,10 +9,10 @@ import pytest
 
 from models.bench.spec import BenchJob, BenchParams, BenchTest
 from models.errors import ModelFileError
-from models.fit import GPU_RESERVE, RAM_RESERVE, estimate_for_job, estimate_memory, fit_verdict
-from models.gguf import GGUFHeader, read_gguf_header
-from models.hardware import CpuInfo, GpuInfo, HardwareInfo, LlamaBuild
-from tests.models.gguf_factory import Shape, write_model
+from models.fit.estimate import GPU_RESERVE, RAM_RESERVE, estimate_for_job, estimate_memory, fit_verdict
+from models.gguf.reader import GGUFHeader, read_gguf_header
+from models.machine.hardware import CpuInfo, GpuInfo, HardwareInfo, LlamaBuild
+from tests.models.gguf.factory import Shape, write_model
 
 GIB = 2**30
 

@@ -10,8 +10,8 @@ from huggingface_hub import constants, hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from models.errors import HubError
-from models.gguf import GGUFHeader, HeaderLimits, read_gguf_header
-from models.hub import call_hub
+from models.gguf.reader import GGUFHeader, HeaderLimits, read_gguf_header
+from models.hub.repos import call_hub
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from models.bench.spec import BenchResult
 from models.errors import StoreError
-from models.store_schema import MIGRATIONS, SCHEMA_VERSION, check_store_file, store_error
+from models.results.schema import MIGRATIONS, SCHEMA_VERSION, check_store_file, store_error
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ def record_events(store: ResultsStore, *, machine: dict[str, Any],
     event the moment it arrives, so a crash or kill afterwards loses nothing that was reported.
 
     `model_identity` is a dict, or a function of the BenchJob (the library knows the repo and sha256).
-    With an energy meter (models.energy.EnergyMeter), a test's energy is the meter's lap since the previous
+    With an energy meter (models.machine.energy.EnergyMeter), a test's energy is the meter's lap since the previous
     result, scaled to the time its timed repetitions took (the lap also spans load and warmup).
     `then` receives every (job, event) afterwards, so the GUI or CLI can still watch them.
     """

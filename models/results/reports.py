@@ -15,9 +15,9 @@ from typing import Any
 
 from models import __version__
 from models.bench.spec import BenchResult
-from models.compare import compare_runs, format_comparison
+from models.results.compare import compare_runs, format_comparison
 from models.errors import ReportError
-from models.results import EnergyFigures, ResultsStore, RunRecord, fingerprint_sha, machine_label
+from models.results.store import EnergyFigures, ResultsStore, RunRecord, fingerprint_sha, machine_label
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def render(runs: Sequence[RunRecord], fmt: str, *, settings: Settings | None = N
     if not runs:
         raise ReportError("No runs selected: a report needs at least one run.")
     if fmt == "html":
-        from models.report_html import render_html
+        from models.results.report_html import render_html
 
         return render_html(runs, settings=settings)
     writers = {"md": to_markdown, "csv": to_csv, "json": to_json, "jsonl": to_jsonl, "sql": to_sql}

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from models.errors import ModelFileError
-from models.gguf import GGML_TYPES, ArraySummary, FileSource, HeaderLimits, read_gguf_header
-from tests.models.gguf_factory import Shape, write_model
+from models.gguf.byte_source import FileSource
+from models.gguf.reader import ArraySummary, HeaderLimits, read_gguf_header
+from models.gguf.types import GGML_TYPES
+from tests.models.gguf.factory import Shape, write_model
 
 STRING, ARRAY, UINT32, FLOAT32 = 8, 9, 4, 6
 

@@ -23,19 +23,16 @@ import httpx2
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 from huggingface_hub import errors as hf_errors
 
-from models import library
+from models.hub import library
 from models.errors import DownloadError, HubError
-from models.hub import RemoteFile, file_checksums
+from models.hub.repos import RemoteFile, file_checksums
 from models.paths import downloads_state_dir
-from models.transfer import (DownloadCancelled, DownloadPaused, Meter, Part, StopToken, Transfer, friendly_error,
+from models.hub.transfer import (DownloadCancelled, DownloadPaused, Meter, Part, StopToken, Transfer, friendly_error,
                              gb)
 
 log = logging.getLogger(__name__)
 
 # The stop signals live with the transfer they interrupt; callers import them from here with the rest of the API.
-__all__ = ["DownloadCancelled", "DownloadError", "DownloadPaused", "DownloadProgress", "DownloadRequest",
-           "DownloadResult", "DownloadState", "RemoteFile", "StopToken", "download", "plan_download",
-           "safe_relative"]
 
 
 class DownloadState(str, Enum):
@@ -93,7 +90,7 @@ def safe_relative(filename: str) -> PurePosixPath:
 def plan_download(repo_id: str, selector: str, *, revision: str | None = None, target_dir: Path | None = None,
                   token: str | bool | None = None) -> DownloadRequest:
     """The request for a quant label (Q4_K_M) or a file name of a repo, all shards included."""
-    from models.hub import repo_files
+    from models.hub.repos import repo_files
 
     repo = repo_files(repo_id, revision=revision, token=token)
     model = repo.find(selector)

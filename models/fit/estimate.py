@@ -8,12 +8,13 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import ModelFileError
-from models.fit_shape import Dims, model_dims, place_weights
-from models.gguf import GGML_TYPE_IDS, GGML_TYPES, GGUFHeader, read_gguf_header
+from models.fit.shape import Dims, model_dims, place_weights
+from models.gguf.reader import GGUFHeader, read_gguf_header
+from models.gguf.types import GGML_TYPE_IDS, GGML_TYPES
 
 if TYPE_CHECKING:
     from models.bench.spec import BenchJob, BenchTest
-    from models.hardware import HardwareInfo
+    from models.machine.hardware import HardwareInfo
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,7 @@ def estimate_for_job(job: BenchJob, test: BenchTest, *, header: GGUFHeader | Non
     `gpu=None` asks the installed llama.cpp build (once per process, in a child) whether it has a GPU device;
     `cpu_flags=None` reads this machine's CPU features (they decide which weights ggml repacks).
     """
-    from models.hardware import llama_build, probe_cpu
+    from models.machine.hardware import llama_build, probe_cpu
 
     if header is None:
         header = read_gguf_header(job.model_path)

@@ -1,0 +1,1 @@
+"""Will it fit: memory needed per device and the verdict."""

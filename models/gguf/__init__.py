@@ -1,0 +1,1 @@
+"""GGUF files: the bounded header reader, ggml's type table, byte sources."""

@@ -1,0 +1,1 @@
+"""This machine: the hardware probe, energy meters."""
