@@ -169,3 +169,154 @@ def test_the_tokenometer_command_opens_the_window(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-800:]
     assert proc.stdout.startswith("TOKENOMETER_WINDOW_SHOWN ")
     assert "Traceback" not in proc.stderr
+
+
+# -- the system libraries Qt needs on Linux, checked before Qt loads --
+
+def _needed(library: Path) -> set[str]:
+    """The DT_NEEDED entries of a shared library, as readelf (binutils, in .ci/run's build-essential) lists them."""
+    import re
+    import shutil
+    import subprocess
+
+    readelf = shutil.which("readelf")
+    assert readelf, "readelf (binutils) is needed to read what Qt's libraries load"
+    out = subprocess.run([readelf, "-d", str(library)], capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Qt's xcb plugin exists on Linux only")
+def test_the_library_table_covers_every_system_library_qt_loads() -> None:
+    import PySide6
+
+    from desktop.system_libs import LIBRARIES
+
+    qt = Path(PySide6.__file__).parent / "Qt"
+    shipped = {path.name for path in (qt / "lib").iterdir()}
+    loaded = set()
+    for library in (qt / "lib" / "libQt6Gui.so.6", qt / "lib" / "libQt6Widgets.so.6", qt / "lib" / "libQt6DBus.so.6",
+                    qt / "lib" / "libQt6XcbQpa.so.6", qt / "plugins" / "platforms" / "libqxcb.so"):
+        loaded |= _needed(library)
+    # The C runtime and libraries every Linux with Python has (zlib, zstd; gthread comes with glib).
+    base = {"libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1", "libzstd.so.1",
+            "libgthread-2.0.so.0", "libpthread.so.0", "libdl.so.2"}
+    system = {name for name in loaded - shipped - base if not name.startswith("ld-linux")}
+    assert system, "readelf found nothing: the check above would pass vacuously"
+    assert system <= {lib.soname for lib in LIBRARIES}, system - {lib.soname for lib in LIBRARIES}
+    assert "libxcb-cursor.so.0" in system and "libxcb-icccm.so.4" in system
+
+
+def test_readme_and_ci_install_exactly_the_table() -> None:
+    import re
+
+    from desktop.system_libs import debian_packages
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```sh\nsudo apt install (.*?)\n```", readme, re.S)
+    assert block, "the README's apt line for Qt's libraries"
+    assert block.group(1).replace("\\", " ").split() == debian_packages()
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    line = re.search(r"apt-get install -y -qq --no-install-recommends(.*?)>/dev/null", ci, re.S)
+    assert line
+    words = line.group(1).replace("\\", " ").split()
+    assert [word for word in words if word in debian_packages()] == debian_packages()
+    assert "xvfb" in words
+
+
+@pytest.mark.parametrize(("release", "expected"), [
+    ('ID=ubuntu\nID_LIKE=debian\nPRETTY_NAME="Ubuntu 24.04 LTS"\n', "  sudo apt install libxcb-cursor0 libxcb-icccm4"),
+    ('ID=debian\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n', "  sudo apt install libxcb-cursor0 libxcb-icccm4"),
+    ('ID="rocky"\nID_LIKE="rhel centos fedora"\n', "  sudo dnf install xcb-util-cursor xcb-util-wm"),
+    ("ID=manjaro\nID_LIKE=arch\n", "  sudo pacman -S --needed xcb-util-cursor xcb-util-wm"),
+])
+def test_the_install_line_fits_the_distribution(tmp_path: Path, release: str, expected: str) -> None:
+    from desktop.system_libs import LIBRARIES, install_message, read_os_release
+
+    (tmp_path / "os-release").write_text(release)
+    missing = [lib for lib in LIBRARIES if lib.soname in ("libxcb-cursor.so.0", "libxcb-icccm.so.4")]
+    message = install_message(missing, read_os_release(tmp_path / "os-release"))
+    assert expected in message.splitlines()
+    assert "libxcb-cursor.so.0 libxcb-icccm.so.4" in message
+    assert sum(line.startswith("  sudo ") for line in message.splitlines()) == 1
+
+
+def test_an_unknown_distribution_gets_all_three_lines(tmp_path: Path) -> None:
+    from desktop.system_libs import LIBRARIES, install_message, read_os_release
+
+    (tmp_path / "os-release").write_text('ID=nixos\nPRETTY_NAME="NixOS 24.05"\n')
+    missing = [lib for lib in LIBRARIES if lib.soname == "libxcb-keysyms.so.1"]
+    message = install_message(missing, read_os_release(tmp_path / "os-release"))
+    assert "NixOS 24.05" in message
+    for line in ("sudo apt install libxcb-keysyms1", "sudo dnf install xcb-util-keysyms",
+                 "sudo pacman -S --needed xcb-util-keysyms"):
+        assert line in message
+
+
+def test_the_platform_qt_will_use() -> None:
+    from desktop.system_libs import qt_platform
+
+    assert qt_platform(["tokenometer"], {}) == "xcb"
+    assert qt_platform(["tokenometer", "-platform", "offscreen"], {"QT_QPA_PLATFORM": "xcb"}) == "offscreen"
+    assert qt_platform(["tokenometer"], {"QT_QPA_PLATFORM": "xcb:display=:3;offscreen"}) == "xcb"
+    assert qt_platform(["tokenometer"], {"XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": "wayland-0"}) == "wayland"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the check runs on Linux only")
+def test_a_missing_library_stops_the_command_with_one_message_before_qt_loads(tmp_path: Path) -> None:
+    """The real check on this machine's loader, with one library that no system has added to the table."""
+    import os
+    import subprocess
+
+    from desktop.system_libs import distro_family, read_os_release
+
+    code = ("import sys\n"
+            "import desktop.system_libs as s\n"
+            "s.LIBRARIES += (s.SystemLibrary('libxcb-not-here.so.9', 'libxcb-not-here9', 'xcb-util-not-here',"
+            " 'xcb-util-not-here'),)\n"
+            "from desktop.launch import main\n"
+            "code = main([])\n"
+            "print('qt loaded' if any(m.startswith('PySide6.Qt') for m in sys.modules) else 'qt not loaded')\n"
+            "sys.exit(code)\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 1, proc.stderr[-800:]
+    assert proc.stdout.strip() == "qt not loaded"
+    assert "libxcb-not-here.so.9" in proc.stderr and "Traceback" not in proc.stderr
+    family = distro_family(read_os_release())
+    expected = {"debian": "sudo apt install libxcb-not-here9", "fedora": "sudo dnf install xcb-util-not-here",
+                "arch": "sudo pacman -S --needed xcb-util-not-here", None: "sudo apt install libxcb-not-here9"}
+    assert expected[family] in proc.stderr
+    assert "libxcb-cursor" not in proc.stderr  # only what is missing, not Qt's misleading guess
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11 under Xvfb is a Linux test")
+def test_the_window_opens_on_x11_under_xvfb(tmp_path: Path) -> None:
+    """The real window on the xcb platform of a virtual X server (CI installs Xvfb and the README's libraries)."""
+    import os
+    import shutil
+    import subprocess
+
+    xvfb_binary = shutil.which("Xvfb")
+    assert xvfb_binary, "Xvfb is needed (.ci/run installs it)"
+    read, write = os.pipe()
+    # -displayfd: Xvfb picks a free display itself and writes its number when it is ready for clients.
+    xvfb = subprocess.Popen([xvfb_binary, "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(write)
+    try:
+        with os.fdopen(read) as pipe:
+            display = pipe.readline().strip()
+        assert display.isdigit(), f"Xvfb did not start: {xvfb.stderr.read() if xvfb.poll() is not None else ''}"
+        env = dict(os.environ, DISPLAY=f":{display}", QT_QPA_PLATFORM="xcb", TOKENOMETER_STARTUP_PROBE="1",
+                   XDG_CONFIG_HOME=str(tmp_path / "config"))
+        proc = subprocess.run([sys.executable, "-m", "desktop.launch"], capture_output=True, text=True, timeout=90,
+                              env=env, cwd=Path(__file__).resolve().parents[2])
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    shown = proc.stdout.split()
+    assert shown[0] == "TOKENOMETER_WINDOW_SHOWN" and shown[2] == "xcb", proc.stdout
+    assert "Could not load the Qt platform plugin" not in proc.stderr
