@@ -23,7 +23,9 @@ TIPS = {
               "± the sample standard deviation, as llama-bench reports it.",
     "samples": "Repetitions measured (after one untimed warmup).",
     "load_ms": "Time to load the model file and create the context, in the worker process.",
-    "ttft_ms": "Time to first token for a real chat prompt (only when measured).",
+    "ttft_ms": "Time to first token of a real chat prompt (in the model's chat template), as a user waits for "
+               "it: prefill of the whole prompt plus the first sampled token. The mean of the repetitions after "
+               "one warmup; only measured when a TTFT prompt is set.",
     "mem_peak": "Peak resident memory of the worker process (VmHWM): private memory plus the "
                 "file pages of the mmap'd weights that were touched.",
     "mem_rss_anon": "Private memory of the worker (RssAnon) at the end of the test: KV cache, compute "
@@ -39,6 +41,41 @@ TIPS = {
     "when": "When the test ran (local time).",
     "backends": "llama.cpp backends in the worker's build.",
 }
+
+
+SPREAD_LIMIT = 0.05  # a spread above 5 % of the mean says the figure is not settled
+MIN_REPETITIONS = 3  # fewer repetitions give no usable standard deviation
+
+
+def spread_warning(result: BenchResult) -> str:
+    """Why a throughput figure should not be trusted yet, in words; "" when it looks settled."""
+    if result.status != "ok" or not result.avg_ts:
+        return ""
+    n = len(result.samples_ts)
+    reasons = []
+    if n < MIN_REPETITIONS:
+        reasons.append(f"only {n} repetition{'s' if n != 1 else ''} (use {MIN_REPETITIONS} or more)")
+    if result.stddev_ts > SPREAD_LIMIT * result.avg_ts:
+        reasons.append(f"the spread is {result.stddev_ts / result.avg_ts:.0%} of the mean (over "
+                       f"{SPREAD_LIMIT:.0%})")
+    if not reasons:
+        return ""
+    return "Not a settled figure: " + " and ".join(reasons) + ". Run more repetitions, with the machine idle."
+
+
+def rate_text(result: BenchResult) -> str:
+    """The throughput as shown in tables: mean ± spread, with a warning sign when it is not settled."""
+    text = fmt_rate(result.avg_ts, result.stddev_ts)
+    return f"⚠ {text}" if spread_warning(result) else text
+
+
+def model_where(path: str | Path) -> str:
+    """The repo (for a Hugging Face cache path) or the folder a model file is in: what tells same-named files apart."""
+    parts = Path(path).parts
+    for part in parts:
+        if part.startswith("models--"):
+            return part.removeprefix("models--").replace("--", "/", 1)
+    return Path(path).parent.name if len(parts) > 1 else ""
 
 
 def model_name(result: BenchResult) -> str:
@@ -67,10 +104,11 @@ def result_columns(get: Callable[[Any], BenchResult] = lambda row: row, *,
                               tip=TIPS["when"]))
     columns += [
         Column("Model", lambda r: model_name(get(r)), tip=TIPS["model"],
-               cell_tip=lambda r: get(r).model_path or model_name(get(r))),
+               cell_tip=lambda r: _model_tip(get(r))),
         Column("Test", lambda r: get(r).test, tip=TIPS["test"]),
         Column("Throughput", lambda r: get(r).avg_ts, numeric=True, tip=TIPS["avg_ts"],
-               show=lambda r: fmt_rate(get(r).avg_ts, get(r).stddev_ts), cell_tip=lambda r: _samples_tip(get(r))),
+               show=lambda r: rate_text(get(r)), cell_tip=lambda r: _samples_tip(get(r)),
+               color=lambda r: _rate_color(get(r))),
         Column("Status", lambda r: get(r).status, tip=TIPS["status"], color=lambda r: _status_color(get(r)),
                cell_tip=lambda r: _status_tip(get(r))),
         Column("Reps", lambda r: len(get(r).samples_ts), numeric=True, tip=TIPS["samples"]),
@@ -90,8 +128,20 @@ def result_columns(get: Callable[[Any], BenchResult] = lambda row: row, *,
     return columns
 
 
+def _model_tip(result: BenchResult) -> str:
+    path = result.model_path or result.model_filename
+    where = model_where(path) if path else ""
+    return f"{path}\nfrom {where}" if where else (path or model_name(result))
+
+
+def _rate_color(result: BenchResult) -> QColor | None:
+    return QColor("#c77c02") if spread_warning(result) else None
+
+
 def _samples_tip(result: BenchResult) -> str:
     if not result.samples_ts:
         return TIPS["avg_ts"]
     samples = ", ".join(f"{value:.1f}" for value in result.samples_ts)
-    return f"{fmt_rate(result.avg_ts, result.stddev_ts)} over {len(result.samples_ts)} repetitions: {samples} t/s"
+    text = f"{fmt_rate(result.avg_ts, result.stddev_ts)} over {len(result.samples_ts)} repetitions: {samples} t/s"
+    warning = spread_warning(result)
+    return f"{warning}\n{text}" if warning else text

@@ -10,15 +10,16 @@ from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QGridLayout, QGroupBox
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
                                QPlainTextEdit, QPushButton, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
+from shiboken6 import isValid
 
-from desktop.bench_queue import FAILED, RUNNING, QueueItem
+from desktop.bench_queue import FAILED, QUEUED, RUNNING, QueueItem
 from desktop.charts import LiveChart
 from desktop.context import AppContext
 from desktop.jobs import run_job
-from desktop.metrics import result_columns
+from desktop.metrics import model_where, rate_text, result_columns, spread_warning
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, ProgressDelegate, RowTable, table_view
-from desktop.units import fmt_bytes, fmt_rate
+from desktop.units import fmt_bytes
 from models.bench.spec import KV_TYPES, BenchSweep, default_threads
 from models.errors import BenchmarkError
 
@@ -68,23 +69,29 @@ def _words(text: str) -> list[str]:
 
 def _state_text(item: QueueItem) -> str:
     if item.state == RUNNING:
-        where = " ".join(filter(None, [item.test, item.phase]))
-        return f"{where or 'starting'} · {item.fraction:.0%}"
+        return f"{item.progress or 'starting'} · {item.fraction:.0%}"
     if item.state == FAILED:
         return f"failed: {item.message}"
-    return {"queued": "queued", "done": "done", "cancelled": "cancelled"}.get(item.state, item.state)
+    return str(item.state)
 
 
 def _summary(item: QueueItem) -> str:
     ok = [r for r in item.results if r.status == "ok"]
-    return " · ".join(f"{r.test} {fmt_rate(r.avg_ts)}" for r in ok) or "–"
+    return " · ".join(f"{r.test} {rate_text(r)}" for r in ok) or "–"
+
+
+def _summary_tip(item: QueueItem) -> str:
+    warnings = [f"{r.test}: {spread_warning(r)}" for r in item.results if spread_warning(r)]
+    return "\n".join(warnings) or "Mean tokens per second of each test."
 
 
 QUEUE_COLUMNS: list[Column[QueueItem]] = [
-    Column("Model", lambda i: i.model_name, cell_tip=lambda i: str(i.job.model_path)),
+    Column("Model", lambda i: i.model_name,
+           cell_tip=lambda i: f"{i.job.model_path}\nfrom {model_where(i.job.model_path)}"),
     Column("State", lambda i: i.state, show=_state_text, cell_tip=lambda i: i.message or i.settings,
            progress=lambda i: i.fraction if i.state == RUNNING else None),
-    Column("Results", lambda i: _summary(i), tip="Mean tokens per second of each test."),
+    Column("Results", lambda i: _summary(i), tip="Mean tokens per second of each test; ⚠ marks a figure with "
+           "fewer than 3 repetitions or a spread over 5 % of its mean.", cell_tip=_summary_tip),
     Column("Peak memory", lambda i: i.memory.get("peak", 0) or max((r.mem_peak for r in i.results), default=0),
            fmt_bytes, numeric=True, tip="Peak resident memory of the worker process (VmHWM)."),
     Column("Settings", lambda i: i.settings),
@@ -92,7 +99,7 @@ QUEUE_COLUMNS: list[Column[QueueItem]] = [
 
 
 class BenchmarkPage(Page):
-    name, title, hint = "benchmark", "Benchmark", "Measure models with llama.cpp, the way llama-bench does"
+    name = "benchmark"  # title and hint: desktop.pages.PAGES
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -111,6 +118,13 @@ class BenchmarkPage(Page):
         self.queue_view.setColumnWidth(1, 220)
         self.queue_view.setColumnWidth(2, 240)
         self.queue_view.selectionModel().selectionChanged.connect(self._selected)
+        self.queue_view.setMinimumHeight(26 * 3 + 30)  # header and three rows at least, whatever the splitter does
+        queue_box = QWidget()
+        queue_layout = QVBoxLayout(queue_box)
+        queue_layout.setContentsMargins(0, 0, 0, 0)
+        queue_layout.setSpacing(4)
+        queue_layout.addLayout(self._queue_bar())
+        queue_layout.addWidget(self.queue_view, 1)
         self.chart = LiveChart()
         self.results = RowTable(result_columns(), parent=self)
         self.results_view = table_view(self.results)
@@ -125,14 +139,17 @@ class BenchmarkPage(Page):
         lower.addWidget(self.chart)
         lower.setSizes([560, 440])
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.queue_view)
+        split.addWidget(queue_box)
         split.addWidget(lower)
-        split.setSizes([160, 300])
+        split.setChildrenCollapsible(False)
+        split.setSizes([200, 300])
+        self.split = split
         self.body.addWidget(split, 1)
 
         bench = ctx.bench
         bench.added.connect(self._added)
         bench.changed.connect(self._changed)
+        bench.removed.connect(self._removed)
         bench.sample.connect(self._sample)
         bench.finished.connect(self._finished)
         self._detail_timer = QTimer(self)
@@ -143,6 +160,14 @@ class BenchmarkPage(Page):
         ctx.library_changed.connect(self.reload_models)
         for item in bench.items:
             self._added(item)
+        self._n_ctx_train: dict[Path, int | None] = {}  # read from each model's header, once
+        self._context_timer = QTimer(self)
+        self._context_timer.setSingleShot(True)
+        self._context_timer.setInterval(250)  # one header read after typing stops, not one per key
+        self._context_timer.timeout.connect(self.check_context)
+        for key in ("n_prompt", "n_gen", "n_pg", "n_depth"):
+            self.fields[key].textChanged.connect(lambda _text: self._context_timer.start())
+        self.models.itemChanged.connect(lambda _item: self._context_timer.start())
         self.set_preset("Quick")
         # Listing the models imports the library (a third of a second): after the window is on screen.
         QTimer.singleShot(100, self.reload_models)
@@ -206,15 +231,65 @@ class BenchmarkPage(Page):
         self.run_button.setShortcut("Ctrl+Return")
         self.run_button.setToolTip("Queue the ticked models with these settings (Ctrl+Enter).")
         self.run_button.clicked.connect(self.run_selected)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the running benchmark and drop the queued ones.")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(lambda: self.ctx.bench.cancel())
         actions.addWidget(self.error, 1)
-        actions.addWidget(self.cancel_button)
         actions.addWidget(self.run_button)
         layout.addLayout(actions)
         return box
+
+    def _queue_bar(self) -> QHBoxLayout:
+        bar = QHBoxLayout()
+        bar.setSpacing(SPACING // 2)
+        title = QLabel("Queue")
+        title.setObjectName("muted")
+        self.queue_count = QLabel()
+        self.queue_count.setObjectName("muted")
+        self.cancel_button = QPushButton("Cancel running")
+        self.cancel_button.setToolTip("Stop the benchmark that is running now; the queued ones still run after it.")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(lambda: self.ctx.bench.cancel())
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take the selected run off the queue (a running one is cancelled).")
+        self.remove_button.setEnabled(False)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.clear_queue_button = QPushButton("Clear queue")
+        self.clear_queue_button.setToolTip("Remove every run that has not started yet; the running one goes on.")
+        self.clear_queue_button.setEnabled(False)
+        self.clear_queue_button.clicked.connect(lambda: self.ctx.bench.clear_queue())
+        self.clear_finished_button = QPushButton("Clear finished")
+        self.clear_finished_button.setToolTip("Take done, failed and cancelled runs off the list (their results "
+                                              "stay on the Results page).")
+        self.clear_finished_button.setEnabled(False)
+        self.clear_finished_button.clicked.connect(lambda: self.ctx.bench.clear_finished())
+        bar.addWidget(title)
+        bar.addWidget(self.queue_count, 1)
+        for button in (self.remove_button, self.clear_finished_button, self.clear_queue_button, self.cancel_button):
+            bar.addWidget(button)
+        return bar
+
+    def _update_queue_buttons(self) -> None:
+        items = self.queue.rows
+        queued = sum(1 for i in items if i.state == QUEUED)
+        running = any(i.state == RUNNING for i in items)
+        finished = sum(1 for i in items if i.state.finished)
+        self.cancel_button.setEnabled(running)
+        self.clear_queue_button.setEnabled(queued > 0)
+        self.clear_finished_button.setEnabled(finished > 0)
+        selected = self._selected_item()
+        self.remove_button.setEnabled(selected is not None)
+        self.remove_button.setText("Cancel" if selected is not None and selected.state == RUNNING else "Remove")
+        self.queue_count.setText(" · ".join(filter(None, [f"{queued} waiting" if queued else "",
+                                                          "1 running" if running else "",
+                                                          f"{finished} finished" if finished else ""])))
+
+    def remove_selected(self) -> None:
+        """Cancel the selected run if it runs, else take it off the list."""
+        item = self._selected_item()
+        if item is None:
+            return
+        if item.state == RUNNING:
+            self.ctx.bench.cancel(item)
+        else:
+            self.ctx.bench.remove(item)
 
     def _defaults(self) -> dict[str, str]:
         threads = self._default_threads()
@@ -268,6 +343,61 @@ class BenchmarkPage(Page):
         sweep.validate()
         return sweep
 
+    # -- the trained context: a depth beyond it is refused when typed, not at run time --
+    def check_context(self) -> None:
+        """Read the trained context of the ticked models (off the GUI thread), then say what does not fit."""
+        missing = [path for path in self.picked() if path not in self._n_ctx_train]
+        if not missing:
+            self._show_context_problem()
+            return
+
+        def read() -> dict[Path, int | None]:
+            from models.errors import ModelFileError
+            from models.gguf.reader import read_gguf_header
+
+            found: dict[Path, int | None] = {}
+            for path in missing:
+                try:
+                    found[path] = read_gguf_header(path).context_length or None
+                except (ModelFileError, OSError) as error:
+                    log.info("no trained context for %s: %s", path, error)
+                    found[path] = None  # the run itself says what is wrong with the file
+            return found
+
+        def done(found: dict[Path, int | None]) -> None:
+            if not isValid(self.models):
+                return  # the window closed while the headers were read
+            self._n_ctx_train.update(found)
+            self._show_context_problem()
+
+        run_job(read, on_done=done)
+
+    def context_problem(self) -> str:
+        """Why a test does not fit a ticked model's trained context, in words; "" when all fit (or unknown)."""
+        try:
+            jobs = self.sweep(self.picked()).jobs()
+        except BenchmarkError:
+            return ""  # the form's own error is said when Run is pressed
+        for job in jobs:
+            trained = self._n_ctx_train.get(Path(job.model_path))
+            if not trained:
+                continue
+            for test in job.tests:
+                if test.n_ctx > trained:
+                    # The deepest depth that leaves room for every test of the run, not only this one.
+                    room = trained - max(t.n_prompt + t.n_gen for t in job.tests)
+                    hint = (f" Use a context depth of at most {room:,}." if test.n_depth and room >= 0 else
+                            " Use fewer prompt or generated tokens.")
+                    return (f"{test.name} needs {test.n_ctx:,} tokens of context, but "
+                            f"{Path(job.model_path).name} was trained for {trained:,}.{hint}")
+        return ""
+
+    def _show_context_problem(self) -> None:
+        problem = self.context_problem()
+        if problem or self.error.property("context"):
+            self.error.setText(problem)
+            self.error.setProperty("context", bool(problem))
+
     # -- models --
     def reload_models(self) -> None:
         """List the starter model and the library's models (scanned off the GUI thread)."""
@@ -278,6 +408,7 @@ class BenchmarkPage(Page):
         self.models.clear()
         for name, path, tip in entries:
             self._add_model_item(name, path, tip, checked=path in ticked)
+        self._context_timer.start()
 
     def _add_model_item(self, name: str, path: Path, tip: str, *, checked: bool) -> None:
         for row in range(self.models.count()):
@@ -287,10 +418,22 @@ class BenchmarkPage(Page):
                 return
         item = QListWidgetItem(name)
         item.setData(Qt.ItemDataRole.UserRole, path)
-        item.setToolTip(tip or str(path))
+        item.setData(Qt.ItemDataRole.UserRole + 1, name)
+        where = model_where(path)
+        item.setToolTip((tip or str(path)) + (f"\nfrom {where}" if where else ""))
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
         self.models.addItem(item)
+        self._tell_apart()
+
+    def _tell_apart(self) -> None:
+        """Same file name from different repos or folders: name the repo or folder beside each."""
+        items = [self.models.item(row) for row in range(self.models.count())]
+        names = [str(item.data(Qt.ItemDataRole.UserRole + 1)) for item in items]
+        for item, name in zip(items, names):
+            twin = names.count(name) > 1
+            where = model_where(item.data(Qt.ItemDataRole.UserRole))
+            item.setText(f"{name} — {where}" if twin and where else name)
 
     def picked(self) -> list[Path]:
         return [self.models.item(row).data(Qt.ItemDataRole.UserRole) for row in range(self.models.count())
@@ -316,12 +459,24 @@ class BenchmarkPage(Page):
         except BenchmarkError as error:
             self.error.setText(str(error))
             return []
+        problem = self.context_problem()
+        if problem:
+            self.error.setText(problem)
+            return []
         self.chart.clear()
         return self.ctx.bench.enqueue(jobs)
 
     def _added(self, item: QueueItem) -> None:
-        self.queue.append(item)
-        self.cancel_button.setEnabled(True)
+        position = self.queue.append(item)
+        # New runs land at the bottom, often below the rows on screen: bring the newest into view.
+        self.queue_view.scrollTo(self.queue.index(position, 0))
+        self._update_queue_buttons()
+
+    def _removed(self, item: QueueItem) -> None:
+        position = self.queue.find(lambda row: row is item)
+        if position >= 0:
+            self.queue.remove(position)
+        self._update_queue_buttons()
 
     def _changed(self, item: QueueItem) -> None:
         position = self.queue.find(lambda row: row is item)
@@ -331,7 +486,7 @@ class BenchmarkPage(Page):
             self.queue_view.selectRow(position)
         elif item is self._selected_item():
             self._detail_timer.start()  # memory and progress arrive ten times a second; redraw the log calmly
-        self.cancel_button.setEnabled(self.ctx.bench.pending() > 0)
+        self._update_queue_buttons()
 
     def _sample(self, item: QueueItem, test: str, repetition: int, tokens_per_s: float) -> None:
         # One line per test; with several runs in the queue, the run's number tells the lines apart.
@@ -348,6 +503,7 @@ class BenchmarkPage(Page):
         return self.queue.row(rows[0].row()) if rows else None
 
     def _selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
+        self._update_queue_buttons()
         item = self._selected_item()
         if item is not None:
             self._show_detail(item)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from desktop.bench_queue import CANCELLED, DONE, FAILED, RUNNING
+from desktop.bench_queue import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 
 
 def _page(window, qtbot):
@@ -103,4 +103,76 @@ def test_cancel_stops_the_running_benchmark(window, qtbot, starter_model: Path) 
     qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: item.state != RUNNING, timeout=30_000)
     assert item.state == CANCELLED
-    assert not page.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not page.cancel_button.isEnabled())
+
+
+def test_the_queue_cancels_the_running_one_only_removes_and_clears(window, qtbot, starter_model: Path) -> None:
+    page = _page(window, qtbot)
+    qtbot.mouseClick(page.findChild(type(page.run_button), "preset-quick"), Qt.MouseButton.LeftButton)
+    page.fields["n_gen"].setText("128")  # a few seconds per run: long enough to act on the queued ones
+    page.fields["n_threads"].setText("1, 2, 3, 4")
+    qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    first, second, third, fourth = page.queue.rows
+    # The newest run is scrolled into view, however small the queue's rows.
+    page.split.setSizes([60, 600])
+    page.fields["n_threads"].setText("2")
+    for _ in range(3):
+        qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    last = page.queue.index(page.queue.rowCount() - 1, 0)
+    qtbot.waitUntil(lambda: page.queue_view.viewport().rect().intersects(page.queue_view.visualRect(last)))
+    qtbot.mouseClick(page.clear_queue_button, Qt.MouseButton.LeftButton)
+    assert page.queue.rows == [first]  # every queued run gone, the running one left alone
+    assert first.state in (QUEUED, RUNNING)
+    window.ctx.bench.enqueue([job.job for job in (second, third, fourth)])
+    second, third, fourth = page.queue.rows[1:]
+    page.queue_view.selectRow(3)
+    assert page.remove_button.text() == "Remove"
+    qtbot.mouseClick(page.remove_button, Qt.MouseButton.LeftButton)
+    assert fourth not in page.queue.rows and fourth not in window.ctx.bench.items
+    qtbot.waitUntil(lambda: first.state == RUNNING and first.phase not in ("starting", "started"), timeout=60_000)
+    qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: first.state == CANCELLED, timeout=30_000)
+    qtbot.waitUntil(lambda: second.state == RUNNING, timeout=30_000)  # cancel stopped one run, not the queue
+    assert third.state == QUEUED
+    page.queue_view.selectRow(1)
+    assert page.remove_button.text() == "Cancel"  # a running run is cancelled, not dropped
+    qtbot.mouseClick(page.remove_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: second.state == CANCELLED, timeout=30_000)
+    qtbot.waitUntil(lambda: third.state == RUNNING, timeout=30_000)
+    window.ctx.bench.cancel()
+    qtbot.waitUntil(lambda: third.state == CANCELLED, timeout=30_000)
+    assert page.clear_finished_button.isEnabled()
+    qtbot.mouseClick(page.clear_finished_button, Qt.MouseButton.LeftButton)
+    assert page.queue.rowCount() == 0 and window.ctx.bench.items == []
+    assert not page.clear_finished_button.isEnabled()
+
+
+def test_a_depth_beyond_the_trained_context_is_refused_when_typed(window, qtbot, starter_model: Path) -> None:
+    from models.gguf.reader import read_gguf_header
+
+    trained = read_gguf_header(starter_model).context_length
+    page = _page(window, qtbot)
+    page.fields["n_depth"].clear()
+    qtbot.keyClicks(page.fields["n_depth"], "1000000")
+    # Said as soon as it is typed, before anything runs.
+    qtbot.waitUntil(lambda: "trained for" in page.error.text(), timeout=10_000)
+    assert f"{trained:,}" in page.error.text() and starter_model.name in page.error.text()
+    assert f"at most {trained - 64:,}" in page.error.text()  # room for pp64 and tg16 alike
+    qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    assert page.queue.rowCount() == 0
+    page.fields["n_depth"].setText("0")
+    qtbot.waitUntil(lambda: page.error.text() == "", timeout=10_000)
+
+
+def test_the_same_file_in_two_folders_is_told_apart(window, qtbot, tiny_gguf: Path, tmp_path: Path) -> None:
+    page = _page(window, qtbot)
+    paths = []
+    for folder in ("alpha-repo", "beta-repo"):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "model-Q4_K_M.gguf")
+        paths[-1].write_bytes(tiny_gguf.read_bytes())
+    window.ctx.benchmark(paths)
+    texts = {page.models.item(row).text() for row in range(page.models.count())}
+    assert {"model-Q4_K_M.gguf — alpha-repo", "model-Q4_K_M.gguf — beta-repo"} <= texts
+    tips = [page.models.item(row).toolTip() for row in range(page.models.count())]
+    assert any("from alpha-repo" in tip for tip in tips)

@@ -15,7 +15,7 @@ from models.bench.spec import BenchJob, BenchParams, BenchResult, BenchTest
 
 def _result(test: str, ts: float, status: str = "ok") -> BenchResult:
     return BenchResult(model_filename="/m/a.gguf", test=test, avg_ts=ts, stddev_ts=ts / 20, status=status,
-                       samples_ts=[ts, ts], mem_peak=200 << 20, model_size=90 << 20, model_n_params=135_000_000,
+                       samples_ts=[ts, ts, ts], mem_peak=200 << 20, model_size=90 << 20, model_n_params=135_000_000,
                        error="worker crashed" if status == "failed" else "")
 
 
@@ -33,6 +33,22 @@ def test_result_table(qtmodeltester) -> None:
     assert proxy.data(proxy.index(0, 3), SORT_ROLE) == 900.0
     proxy.setFilterFixedString("TG16")
     assert proxy.rowCount() == 1
+
+
+def test_an_unsettled_throughput_is_marked_in_the_table() -> None:
+    # The Quick preset's two repetitions once gave "128.1 ± 65.7 t/s" with nothing to say it is not a figure.
+    wide = BenchResult(model_filename="/m/a.gguf", test="tg16", avg_ts=128.1, stddev_ts=65.7,
+                       samples_ts=[81.6, 174.6, 128.1])
+    two = BenchResult(model_filename="/m/a.gguf", test="pp64", avg_ts=900.0, stddev_ts=2.0, samples_ts=[898.0, 902.0])
+    table = RowTable(result_columns(), [wide, two, _result("pp64", 900.0)])
+    assert table.data(table.index(0, 2)).startswith("⚠ 128.1 ± 65.7")
+    assert "51% of the mean" in table.data(table.index(0, 2), Qt.ItemDataRole.ToolTipRole)
+    assert table.data(table.index(1, 2)).startswith("⚠")
+    assert "only 2 repetitions" in table.data(table.index(1, 2), Qt.ItemDataRole.ToolTipRole)
+    assert table.data(table.index(2, 2)) == "900.0 ± 45.0 t/s"  # 5 %, three repetitions: settled
+    assert table.data(table.index(0, 2), Qt.ItemDataRole.ForegroundRole) is not None
+    ttft = table.headerData(6, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert "prefill" in ttft and "first sampled token" in ttft
 
 
 def test_queue_table(qtmodeltester, tmp_path: Path) -> None:
