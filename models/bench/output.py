@@ -2,83 +2,24 @@
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
 from typing import Any, TextIO
 
-from models.bench.spec import (DEFAULT_N_BATCH, DEFAULT_N_UBATCH, BenchResult, BenchSweep)
+from models.bench.fields import (RESULT_FIELDS, csv_header, csv_line, field_named, json_object, params_text,
+                                 result_values, size_text, speed_text, sql_create, sql_insert, text_value)
+from models.bench.spec import DEFAULT_N_BATCH, DEFAULT_N_UBATCH, BenchResult, BenchSweep
+from models.text import printable
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("md", "csv", "json", "jsonl", "sql")
 
-# llama-bench's fields that Tokenometer has, in llama-bench's order; the rest of BenchResult follows them.
-LLAMA_BENCH_FIELDS = (
-    "build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_filename", "model_type",
-    "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "type_k", "type_v", "n_gpu_layers",
-    "flash_attn", "use_mmap", "n_prompt", "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts",
-    "stddev_ts",
-)
-SAMPLE_FIELDS = ("samples_ns", "samples_ts")
-EXTRA_FIELDS = tuple(f.name for f in fields(BenchResult)
-                     if f.name not in LLAMA_BENCH_FIELDS and f.name not in SAMPLE_FIELDS)
-ALL_FIELDS = LLAMA_BENCH_FIELDS + SAMPLE_FIELDS + EXTRA_FIELDS
-
-_INT_FIELDS = {"build_number", "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "n_gpu_layers",
-               "flash_attn", "n_prompt", "n_gen", "n_depth", "avg_ns", "stddev_ns"}
-_BOOL_FIELDS = {"use_mmap"}
-_FLOAT_FIELDS = {"avg_ts", "stddev_ts"}
-# llama-bench writes flash attention as its enum value.
-FLASH_ATTN_VALUE = {"auto": -1, "off": 0, "on": 1}
-
-
-def field_value(result: BenchResult, name: str) -> Any:
-    """A field as llama-bench would type it (flash_attn as -1/0/1), other fields as stored."""
-    value = getattr(result, name)
-    if name == "flash_attn":
-        return FLASH_ATTN_VALUE.get(str(value), value)
-    return value
-
-
-def _text(name: str, value: Any) -> str:
-    """The value as llama-bench prints it in csv and sql (C++ std::to_string)."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if name in _FLOAT_FIELDS or isinstance(value, float):
-        return f"{value:.6f}"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-def _sql_type(name: str) -> str:
-    if name in _INT_FIELDS or name in _BOOL_FIELDS:
-        return "INTEGER"
-    if name in _FLOAT_FIELDS:
-        return "REAL"
-    default = next(f for f in fields(BenchResult) if f.name == name).default
-    if isinstance(default, bool) or isinstance(default, int):
-        return "INTEGER"
-    if isinstance(default, float):
-        return "REAL"
-    return "TEXT"
-
 
 def row_dict(result: BenchResult) -> dict[str, Any]:
     """All fields in output order, typed as in llama-bench's json."""
-    return {name: field_value(result, name) for name in ALL_FIELDS}
-
-
-def _size(n_bytes: int) -> str:
-    if n_bytes < 1024 ** 3:
-        return f"{n_bytes / 1024 / 1024:.2f} MiB"
-    return f"{n_bytes / 1024 ** 3:.2f} GiB"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e6:.2f} M" if n < 1e9 else f"{n / 1e9:.2f} B"
+    return result_values(result)
 
 
 class Printer:
@@ -99,12 +40,10 @@ class Printer:
 
 class CsvPrinter(Printer):
     def header(self) -> None:
-        self.out.write(",".join(ALL_FIELDS) + "\n")
+        self.out.write(csv_header(RESULT_FIELDS))
 
     def row(self, result: BenchResult) -> None:
-        # llama-bench quotes every value and doubles embedded quotes.
-        cells = ['"' + _text(n, v).replace('"', '""') + '"' for n, v in row_dict(result).items()]
-        self.out.write(",".join(cells) + "\n")
+        self.out.write(csv_line(RESULT_FIELDS, row_dict(result)))
         self.out.flush()
 
 
@@ -120,8 +59,7 @@ class JsonPrinter(Printer):
         if not self.first:
             self.out.write(",\n")
         self.first = False
-        body = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in row_dict(result).items())
-        self.out.write("  {\n" + body + "\n  }")
+        self.out.write(json_object(row_dict(result), indent=2))
         self.out.flush()
 
     def footer(self, results: Sequence[BenchResult]) -> None:
@@ -130,18 +68,16 @@ class JsonPrinter(Printer):
 
 class JsonlPrinter(Printer):
     def row(self, result: BenchResult) -> None:
-        self.out.write(json.dumps(row_dict(result)) + "\n")
+        self.out.write(json_object(row_dict(result)) + "\n")
         self.out.flush()
 
 
 class SqlPrinter(Printer):
     def header(self) -> None:
-        columns = ",\n".join(f"  {name} {_sql_type(name)}" for name in ALL_FIELDS)
-        self.out.write(f"CREATE TABLE IF NOT EXISTS llama_bench (\n{columns}\n);\n\n")
+        self.out.write(sql_create(RESULT_FIELDS) + "\n")
 
     def row(self, result: BenchResult) -> None:
-        values = ", ".join("'" + _text(n, v).replace("'", "''") + "'" for n, v in row_dict(result).items())
-        self.out.write(f"INSERT INTO llama_bench ({', '.join(ALL_FIELDS)}) VALUES ({values});\n")
+        self.out.write(sql_insert(RESULT_FIELDS, row_dict(result)))
         self.out.flush()
 
 
@@ -164,21 +100,24 @@ class MarkdownPrinter(Printer):
         self.out.write("| " + " | ".join(cells) + " |\n| " + " | ".join(rule) + " |\n")
 
     def cell(self, result: BenchResult, column: str) -> str:
+        """A cell's text; names from files and imports are made printable so they cannot drive the terminal."""
+        return printable(self._cell(result, column)).replace("|", "\\|")
+
+    @staticmethod
+    def _cell(result: BenchResult, column: str) -> str:
         if column == "model":
             return result.model_type or result.model_filename.rsplit("/", 1)[-1]
         if column == "size":
-            return _size(result.model_size) if result.model_size else "-"
+            return size_text(result.model_size) if result.model_size else "-"
         if column == "params":
-            return _params(result.model_n_params) if result.model_n_params else "-"
+            return params_text(result.model_n_params) if result.model_n_params else "-"
         if column == "backend":
             return result.backends or "CPU"
         if column == "test":
             return result.test
         if column == "t/s":
-            if result.status != "ok":
-                return result.status
-            return f"{result.avg_ts:.2f} ± {result.stddev_ts:.2f}"
-        return _text(column, field_value(result, column))
+            return speed_text(result)
+        return text_value(field_named(column), row_dict(result)[column])
 
     def row(self, result: BenchResult) -> None:
         cells = [f"{self.cell(result, c):{'<' if self.WIDTHS[c] < 0 else '>'}{abs(self.WIDTHS[c])}}"
@@ -191,11 +130,12 @@ class MarkdownPrinter(Printer):
         if problems:
             self.out.write("\n")
             for r in problems:
-                first = (r.error or r.status).splitlines()[0]
-                self.out.write(f"{r.test} ({r.model_filename.rsplit('/', 1)[-1]}): {r.status}: {first}\n")
+                first = ((r.error or r.status).splitlines() or [r.status])[0]
+                self.out.write(printable(f"{r.test} ({r.model_filename.rsplit('/', 1)[-1]}): {r.status}: {first}")
+                               + "\n")
         commit = next((r.build_commit for r in results if r.build_commit), "unknown")
         number = next((r.build_number for r in results if r.build_commit), 0)
-        self.out.write(f"\nbuild: {commit} ({number})\n")
+        self.out.write(printable(f"\nbuild: {commit} ({number})", newlines=True) + "\n")
 
 
 def markdown_columns(values: dict[str, Iterable[Any]], *, cpu_backend: bool) -> list[str]:
@@ -234,8 +174,6 @@ def make_printer(fmt: str, out: TextIO, *, values: dict[str, Iterable[Any]] | No
 
 def format_results(results: Sequence[BenchResult], fmt: str = "md") -> str:
     """All results as one text in the given format (columns for md inferred from the results)."""
-    import io
-
     buffer = io.StringIO()
     values = {name: [getattr(r, name) for r in results] for name in
               ("n_threads", "n_batch", "n_ubatch", "type_k", "type_v", "flash_attn", "use_mmap")}

@@ -11,7 +11,7 @@ from typing import Any
 
 from models import __version__
 from models.results.compare import CompareRow, Comparison, Stat, compare_runs
-from models.results.reports import REPORT_FORMAT
+from models.results.report_rows import REPORT_FORMAT, row_labels
 from models.results.store import RunRecord
 from models.settings import Settings
 
@@ -39,10 +39,12 @@ svg .muted{fill:var(--muted)}svg .grid{stroke:var(--grid)}svg .axis{stroke:var(-
 .s0{fill:var(--s0);stroke:var(--s0)}.s1{fill:var(--s1);stroke:var(--s1)}.s2{fill:var(--s2);stroke:var(--s2)}
 .s3{fill:var(--s3);stroke:var(--s3)}.s4{fill:var(--s4);stroke:var(--s4)}.s5{fill:var(--s5);stroke:var(--s5)}
 path.line{fill:none;stroke-width:2}rect[data-point]{stroke:none}.err{stroke:var(--fg);opacity:.55}
-.table-wrap{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:12px}
+.table-wrap{background:var(--card);border:1px solid var(--line);border-radius:12px;margin-bottom:12px}
 table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
-th,td{padding:7px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:right;vertical-align:top}
 th{font-weight:600;background:var(--card);position:sticky;top:0}td.l,th.l{text-align:left}
+td,th{overflow-wrap:anywhere}.num{white-space:nowrap}
+@media print{main{max-width:none;padding:0}table{font-size:10px}th{position:static}.card,tr{break-inside:avoid}}
 tr:last-child td{border-bottom:0}.up{color:var(--s2)}.down{color:var(--s3)}.tag{color:var(--muted);font-size:12px}
 .empty{color:var(--muted);font-style:italic;padding:8px 0}footer{margin-top:48px;color:var(--muted);font-size:12px}
 """
@@ -57,7 +59,11 @@ _TAIL_SCRIPT = """(function(){var charts=document.querySelectorAll('svg.chart'),
 for(var i=0;i<charts.length;i++){var n=charts[i].querySelectorAll('[data-point]').length;
 charts[i].setAttribute('data-points',String(n));if(n>0){drawn++;}points+=n;}
 var b=document.body;b.setAttribute('data-charts',String(charts.length));b.setAttribute('data-charts-drawn',String(drawn));
-b.setAttribute('data-points',String(points));b.setAttribute('data-js-errors',String(window.__errors.length));
+b.setAttribute('data-points',String(points));
+var wraps=document.querySelectorAll('.table-wrap'),wide=0;for(var j=0;j<wraps.length;j++){
+if(wraps[j].scrollWidth>wraps[j].clientWidth+1||wraps[j].getBoundingClientRect().right>
+document.documentElement.clientWidth+1){wide++;}}b.setAttribute('data-tables',String(wraps.length));
+b.setAttribute('data-wide-tables',String(wide));b.setAttribute('data-js-errors',String(window.__errors.length));
 document.getElementById('js-errors').textContent=window.__errors.join('\\n');b.setAttribute('data-ready','1');})();"""
 
 
@@ -121,7 +127,7 @@ def _bars(labels: Sequence[str], series: Sequence[tuple[str, Sequence[tuple[floa
             mean, spread = values[row]
             y = y0 + i * bar
             out.append(f'<rect data-point class="s{i % SERIES}" x="{left}" y="{y:.1f}" width="{max(mean * scale, 1):.1f}"'
-                       f' height="{bar - 3}" rx="2"><title>{escape(label)} — {escape(name)}: {_fmt(mean)} {unit}'
+                       f' height="{bar - 3}" rx="2"><title>{escape(label)} — {escape(name)}: {_fmt(mean)} {escape(unit)}'
                        f' ± {_fmt(spread)}</title></rect>')
             if spread > 0:
                 a, b = left + (mean - spread) * scale, left + (mean + spread) * scale
@@ -175,18 +181,8 @@ def _xy(series: Sequence[tuple[str, Sequence[tuple[float, float, str]]]], *, x_u
 
 
 def _row_labels(rows: Sequence[CompareRow], *, machine: bool = True) -> list[str]:
-    """Row names that say only what differs between rows (model, then settings, then machine)."""
-    vary_settings = len({r.settings_label for r in rows}) > 1
-    vary_machine = machine and len({r.machine_key for r in rows}) > 1
-    labels = []
-    for r in rows:
-        parts = [str(r.model.get("file", "")).removesuffix(".gguf")]
-        if vary_settings:
-            parts.append(r.settings_label)
-        if vary_machine:
-            parts.append(r.machine_label)
-        labels.append(" · ".join(parts))
-    return labels
+    """Row names that say only what differs between rows, always unique."""
+    return row_labels(rows, machine=machine)
 
 
 def _first(comparison: Comparison, kind: str) -> str | None:
@@ -292,26 +288,37 @@ def _models(runs: Sequence[RunRecord]) -> str:
 def _cell(stat: Stat | None) -> str:
     if stat is None:
         return "–"
-    return f'<b>{stat.mean:,.2f}</b> ± {stat.spread:,.2f} <span class="tag">n={stat.n}</span>'
+    # Spaces between the parts let a narrow column wrap them instead of scrolling sideways.
+    return (f'<b class="num">{stat.mean:,.2f}</b> <span class="num">± {stat.spread:,.2f}</span> '
+            f'<span class="tag">n={stat.n}</span>')
+
+
+_COLUMNS_PER_TABLE = 5  # figures per comparison table, so each fits a page (and a printout) without scrolling
 
 
 def _comparison(comparison: Comparison) -> str:
+    """The comparison as tables of at most _COLUMNS_PER_TABLE figures each, every one with the row names."""
     labels = _row_labels(comparison.rows, machine=False)
-    head = ["model", "machine"] + [f"{escape(c.label)} <span class='tag'>{escape(c.unit)}</span>"
-                                   for c in comparison.columns]
-    rows = []
-    for row, label in zip(comparison.rows, labels):
-        cells = [escape(label) + (' <span class="tag">baseline</span>' if row.is_baseline else ""),
-                 escape(row.machine_label) + (' <span class="tag">imported</span>' if row.imported else "")]
-        for col in comparison.columns:
-            text = _cell(row.cells.get(col.key))
-            if col.key in row.diffs and not row.is_baseline:
-                diff = row.diffs[col.key]
-                good = (diff > 0) == col.higher_is_better
-                text += f' <span class="{"up" if good else "down"}">{diff:+.1f}%</span>'
-            cells.append(text)
-        rows.append(cells)
-    return _table(head, rows, 2)
+    columns = comparison.columns
+    chunks = [columns[i:i + _COLUMNS_PER_TABLE] for i in range(0, len(columns), _COLUMNS_PER_TABLE)] or [[]]
+    tables = []
+    for chunk in chunks:
+        head = ["model", "machine"] + [f"{escape(c.label)} <span class='tag'>{escape(c.unit)}</span>"
+                                       for c in chunk]
+        rows = []
+        for row, label in zip(comparison.rows, labels):
+            cells = [escape(label) + (' <span class="tag">baseline</span>' if row.is_baseline else ""),
+                     escape(row.machine_label) + (' <span class="tag">imported</span>' if row.imported else "")]
+            for col in chunk:
+                text = _cell(row.cells.get(col.key))
+                if col.key in row.diffs and not row.is_baseline:
+                    diff = row.diffs[col.key]
+                    good = (diff > 0) == col.higher_is_better
+                    text += f' <span class="num {"up" if good else "down"}">{diff:+.1f}%</span>'
+                cells.append(text)
+            rows.append(cells)
+        tables.append(_table(head, rows, 2))
+    return "".join(tables)
 
 
 def _runs(runs: Sequence[RunRecord]) -> str:
@@ -322,7 +329,7 @@ def _runs(runs: Sequence[RunRecord]) -> str:
         energy = (f"{rec.energy.joules_per_token(r):.3f}" + (" est." if rec.energy.is_estimate else "")
                   if rec.energy and rec.energy.joules_per_token(r) else "–")
         rows.append([str(rec.id), escape(rec.model.get("file", "")), escape(r.test), escape(rec.machine_label),
-                     str(r.n_threads), str(r.n_gpu_layers), speed, str(len(r.samples_ts)), f"{r.load_ms:.0f}",
+                     escape(str(r.n_threads)), escape(str(r.n_gpu_layers)), speed, str(len(r.samples_ts)), f"{r.load_ms:.0f}",
                      f"{r.mem_peak / 2**20:.0f}" if r.mem_peak else "–", energy, escape(r.test_time),
                      escape((r.error or "").splitlines()[0] if r.error else "")])
     return _table(["run", "model", "test", "machine", "threads", "ngl", "t/s", "n", "load ms", "peak MiB",
@@ -330,7 +337,9 @@ def _runs(runs: Sequence[RunRecord]) -> str:
 
 
 def _money(value: float, currency: str) -> str:
-    return f"{value:,.2f} {currency}" if value >= 1 else f"{value:.4f} {currency}"
+    """An amount and its currency (from the settings: text a user typed, so escaped like any other)."""
+    amount = f"{value:,.2f}" if value >= 1 else f"{value:.4f}"
+    return f'<span class="num">{amount}</span> {escape(currency)}'
 
 
 def _costs(comparison: Comparison, settings: Settings) -> str:

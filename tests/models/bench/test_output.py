@@ -9,7 +9,8 @@ import sqlite3
 
 import pytest
 
-from models.bench.output import ALL_FIELDS, LLAMA_BENCH_FIELDS, format_results
+from models.bench.fields import LLAMA_BENCH_FIELDS, RESULT_FIELD_NAMES as ALL_FIELDS
+from models.bench.output import format_results
 from models.bench.spec import BenchResult
 
 
