@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal
 
 from desktop.bench_queue import BenchQueue
-from desktop.jobs import Bridge, run_job
+from desktop.jobs import Bridge, Change, Job, Notifier, run_change, run_job
 from models.bench.events import BenchEvent
 from models.bench.spec import BenchJob
 
@@ -27,6 +28,7 @@ class AppContext(QObject):
 
     open_page = Signal(str)
     benchmark_requested = Signal(list)  # list[Path]: "Benchmark this" from another page
+    # Fired by the notifier only (see change()); kept for pages that connect to them directly.
     results_changed = Signal()
     library_changed = Signal()
     hardware_ready = Signal(object)
@@ -35,8 +37,10 @@ class AppContext(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._machine: dict[str, Any] | None = None
+        self.changes = Notifier(self)
+        self.changes.changed.connect(self._legacy_signals)
         self.bench = BenchQueue(self, recorder=self._recorder)
-        self.bench.finished.connect(lambda _item: self.results_changed.emit())
+        self.bench.finished.connect(lambda _item: self.changes.notify(Change.RESULTS))
         self._downloads: Any = None
         # Download progress arrives on the queue's thread; the bridge re-emits it on the GUI thread.
         self.download_bridge = Bridge(self)
@@ -91,13 +95,16 @@ class AppContext(QObject):
             return
         self._hardware_probing = True
 
+        # The probe takes seconds; the window (and this context) may be closed before it ends.
         def ready(info: Any) -> None:
-            self._hardware_probing = False
-            self.hardware_ready.emit(info)
+            if shiboken6.isValid(self):
+                self._hardware_probing = False
+                self.hardware_ready.emit(info)
 
         def failed(error: BaseException) -> None:
-            self._hardware_probing = False
-            self.hardware_failed.emit(error)
+            if shiboken6.isValid(self):
+                self._hardware_probing = False
+                self.hardware_failed.emit(error)
 
         run_job(lambda: self.probe_hardware(refresh=refresh), on_done=ready, on_error=failed)
 
@@ -134,7 +141,23 @@ class AppContext(QObject):
     def _download_event(self, args: tuple[Any, ...]) -> None:
         job, progress = args[0], args[1]
         if getattr(progress, "state", None) == "done" and job.result is not None:
-            self.library_changed.emit()  # a finished download is a new model in the library
+            self.changes.notify(Change.LIBRARY)  # a finished download is a new model in the library
+
+    # -- changes: one shape for work that changes data, and one way for pages to hear of it --
+    def change(self, fn: Callable[[], Any], *, changes: Change, on_done: Callable[[Any], None] | None = None,
+               on_error: Callable[[BaseException], None] | None = None) -> Job[Any]:
+        """Run `fn` off the GUI thread; then every page that shows `changes` refreshes (see jobs.run_change)."""
+        return run_change(fn, changes=changes, notifier=self.changes, on_done=on_done, on_error=on_error)
+
+    def watch(self, changes: Change, refresh: Callable[[], None], *, owner: QObject) -> None:
+        """`refresh()` whenever a change operation (or a finished benchmark or download) touches `changes`."""
+        self.changes.watch(changes, refresh, owner=owner)
+
+    def _legacy_signals(self, changes: Change) -> None:
+        if changes & Change.LIBRARY:
+            self.library_changed.emit()
+        if changes & Change.RESULTS:
+            self.results_changed.emit()
 
     # -- navigation --
     def benchmark(self, paths: list[Path]) -> None:

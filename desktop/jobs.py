@@ -1,13 +1,15 @@
-"""Background work in one shape: run a core function off the GUI thread, get success or failure back on it."""
+"""Background work in one shape: run a core function off the GUI thread, get success or failure back on it;
+a change operation also tells every page that shows the changed data."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from enum import Flag, auto
 from typing import Any, Generic, TypeVar
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 from desktop.error_dialog import report_error
 
@@ -138,3 +140,63 @@ class Bridge(QObject):
 
     def __call__(self, *args: Any) -> None:
         self.event.emit(args)
+
+
+# -- change operations (Anki's CollectionOp): the job that changes data says what it changed --
+
+class Change(Flag):
+    """What a change operation changed; each page watches the kinds of data it shows."""
+
+    LIBRARY = auto()  # models on disk and the folders scanned for them: Library, Benchmark, Settings
+    RESULTS = auto()  # the results store: Results
+    NONE = 0
+
+
+class _Watcher(QObject):
+    """A page's subscription: a child of the page, so it goes (and is disconnected) with it."""
+
+    def __init__(self, changes: Change, refresh: Callable[[], None], parent: QObject) -> None:
+        super().__init__(parent)
+        self._changes = changes
+        self._refresh = refresh
+
+    @Slot(object)
+    def changed(self, changes: Change) -> None:
+        if changes & self._changes:
+            self._refresh()
+
+
+class Notifier(QObject):
+    """The one place that says data changed; pages never emit their own `*_changed` signals."""
+
+    changed = Signal(object)  # Change
+
+    def notify(self, changes: Change) -> None:
+        if changes:
+            log.debug("changed: %s", changes)
+            self.changed.emit(changes)
+
+    def watch(self, changes: Change, refresh: Callable[[], None], *, owner: QObject) -> None:
+        """Call `refresh()` on the GUI thread whenever one of `changes` happens, for as long as `owner` lives."""
+        watcher = _Watcher(changes, refresh, owner)
+        self.changed.connect(watcher.changed)
+
+
+def run_change(fn: Callable[[], T], *, changes: Change, notifier: Notifier,
+               on_done: Callable[[T], None] | None = None,
+               on_error: Callable[[BaseException], None] | None = None) -> Job[T]:
+    """`run_job` for work that changes data: every page watching `changes` refreshes when it ends.
+
+    The pages are told on failure too: deleting five files may fail on the third after two are gone.
+    """
+
+    def done(result: T) -> None:
+        notifier.notify(changes)
+        if on_done is not None:
+            on_done(result)
+
+    def failed(error: BaseException) -> None:
+        notifier.notify(changes)
+        (on_error or report_error)(error)
+
+    return run_job(fn, on_done=done, on_error=failed)

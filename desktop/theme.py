@@ -22,6 +22,8 @@ STYLE = """
 #pageTitle { font-size: 20px; font-weight: 600; }
 #pageHint { color: palette(placeholder-text); }
 #muted { color: palette(placeholder-text); }
+#formError { color: #d9534f; }
+#notice { background: #fff4e5; color: #663c00; border: 1px solid #f0c36d; border-radius: 4px; padding: 6px 10px; }
 #badge { border-radius: 4px; padding: 1px 6px; }
 QTableView { gridline-color: palette(midlight); }
 QGroupBox { font-weight: 600; }

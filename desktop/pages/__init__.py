@@ -1,4 +1,7 @@
-"""The pages of the main window, in sidebar order, and the base every page builds on."""
+"""The pages of the main window, in sidebar order, with each one's title and hint, and the base every page builds on.
+
+PAGES is the one list: the sidebar, the shortcuts (Ctrl+1..7), the start page and each page's heading read it.
+"""
 
 from __future__ import annotations
 
@@ -22,27 +25,38 @@ class PageInfo:
 
 PAGES: tuple[PageInfo, ...] = (
     PageInfo("discover", "Discover", "Find GGUF models on the Hugging Face Hub"),
-    PageInfo("downloads", "Downloads", "The download queue"),
+    PageInfo("downloads", "Downloads", "The download queue; downloads resume where they stopped"),
     PageInfo("library", "Library", "The models on this machine"),
     PageInfo("hardware", "Hardware", "What this machine has, and what llama.cpp can use"),
-    PageInfo("benchmark", "Benchmark", "Measure models with llama.cpp"),
+    PageInfo("benchmark", "Benchmark", "Measure models with llama.cpp, the way llama-bench does"),
     PageInfo("results", "Results", "Every run; compare, chart and export"),
-    PageInfo("settings", "Settings", "Folders, Hugging Face token, costs"),
+    PageInfo("settings", "Settings", "Folders, Hugging Face token, costs and defaults"),
 )
+
+
+def page_info(name: str) -> PageInfo:
+    """The entry of PAGES called `name`; KeyError names the pages there are."""
+    for info in PAGES:
+        if info.name == name:
+            return info
+    raise KeyError(f"no page {name!r}; the pages are {', '.join(info.name for info in PAGES)}")
 
 SPACING = 12  # one spacing everywhere keeps pages consistent
 
 
 class Page(QWidget):
-    """A page: a title line, a body, and `shown()` called each time it becomes visible."""
+    """A page: a title line, a body, and `shown()` called each time it becomes visible.
+
+    A subclass sets only `name`; its title and hint come from PAGES.
+    """
 
     name = ""
-    title = ""
-    hint = ""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        info = page_info(self.name)
+        self.title, self.hint = info.title, info.hint
         self.setObjectName(f"page-{self.name}")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(SPACING * 2, SPACING * 2, SPACING * 2, SPACING * 2)

@@ -86,7 +86,7 @@ FILE_COLUMNS: list[Column[FileRow]] = [
 
 
 class DiscoverPage(Page):
-    name, title, hint = "discover", "Discover", "Find GGUF models on the Hugging Face Hub"
+    name = "discover"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)

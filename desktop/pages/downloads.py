@@ -69,7 +69,7 @@ DOWNLOAD_COLUMNS: list[Column[DownloadJob]] = [
 
 
 class DownloadsPage(Page):
-    name, title, hint = "downloads", "Downloads", "The download queue; downloads resume where they stopped"
+    name = "downloads"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)

@@ -16,7 +16,7 @@ from desktop.units import fmt_bytes
 log = logging.getLogger(__name__)
 
 class HardwarePage(Page):
-    name, title, hint = "hardware", "Hardware", "What this machine has, and what llama.cpp can use"
+    name = "hardware"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)

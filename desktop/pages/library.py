@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton, QWidget
 
 from desktop.context import AppContext
-from desktop.jobs import run_job
+from desktop.jobs import Change, run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
 from desktop.units import fmt_bytes, fmt_count
@@ -57,7 +57,7 @@ LIBRARY_COLUMNS: list[Column[LibraryEntry]] = [
 
 
 class LibraryPage(Page):
-    name, title, hint = "library", "Library", "The models on this machine"
+    name = "library"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -91,9 +91,16 @@ class LibraryPage(Page):
         self.body.addWidget(self.view, 1)
         self.status = QLabel("Looking for models …")
         self.status.setObjectName("muted")
+        # What went wrong with the last thing the user gave (a file that is not a model, say), in red, until
+        # the next action: the status line below is rewritten by every reload.
+        self.error = QLabel()
+        self.error.setObjectName("formError")
+        self.error.setWordWrap(True)
+        self.error.setVisible(False)
+        self.body.addWidget(self.error)
         self.body.addWidget(self.status)
         self._selection_changed(QItemSelection(), QItemSelection())
-        ctx.library_changed.connect(self.reload)
+        ctx.watch(Change.LIBRARY, self.reload, owner=self)
         self.reload()
 
     def reload(self) -> None:
@@ -126,6 +133,11 @@ class LibraryPage(Page):
         if chosen:
             self.ctx.benchmark([entry.path for entry in chosen])
 
+    def show_error(self, text: str, *, tip: str = "") -> None:
+        self.error.setText(text)
+        self.error.setToolTip(tip)
+        self.error.setVisible(bool(text))
+
     def add_folder(self, folder: Path | None = None) -> None:
         from models.hub.library import add_folder
 
@@ -133,22 +145,39 @@ class LibraryPage(Page):
             picked = QFileDialog.getExistingDirectory(self, "Add a model folder", str(Path.home()))
             folder = Path(picked) if picked else None
         if folder is not None:
-            add_folder(folder)
-            self.ctx.library_changed.emit()
+            self.show_error("")
+            chosen = folder
+            self.ctx.change(lambda: add_folder(chosen), changes=Change.LIBRARY,
+                            on_error=lambda error: self.show_error(f"Folder not added: {error}"))
 
     def import_file(self, path: Path | None = None) -> None:
+        """Check the file's GGUF header as it is given (off the GUI thread), then add it; say in words if it is
+        not a model, instead of failing later when it is benchmarked."""
+        from desktop.model_files import NotAModelError, check_model_file
         from models.hub.library import import_file
 
         if path is None:
-            picked, _ = QFileDialog.getOpenFileName(self, "Import a GGUF file", str(Path.home()), "GGUF (*.gguf)")
+            picked, _ = QFileDialog.getOpenFileName(self, "Import a GGUF file", str(Path.home()),
+                                                    "GGUF models (*.gguf);;All files (*)")
             path = Path(picked) if picked else None
         if path is None:
             return
+        chosen = path
+        self.show_error("")
+        self.status.setText(f"Reading the header of {chosen.name} …")
+
+        def work() -> LibraryEntry:
+            check_model_file(chosen)  # NotAModelError, in words, before anything is added
+            return import_file(chosen)
+
+        def done(entry: LibraryEntry) -> None:
+            self.status.setText(f"Imported {entry.path.name}.")
 
         def failed(error: BaseException) -> None:
-            self.status.setText(f"Not imported: {error}")
+            detail = error.detail if isinstance(error, NotAModelError) else ""
+            self.show_error(f"Not imported: {error}", tip=detail)
 
-        run_job(lambda: import_file(path), on_done=lambda _entry: self.ctx.library_changed.emit(), on_error=failed)
+        self.ctx.change(work, changes=Change.LIBRARY, on_done=done, on_error=failed)
 
     def delete_selected(self, *, confirm: bool = True) -> None:
         from models.hub.library import delete, forget
@@ -173,9 +202,10 @@ class LibraryPage(Page):
 
         def done(freed: int) -> None:
             self.status.setText(f"Freed {fmt_bytes(freed)}." if freed else "Removed from the list.")
-            self.ctx.library_changed.emit()
 
-        run_job(work, on_done=done, on_error=lambda error: self.status.setText(f"Not deleted: {error}"))
+        self.show_error("")
+        self.ctx.change(work, changes=Change.LIBRARY, on_done=done,
+                        on_error=lambda error: self.show_error(f"Not deleted: {error}"))
 
     def shown(self) -> None:
         self.view.setFocus()

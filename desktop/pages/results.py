@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMes
 
 from desktop.compare_view import comparison_charts, comparison_columns
 from desktop.context import AppContext
-from desktop.jobs import run_job
+from desktop.jobs import Change, run_job
 from desktop.metrics import result_columns
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
@@ -32,7 +32,7 @@ def run_columns() -> list[Column[RunRecord]]:
 
 
 class ResultsPage(Page):
-    name, title, hint = "results", "Results", "Every run; compare, chart and export"
+    name = "results"  # title and hint: desktop.pages.PAGES
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -201,7 +201,7 @@ class ResultsPage(Page):
             self.status.setText(f"Imported {added} runs from {path.name}"
                                 + (f" ({skipped} were already here)" if skipped else ""))
             if added:
-                self.ctx.results_changed.emit()
+                self.ctx.changes.notify(Change.RESULTS)
 
         run_job(work, on_done=done)
 
@@ -219,7 +219,7 @@ class ResultsPage(Page):
                 return store.delete_runs(ids)
 
         run_job(work, on_done=lambda count: (self.status.setText(f"Deleted {count} runs."),
-                                             self.ctx.results_changed.emit()))
+                                             self.ctx.changes.notify(Change.RESULTS)))
 
 
 PAGE = ResultsPage

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupB
                                QListWidget, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from desktop.context import AppContext
-from desktop.jobs import run_job
+from desktop.jobs import Change, run_job
 from desktop.pages import SPACING, Page
 from models.settings import Settings, describe_settings, load_settings, save_settings
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class SettingsPage(Page):
-    name, title, hint = "settings", "Settings", "Folders, Hugging Face token, costs and defaults"
+    name = "settings"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -214,6 +214,8 @@ class SettingsPage(Page):
         row.addStretch(1)
         layout.addLayout(row)
         self._list_folders()
+        # The Library page adds folders too: the list follows every change to the library's folders.
+        self.ctx.watch(Change.LIBRARY, self._list_folders, owner=box)
         return box
 
     def _list_folders(self) -> None:
@@ -230,9 +232,8 @@ class SettingsPage(Page):
             folder = Path(chosen) if chosen else None
         if folder is None:
             return
-        add_folder(folder)
-        self._list_folders()
-        self.ctx.library_changed.emit()
+        chosen = folder
+        self.ctx.change(lambda: add_folder(chosen), changes=Change.LIBRARY)
 
     def remove_folder(self) -> None:
         from models.hub.library import remove_folder
@@ -240,9 +241,8 @@ class SettingsPage(Page):
         item = self.folder_list.currentItem()
         if item is None:
             return
-        remove_folder(Path(item.text()))
-        self._list_folders()
-        self.ctx.library_changed.emit()
+        folder = Path(item.text())
+        self.ctx.change(lambda: remove_folder(folder), changes=Change.LIBRARY)
 
 
 PAGE = SettingsPage

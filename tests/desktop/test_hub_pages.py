@@ -89,10 +89,18 @@ def test_library_imports_benchmarks_and_forgets(window, qtbot, tiny_gguf: Path, 
     entry = next(e for e in page.table.rows if e.path == tiny_gguf.resolve())
     assert entry.header is not None and entry.header.architecture == "llama"
     qtmodeltester.check(page.table)
-    not_gguf = tmp_path / "notes.gguf"
-    not_gguf.write_text("not a model")
+    # A text file is refused as it is given, in words, not later at run time with "starts with b'hell'".
+    rows_before = page.table.rowCount()
+    not_gguf = tmp_path / "notes.txt"
+    not_gguf.write_text("hello, these are my notes")
     page.import_file(not_gguf)
-    qtbot.waitUntil(lambda: page.status.text().startswith("Not imported"), timeout=20_000)
+    qtbot.waitUntil(lambda: page.error.isVisibleTo(page), timeout=20_000)
+    assert page.error.text() == ("Not imported: “notes.txt” is a text file (it begins “hello, these are my notes”), "
+                                 "not a GGUF model. Pick a .gguf file: a model downloaded from the Hub or converted "
+                                 "with llama.cpp.")
+    assert "b'hell'" not in page.error.text() and "b'hell'" in page.error.toolTip()  # the detail is kept
+    qtbot.wait(200)
+    assert page.table.rowCount() == rows_before and all(e.path.name != "notes.txt" for e in page.table.rows)
     page.select_path(entry.path)
     assert page.bench_button.isEnabled() and page.delete_button.isEnabled()
     qtbot.mouseClick(page.bench_button, Qt.MouseButton.LeftButton)
@@ -131,3 +139,22 @@ def test_a_download_stopped_by_quitting_is_offered_again(window, qtbot, hub, big
     resumed = [s for s in hub.file_requests("big-Q8_0.gguf") if s.range_start]
     assert resumed, "the second transfer continued from the partial file"
     again.close()
+
+
+def test_a_file_that_is_not_a_model_is_named_for_what_it_is(tmp_path: Path, tiny_gguf: Path) -> None:
+    import pytest
+
+    from desktop.model_files import NotAModelError, check_model_file
+
+    assert check_model_file(tiny_gguf).architecture == "llama"
+    cases = {"empty.gguf": (b"", "is empty (0 bytes)"),
+             "weights.zip": (b"PK\x03\x04" + b"\0" * 40, "is a zip archive, not a GGUF model"),
+             "old.bin": (b"ggjt" + b"\0" * 40, "old GGML (ggjt) model"),
+             "cut.gguf": (tiny_gguf.read_bytes()[:40], "is a GGUF file that llama.cpp could not load: Truncated")}
+    for name, (content, words) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(NotAModelError) as caught:
+            check_model_file(tmp_path / name)
+        assert words in str(caught.value), (name, str(caught.value))
+    with pytest.raises(NotAModelError, match="is a folder"):
+        check_model_file(tmp_path)

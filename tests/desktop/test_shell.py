@@ -320,3 +320,75 @@ def test_the_window_opens_on_x11_under_xvfb(tmp_path: Path) -> None:
     shown = proc.stdout.split()
     assert shown[0] == "TOKENOMETER_WINDOW_SHOWN" and shown[2] == "xcb", proc.stdout
     assert "Could not load the Qt platform plugin" not in proc.stderr
+
+
+# -- one list of pages; one job shape that notifies --
+
+def test_titles_and_hints_come_from_the_one_page_list(window, qtbot, hub) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    for row, info in enumerate(PAGES):
+        window.show_page(info.name)
+        page = window.pages[info.name]
+        assert page.findChild(QLabel, "pageTitle").text() == info.title
+        assert page.findChild(QLabel, "pageHint").text() == info.hint
+        assert window.sidebar.item(row).text() == info.title
+        assert info.hint in window.sidebar.item(row).toolTip()
+
+
+def test_no_page_announces_a_change_by_hand() -> None:
+    import re
+
+    pages = Path(__file__).resolve().parents[2] / "desktop" / "pages"
+    emits = {path.name: re.findall(r"\w+_changed\.emit\(", path.read_text(encoding="utf-8"))
+             for path in pages.glob("*.py")}
+    assert {name: found for name, found in emits.items() if found} == {}
+
+
+def test_a_change_refreshes_every_page_that_shows_the_data(window, qtbot, tiny_gguf: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "my-models"
+    folder.mkdir()
+    shutil.copy(tiny_gguf, folder / "mine-Q4_0.gguf")
+    window.show_page("settings")
+    settings = window.pages["settings"]
+    window.show_page("library")
+    library = window.pages["library"]
+    qtbot.waitUntil(lambda: library.table.rowCount() >= 1, timeout=20_000)
+    library.add_folder(folder)  # on the Library page ...
+    # ... and the Library's table and the Settings page's folder list both follow, without a hand-made signal.
+    qtbot.waitUntil(lambda: any(e.path.name == "mine-Q4_0.gguf" for e in library.table.rows), timeout=20_000)
+    qtbot.waitUntil(lambda: str(folder) in [settings.folder_list.item(i).text()
+                                            for i in range(settings.folder_list.count())], timeout=10_000)
+    settings.folder_list.setCurrentRow([settings.folder_list.item(i).text()
+                                        for i in range(settings.folder_list.count())].index(str(folder)))
+    settings.remove_folder()  # the other way round: Settings changes, the Library follows
+    qtbot.waitUntil(lambda: all(e.path.name != "mine-Q4_0.gguf" for e in library.table.rows), timeout=20_000)
+    assert settings.folder_list.count() == 0
+
+
+def test_a_failed_change_still_notifies_and_a_deleted_page_is_not_called(qtbot) -> None:
+    from PySide6.QtWidgets import QWidget
+
+    from desktop.jobs import Change, Notifier, run_change
+
+    notifier = Notifier()
+    seen: list[str] = []
+    errors: list[BaseException] = []
+    page, gone = QWidget(), QWidget()
+    notifier.watch(Change.LIBRARY, lambda: seen.append("library"), owner=page)
+    notifier.watch(Change.RESULTS, lambda: seen.append("results"), owner=page)
+    notifier.watch(Change.LIBRARY, lambda: seen.append("deleted page"), owner=gone)
+    gone.deleteLater()
+    qtbot.wait(10)
+
+    def half_done() -> None:
+        raise OSError("the third file could not be deleted")
+
+    run_change(half_done, changes=Change.LIBRARY, notifier=notifier, on_error=errors.append)
+    qtbot.waitUntil(lambda: bool(errors))
+    assert seen == ["library"] and "third file" in str(errors[0])
+    run_change(lambda: 1, changes=Change.LIBRARY | Change.RESULTS, notifier=notifier)
+    qtbot.waitUntil(lambda: len(seen) == 3)
+    assert seen == ["library", "library", "results"]
