@@ -243,3 +243,47 @@ class EnergyMeter:
             return EnergyReading(joules=self._fallback_watts * seconds, is_estimate=True, seconds=seconds,
                                  source=f"estimate ({self._fallback_watts:g} W)")
         return None
+
+
+class RepetitionEnergy:
+    """Energy of a test's timed repetitions only, read from a running EnergyMeter at each rep's start and end.
+
+    A lap taken between a test's first event and its result also spans the model load, the TTFT runs, the
+    context creation, the warm-up and the depth prefill; power differs in each, so a time-share of that lap
+    is not the repetitions' energy. Here every rep is metered on its own and the gaps are thrown away.
+    """
+
+    def __init__(self, meter: EnergyMeter) -> None:
+        self.meter = meter
+        self._open = False
+        self._readings: list[EnergyReading] = []
+
+    def begin(self) -> None:
+        """A timed repetition starts now: what the meter counted since its last read is not this test's."""
+        if self.meter.running:
+            self.meter.lap()
+        else:
+            self.meter.start()
+        self._open = True
+
+    def end(self) -> None:
+        """The repetition begun last has ended; its reading is kept for take()."""
+        if not self._open or not self.meter.running:
+            return
+        self._open = False
+        reading = self.meter.lap()
+        if reading is not None:
+            self._readings.append(reading)
+
+    def take(self) -> EnergyReading | None:
+        """The sum over the repetitions metered since the last take (None if none was), and start afresh."""
+        readings, self._readings, self._open = self._readings, [], False
+        if not readings:
+            return None
+        parts: dict[str, float] = {}
+        for reading in readings:
+            for name, joules in reading.parts.items():
+                parts[name] = parts.get(name, 0.0) + joules
+        return EnergyReading(joules=sum(r.joules for r in readings), source=readings[-1].source,
+                             is_estimate=any(r.is_estimate for r in readings),
+                             seconds=sum(r.seconds for r in readings), parts=parts)

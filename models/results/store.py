@@ -370,27 +370,32 @@ def record_events(store: ResultsStore, *, machine: dict[str, Any],
     event the moment it arrives, so a crash or kill afterwards loses nothing that was reported.
 
     `model_identity` is a dict, or a function of the BenchJob (the library knows the repo and sha256).
-    With an energy meter (models.machine.energy.EnergyMeter), a test's energy is the meter's lap since the previous
-    result, scaled to the time its timed repetitions took (the lap also spans load and warmup).
+    With an energy meter (models.machine.energy.EnergyMeter), a test's energy is the sum of the meter's readings
+    over its timed repetitions only: read when the worker announces a rep ("progress", phase "rep") and when it
+    reports its sample. Load, TTFT, context creation, warm-up and depth prefill fall between reps and are left out.
     `then` receives every (job, event) afterwards, so the GUI or CLI can still watch them.
     """
+    from models.machine.energy import RepetitionEnergy
+
     state: dict[str, Any] = {"job": None, "uid": ""}
+    reps = RepetitionEnergy(energy_meter) if energy_meter is not None else None
 
     def on_event(job: Any, event: Any) -> None:
         if job is not state["job"]:  # a new job: its results share one job id
             state["job"], state["uid"] = job, uuid.uuid4().hex
         if event.kind == "started" and energy_meter is not None:
             energy_meter.start()
+        elif event.kind == "progress" and reps is not None and event.data.get("phase") == "rep":
+            reps.begin()
+        elif event.kind == "sample" and reps is not None:
+            reps.end()
         elif event.kind == "result":
             result = BenchResult.from_json(event.data["result"])
             energy = None
-            if energy_meter is not None and energy_meter.running:
-                reading = energy_meter.lap()
-                timed_s = sum(result.samples_ns) / 1e9
-                if reading is not None and reading.seconds > 0 and timed_s > 0 and result.status == "ok":
-                    share = min(1.0, timed_s / reading.seconds)
-                    energy = EnergyFigures(joules=reading.joules * share, seconds=timed_s, source=reading.source,
-                                           is_estimate=reading.is_estimate)
+            reading = reps.take() if reps is not None else None
+            if reading is not None and reading.seconds > 0 and result.status == "ok":
+                energy = EnergyFigures(joules=reading.joules, seconds=reading.seconds, source=reading.source,
+                                       is_estimate=reading.is_estimate)
             identity = model_identity(job) if callable(model_identity) else model_identity
             store.record_result(result, machine=machine, model_identity=identity, energy=energy, job=state["uid"])
         elif event.kind == "finished" and energy_meter is not None and energy_meter.running:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from models.machine.energy import EnergyMeter, rapl_zones
+from models.machine.energy import EnergyMeter, RepetitionEnergy, rapl_zones
 
 
 class FakeClock:
@@ -148,3 +148,29 @@ def test_nvml_sampler_thread_runs_and_stops(tmp_path: Path, monkeypatch: pytest.
     # Constant 100 W: the trapezoid integral is 200 J wherever the thread's samples fell.
     assert reading is not None and reading.joules == pytest.approx(200.0)
     assert meter._nvml._thread is None
+
+
+def test_repetition_energy_counts_only_the_timed_repetitions(tmp_path: Path) -> None:
+    pkg = _zone(tmp_path, "intel-rapl:0", "package-0", 0)
+    clock = FakeClock()
+    reps = RepetitionEnergy(EnergyMeter(powercap_root=tmp_path, use_nvml=False, clock=clock))
+
+    def spend(joules: float, seconds: float) -> None:
+        (pkg / "energy_uj").write_text(f"{int((pkg / 'energy_uj').read_text()) + int(joules * 1e6)}\n")
+        clock.now += seconds
+
+    reps.meter.start()
+    spend(300.0, 3.0)  # model load and warm-up: not the test's
+    for _ in range(2):
+        spend(50.0, 1.0)  # depth prefill before each rep: not timed
+        reps.begin()
+        spend(4.0, 0.25)  # the timed repetition
+        reps.end()
+    reading = reps.take()
+    assert reading is not None and reading.joules == pytest.approx(8.0) and reading.seconds == pytest.approx(0.5)
+    assert reading.parts == {"package-0": pytest.approx(8.0)} and reading.source == "rapl"
+    reps.begin()
+    spend(9.0, 1.0)  # a rep cut off by a cancel: no end, so it is not counted
+    assert reps.take() is None
+    reps.end()  # an end with no rep begun is ignored
+    assert reps.take() is None

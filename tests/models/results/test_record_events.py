@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from models.bench.runner import BenchRunner
 from models.bench.spec import BenchJob, BenchParams, BenchTest
 from models.results.compare import compare_runs
@@ -48,3 +50,82 @@ def test_each_result_is_committed_the_moment_it_is_reported(starter_model: Path,
         assert rec.energy.joules_per_token(rec.result) is not None
     row = compare_runs(runs).rows[0]
     assert row.cells["pp16"].n == 2 and row.cells["tg4"].n == 2 and "energy_tg" in row.cells
+
+
+class _RaplStandIn:
+    """A powercap tree whose package counter a thread advances at a fixed power, plus bursts added by hand.
+
+    This machine has no readable RAPL (none in containers, root-only on hosts), so the sensor is simulated: the
+    same sysfs layout EnergyMeter reads, its counter moving with real time while the real worker runs.
+    """
+
+    def __init__(self, root: Path, *, watts: float) -> None:
+        import threading
+        import time
+
+        self.zone = root / "intel-rapl:0"
+        self.zone.mkdir(parents=True)
+        (self.zone / "name").write_text("package-0\n")
+        (self.zone / "max_energy_range_uj").write_text("262143328850\n")
+        self.watts, self.extra_j, self._t0 = watts, 0.0, time.monotonic()
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._write()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        import os
+        import time
+
+        with self._lock:
+            joules = self.watts * (time.monotonic() - self._t0) + self.extra_j
+            tmp = self.zone / "energy_uj.tmp"
+            tmp.write_text(f"{int(joules * 1e6)}\n")
+            os.replace(tmp, self.zone / "energy_uj")  # a reader never sees a half-written file
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.0005):
+            self._write()
+
+    def burst(self, joules: float) -> None:
+        with self._lock:
+            self.extra_j += joules
+        self._write()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_energy_is_metered_over_the_timed_repetitions_only(starter_model: Path, tmp_path: Path) -> None:
+    watts, burst = 20.0, 500.0
+    rapl = _RaplStandIn(tmp_path / "powercap", watts=watts)
+    bursts: list[str] = []
+
+    def untimed_work(job: Any, event: Any) -> None:
+        # Load, warm-up and depth prefill draw power too; here each costs a burst the timed reps must not carry.
+        if event.kind == "progress" and event.data.get("phase") in ("load", "warmup", "depth"):
+            bursts.append(event.data["phase"])
+            rapl.burst(burst)
+
+    job = BenchJob(model_path=starter_model, params=BenchParams(n_threads=1, n_batch=64, n_ubatch=32),
+                   tests=(BenchTest(64, 0), BenchTest(0, 8), BenchTest(32, 0, 64)), repetitions=2)
+    meter = EnergyMeter(powercap_root=tmp_path / "powercap", use_nvml=False)
+    assert meter.sources == ["rapl"]
+    try:
+        with ResultsStore(tmp_path / "results.sqlite3") as store:
+            results = BenchRunner(on_event=record_events(store, machine=machine_fingerprint(), energy_meter=meter,
+                                                         then=untimed_work)).run([job])
+            assert [r.status for r in results] == ["ok"] * 3, results[0].error
+            runs = {r.result.test: r for r in store.list_runs()}
+    finally:
+        rapl.close()
+    assert bursts.count("load") == 1 and bursts.count("warmup") == 3 and bursts.count("depth") == 2
+    for test in ("pp64", "tg8", "pp32 @ d64"):
+        rec = runs[test]
+        timed_s = sum(rec.result.samples_ns) / 1e9
+        assert rec.energy is not None and rec.energy.source == "rapl" and not rec.energy.is_estimate
+        # The metered windows are the reps as the parent sees them: a little late at each end, never the gaps.
+        assert 0.5 * timed_s < rec.energy.seconds < 1.5 * timed_s + 0.05, (test, rec.energy, timed_s)
+        assert rec.energy.joules == pytest.approx(watts * rec.energy.seconds, abs=watts * 0.002 * 2), test
+        assert rec.energy.joules < burst / 10  # no share of any burst outside the timed reps
