@@ -1,0 +1,231 @@
+"""Batched decoding measured as llama-batched-bench does: B sequences prefilled, then TG steps of B tokens each."""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# llama-batched-bench's warm-up: 16 random tokens in sequence 0, decoded once.
+WARMUP_TOKENS = 16
+
+
+class BatchedDecodeError(RuntimeError):
+    """llama_decode refused a batch; the message says which."""
+
+
+@dataclass(frozen=True)
+class BatchedTest:
+    """One point of the sweep: PP prompt tokens per sequence, TG generated per sequence, B sequences."""
+
+    n_prompt: int
+    n_gen: int
+    n_parallel: int
+
+    def n_kv(self, *, pp_shared: bool, kv_unified: bool) -> int:
+        """KV cells the test fills (llama-batched-bench's N_KV and its n_ctx_req)."""
+        if pp_shared:
+            return (self.n_prompt if kv_unified else self.n_parallel * self.n_prompt) + self.n_parallel * self.n_gen
+        return self.n_parallel * (self.n_prompt + self.n_gen)
+
+
+@dataclass
+class BatchedRow:
+    """One test's figures under llama-batched-bench's jsonl names (seconds and tokens per second)."""
+
+    pp: int
+    tg: int
+    pl: int
+    n_kv: int
+    t_pp: float
+    speed_pp: float
+    t_tg: float
+    speed_tg: float
+    t: float
+    speed: float
+    is_pp_shared: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def batched_tests(n_prompt: Sequence[int], n_gen: Sequence[int], n_parallel: Sequence[int]) -> list[BatchedTest]:
+    """The cross product in llama-batched-bench's order: prompt sizes outermost, parallel sequences innermost."""
+    return [BatchedTest(pp, tg, pl) for pp, tg, pl in itertools.product(n_prompt, n_gen, n_parallel)]
+
+
+def context_size(tests: Sequence[BatchedTest], *, pp_shared: bool, kv_unified: bool) -> int:
+    """The smallest n_ctx that runs every test.
+
+    Without a unified cache llama.cpp gives each of the n_seq_max sequences n_ctx / n_seq_max cells, so the
+    longest single sequence times the widest batch must fit as well as each test's total.
+    """
+    if not tests:
+        return 0
+    widest = max(t.n_parallel for t in tests)
+    total = max(t.n_kv(pp_shared=pp_shared, kv_unified=kv_unified) for t in tests)
+    if kv_unified:
+        return total
+    # A shared prompt lives in sequence 0 and is copied to the others, so each sequence holds pp + tg.
+    per_sequence = max(t.n_prompt + t.n_gen for t in tests)
+    return max(total, widest * per_sequence)
+
+
+class TokenBatch:
+    """A reusable llama_batch of up to `capacity` tokens, one sequence id each, that can be decoded in slices.
+
+    Our own arrays rather than llama_batch_init: a slice of n_batch tokens is then a llama_batch whose pointers
+    start part-way into the same arrays, as llama-batched-bench's get_sub_batch does, with nothing to free.
+    """
+
+    def __init__(self, llama: Any, capacity: int) -> None:
+        self.ll = llama
+        self.capacity = capacity
+        self.size = 0
+        self.token = (ctypes.c_int32 * capacity)()
+        self.pos = (ctypes.c_int32 * capacity)()
+        self.n_seq_id = (ctypes.c_int32 * capacity)(*([1] * capacity))
+        self.seq_store = (ctypes.c_int32 * capacity)()
+        base = ctypes.addressof(self.seq_store)
+        self.seq_ptrs = (ctypes.POINTER(ctypes.c_int32) * capacity)(
+            *(ctypes.cast(base + 4 * i, ctypes.POINTER(ctypes.c_int32)) for i in range(capacity)))
+        self.logits = (ctypes.c_int8 * capacity)()
+
+    def clear(self) -> None:
+        self.size = 0
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> None:
+        i = self.size
+        self.token[i] = token
+        self.pos[i] = pos
+        self.seq_store[i] = seq
+        self.logits[i] = 1 if logits else 0
+        self.size = i + 1
+
+    def view(self, start: int, count: int) -> Any:
+        """A llama_batch over tokens start .. start + count - 1."""
+        ll = self.ll
+
+        def at(array: Any, item_size: int, kind: Any) -> Any:
+            return ctypes.cast(ctypes.addressof(array) + start * item_size, ctypes.POINTER(kind))
+
+        batch = ll.llama_batch()
+        batch.n_tokens = count
+        batch.token = at(self.token, 4, ctypes.c_int32)
+        batch.embd = None
+        batch.pos = at(self.pos, 4, ctypes.c_int32)
+        batch.n_seq_id = at(self.n_seq_id, 4, ctypes.c_int32)
+        batch.seq_id = at(self.seq_ptrs, ctypes.sizeof(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int32))
+        batch.logits = at(self.logits, 1, ctypes.c_int8)
+        return batch
+
+
+class BatchedBench:
+    """llama-batched-bench's loop over one context whose n_seq_max is the widest batch of the sweep."""
+
+    def __init__(self, llama: Any, ctx: Any, *, n_vocab: int, n_batch: int, seed: int = 1234) -> None:
+        self.ll = llama
+        self.ctx = ctx
+        self.n_vocab = n_vocab
+        self.n_batch = n_batch
+        self.rng = random.Random(seed)
+        self.mem = llama.llama_get_memory(ctx)
+        self.n_kv_max = int(llama.llama_n_ctx(ctx))
+        self._batch: TokenBatch | None = None
+
+    def _tokens(self, capacity: int) -> TokenBatch:
+        if self._batch is None or self._batch.capacity < capacity:
+            self._batch = TokenBatch(self.ll, max(capacity, WARMUP_TOKENS))
+        self._batch.clear()
+        return self._batch
+
+    def _random(self) -> int:
+        return self.rng.randrange(self.n_vocab)
+
+    def _decode(self, batch: TokenBatch, *, synchronize: bool) -> None:
+        ll = self.ll
+        for start in range(0, batch.size, self.n_batch):
+            count = min(self.n_batch, batch.size - start)
+            code = ll.llama_decode(self.ctx, batch.view(start, count))
+            if code != 0:
+                raise BatchedDecodeError(f"llama_decode failed on a batch of {count} tokens (code {code}); "
+                                         f"the context may be too small for this test.")
+            if synchronize:
+                ll.llama_synchronize(self.ctx)
+
+    def warm_up(self) -> None:
+        self.ll.llama_memory_clear(self.mem, False)  # llama-batched-bench warms a fresh context; ours may be reused
+        batch = self._tokens(WARMUP_TOKENS)
+        for i in range(WARMUP_TOKENS):
+            batch.add(self._random(), i, 0, False)
+        self._decode(batch, synchronize=True)
+
+    def fits(self, test: BatchedTest, *, pp_shared: bool, kv_unified: bool) -> bool:
+        """llama-batched-bench skips a test whose cells exceed the context; so do we (the caller reports it)."""
+        return test.n_kv(pp_shared=pp_shared, kv_unified=kv_unified) <= self.n_kv_max
+
+    def measure(self, test: BatchedTest, *, pp_shared: bool = False, kv_unified: bool = False) -> BatchedRow:
+        """One test: the prompts decoded in n_batch slices (one synchronize), then TG steps of B tokens."""
+        ll, mem = self.ll, self.mem
+        pp, tg, pl = test.n_prompt, test.n_gen, test.n_parallel
+        prompts = 1 if pp_shared else pl
+        batch = self._tokens(max(prompts * pp, pl))
+        for seq in range(prompts):
+            for i in range(pp):
+                batch.add(self._random(), i, seq, i == pp - 1)
+        ll.llama_memory_clear(mem, False)
+
+        started = time.perf_counter_ns()
+        self._decode(batch, synchronize=False)
+        ll.llama_synchronize(self.ctx)
+        pp_ns = time.perf_counter_ns() - started
+
+        if pp_shared:
+            for seq in range(1, pl):
+                ll.llama_memory_seq_cp(mem, 0, seq, -1, -1)
+            if not kv_unified:
+                # As llama-batched-bench: one untimed token applies the copy, then is removed again.
+                batch.clear()
+                batch.add(self._random(), pp, 0, True)
+                self._decode(batch, synchronize=True)
+                ll.llama_memory_seq_rm(mem, 0, pp, -1)
+
+        started = time.perf_counter_ns()
+        for i in range(tg):
+            batch.clear()
+            for seq in range(pl):
+                batch.add(self._random(), pp + i, seq, True)
+            self._decode(batch, synchronize=True)
+        tg_ns = time.perf_counter_ns() - started
+
+        t_pp, t_tg = pp_ns / 1e9, tg_ns / 1e9
+        prompt_tokens = pp if pp_shared else pl * pp
+        total = t_pp + t_tg
+        return BatchedRow(
+            pp=pp, tg=tg, pl=pl, n_kv=test.n_kv(pp_shared=pp_shared, kv_unified=kv_unified),
+            t_pp=t_pp, speed_pp=prompt_tokens / t_pp if t_pp > 0 else 0.0,
+            t_tg=t_tg, speed_tg=pl * tg / t_tg if t_tg > 0 else 0.0,
+            t=total, speed=(prompt_tokens + pl * tg) / total if total > 0 else 0.0, is_pp_shared=pp_shared)
+
+    def run(self, tests: Sequence[BatchedTest], *, pp_shared: bool = False, kv_unified: bool = False,
+            on_row: Callable[[int, BatchedTest, BatchedRow | None], None] | None = None) -> list[BatchedRow]:
+        """Warm up once, then every test in order; a test that does not fit is passed to on_row as None."""
+        self.warm_up()
+        rows: list[BatchedRow] = []
+        for index, test in enumerate(tests):
+            if not self.fits(test, pp_shared=pp_shared, kv_unified=kv_unified):
+                if on_row:
+                    on_row(index, test, None)
+                continue
+            row = self.measure(test, pp_shared=pp_shared, kv_unified=kv_unified)
+            rows.append(row)
+            if on_row:
+                on_row(index, test, row)
+        return rows
