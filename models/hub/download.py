@@ -9,6 +9,7 @@ end its own cache placement (`hf_hub_download` finds our verified blob and links
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -26,6 +27,7 @@ from huggingface_hub import errors as hf_errors
 from models.hub import library
 from models.errors import DownloadError, HubError
 from models.hub.repos import RemoteFile, file_checksums
+from models.hub.partial_lock import PartialLock
 from models.paths import downloads_state_dir
 from models.hub.transfer import (DownloadCancelled, DownloadPaused, Meter, Part, StopToken, Transfer, friendly_error,
                              gb)
@@ -102,9 +104,9 @@ class _Runner:
 
     def __init__(self, request: DownloadRequest, *, token: str | bool | None,
                  on_progress: Callable[[DownloadProgress], None] | None, stop: StopToken,
-                 margin_bytes: int | None, backoff_s: float, max_retries: int) -> None:
+                 margin_bytes: int | None, backoff_s: float, max_retries: int, lock_timeout_s: float) -> None:
         self.request, self.token, self.on_progress, self.stop = request, token, on_progress, stop
-        self.margin_bytes = margin_bytes
+        self.margin_bytes, self.lock_timeout_s = margin_bytes, lock_timeout_s
         self.transfer = Transfer(request.repo_id, token=token, stop=stop, backoff_s=backoff_s,
                                  max_retries=max_retries)
         self.commit: str | None = None
@@ -164,10 +166,30 @@ class _Runner:
     def fetch(self, part: Part, meter: Meter) -> str | None:
         """Bring the partial file to full size; returns its sha256 when the Hub gave one to check against."""
         hasher = self.transfer.fetch(part, meter, self.commit)
-        if hasher is None:
-            return None
-        self.emit(DownloadState.VERIFYING, meter.done, meter.total, message=f"sha256 of {part.remote.filename}")
-        return hasher.hexdigest()
+        if hasher is not None:
+            self.emit(DownloadState.VERIFYING, meter.done, meter.total, message=f"sha256 of {part.remote.filename}")
+        digest = hasher.hexdigest() if hasher is not None else None
+        # The file on disk is what gets placed, so its size is checked too (the only check a mirror allows).
+        on_disk = part.partial.stat().st_size if part.partial.exists() else 0
+        if on_disk != part.size:
+            part.partial.unlink(missing_ok=True)
+            part.state.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{part.remote.filename} is {on_disk} bytes on disk where the Hub says {part.size}: something else "
+                "wrote to the partial file. It was not added to the library and was deleted; run the download again.")
+        return digest
+
+    def locks(self, parts: list[Part]) -> contextlib.ExitStack:
+        """Each partial file owned by this job alone until it is placed (another process or job gets a clear no)."""
+        stack = contextlib.ExitStack()
+        try:
+            for part in parts:
+                stack.enter_context(PartialLock(part.partial.with_suffix(".lock"), timeout_s=self.lock_timeout_s,
+                                                what=f"{self.request.repo_id}/{part.remote.filename}"))
+        except BaseException:
+            stack.close()
+            raise
+        return stack
 
     def verify(self, part: Part, digest: str | None) -> bool:
         if not part.remote.sha256 or digest is None:
@@ -200,6 +222,10 @@ class _Runner:
             parts = self.resolve()
         except (hf_errors.HfHubHTTPError, httpx2.HTTPError, hf_errors.OfflineModeIsEnabled) as error:
             raise friendly_error(self.request.repo_id, error) from error
+        with self.locks(parts):
+            return self.run_locked(parts)
+
+    def run_locked(self, parts: list[Part]) -> DownloadResult:
         self.check_disk([p for p in parts if not self.cached(p)])
         total = sum(p.size for p in parts)
         done = sum(min(p.size, p.partial.stat().st_size) for p in parts if p.partial.exists())
@@ -236,12 +262,13 @@ class _Runner:
 def download(request: DownloadRequest, *, token: str | bool | None = None,
              on_progress: Callable[[DownloadProgress], None] | None = None,
              stop: StopToken | threading.Event | None = None, margin_bytes: int | None = None,
-             backoff_s: float = 1.0, max_retries: int = 5) -> DownloadResult:
+             backoff_s: float = 1.0, max_retries: int = 5, lock_timeout_s: float = 3.0) -> DownloadResult:
     """Run one download to the end (blocking); raises DownloadPaused, DownloadCancelled or DownloadError.
 
     `stop`: a StopToken (pause or cancel), or a plain threading.Event whose set() means pause.
+    `lock_timeout_s`: how long to wait for a file that another process (or job) is downloading before refusing.
     """
     token_obj = stop if isinstance(stop, StopToken) else StopToken(stop)
     runner = _Runner(request, token=token, on_progress=on_progress, stop=token_obj, margin_bytes=margin_bytes,
-                     backoff_s=backoff_s, max_retries=max_retries)
+                     backoff_s=backoff_s, max_retries=max_retries, lock_timeout_s=lock_timeout_s)
     return runner.run()

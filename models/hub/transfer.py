@@ -75,36 +75,73 @@ class Part:
 
 
 class Hasher:
-    """sha256 on its own thread: hashlib releases the GIL, so hashing overlaps the network instead of adding to it."""
+    """sha256 of the partial file as it is on disk, on its own thread that follows the writer.
 
-    def __init__(self, prefix: Path | None = None, prefix_len: int = 0) -> None:
+    It reads the file, not the bytes this process received, so whatever else reached the file is in the digest;
+    the reads come from the page cache and hashlib releases the GIL, so hashing overlaps the network.
+    """
+
+    def __init__(self, path: Path, prefix_len: int = 0) -> None:
+        self.path = path
         self._digest = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
-        self.fed = prefix_len  # bytes of the file this digest covers (or will, once the thread catches up)
-        self._thread = threading.Thread(target=self._run, args=(prefix, prefix_len), name="sha256", daemon=True)
+        self._cond = threading.Condition()
+        self.fed = prefix_len  # bytes of the file this process has on disk (the digest catches up to them)
+        self.hashed = 0
+        self._final = self._abandoned = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
         self._thread.start()
 
-    def _run(self, prefix: Path | None, prefix_len: int) -> None:
-        if prefix is not None and prefix_len:
-            # Resuming: the bytes already on disk are hashed first, while the rest arrives.
-            with prefix.open("rb") as handle:
-                left = prefix_len
-                while left and (block := handle.read(min(left, 8 * _CHUNK))):
+    def _run(self) -> None:
+        handle = None
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._abandoned or self._final or self.fed > self.hashed)
+                    if self._abandoned:
+                        return
+                    final, target = self._final, self.fed
+                if handle is None:
+                    try:
+                        handle = self.path.open("rb")
+                    except FileNotFoundError:
+                        if final:
+                            return  # nothing was ever written: the digest of nothing
+                        raise
+                # Up to what this process wrote; at the end, to the end of the file, whoever wrote it.
+                while final or self.hashed < target:
+                    block = handle.read(8 * _CHUNK if final else min(8 * _CHUNK, target - self.hashed))
+                    if not block:
+                        break
                     self._digest.update(block)
-                    left -= len(block)
-        while (chunk := self._queue.get()) is not None:
-            self._digest.update(chunk)
+                    self.hashed += len(block)
+                if final:
+                    return
+        except OSError as error:
+            self._error = error
+        finally:
+            if handle is not None:
+                handle.close()
 
-    def update(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
-        self.fed += len(chunk)
+    def update(self, n: int) -> None:
+        """n more bytes of the file are on disk."""
+        with self._cond:
+            self.fed += n
+            self._cond.notify()
 
     def abandon(self) -> None:
-        self._queue.put(None)
+        with self._cond:
+            self._abandoned = True
+            self._cond.notify()
 
     def hexdigest(self) -> str:
-        self._queue.put(None)
+        with self._cond:
+            self._final = True
+            self._cond.notify()
         self._thread.join()
+        if self._error is not None:
+            raise DownloadError(f"Cannot read {self.path} to check its sha256: {self._error.strerror}") \
+                from self._error
         return self._digest.hexdigest()
 
 
@@ -126,9 +163,14 @@ class Meter:
         while len(self.samples) > 2 and now - self.samples[0][0] > 5.0:
             self.samples.popleft()
         span = now - self.samples[0][0]
-        speed = (self.done - self.samples[0][1]) / span if span > 0 else 0.0
+        speed = max(0.0, (self.done - self.samples[0][1]) / span) if span > 0 else 0.0
         eta = (self.total - self.done) / speed if speed > 0 and self.total is not None else None
         self.report(self.done, speed, eta)
+
+    def rewind(self, n: int) -> None:
+        """n bytes were thrown away (the file starts over): the speed window starts again too."""
+        self.done -= n
+        self.samples = deque([(time.monotonic(), self.done)])
 
 
 def friendly_error(repo_id: str, error: Exception) -> DownloadError:
@@ -163,8 +205,12 @@ def gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
-class _Progressed(Exception):
-    """Internal: an attempt moved forward (or must restart), so the failure count starts again."""
+class _Incomplete(Exception):
+    """Internal: an attempt ended before the file was complete; whether it moved forward decides what follows."""
+
+    def __init__(self, reason: str, *, wait: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.wait = reason, wait
 
 
 class Transfer:
@@ -175,8 +221,13 @@ class Transfer:
         self.repo_id, self.token, self.stop = repo_id, token, stop
         self.backoff_s, self.max_retries = backoff_s, max_retries
 
-    def retrying(self, what: str, attempt_fn: Callable[[], T]) -> T:
-        """Call attempt_fn until it succeeds; back off on dropped connections and 5xx; a pause interrupts."""
+    def retrying(self, what: str, attempt_fn: Callable[[], T], *, progress: Callable[[int], bool] | None = None) -> T:
+        """Call attempt_fn until it succeeds; back off on dropped connections, 5xx and short bodies; a pause interrupts.
+
+        `progress(0)` says whether the last attempt moved the file further than ever before: only such an
+        attempt starts the count again, so a server that keeps cutting the same body off (or ignores Range and
+        restarts it) ends in a clear error after max_retries attempts instead of a loop.
+        """
         failures = 0
         while True:
             if self.stop.is_set():
@@ -184,15 +235,32 @@ class Transfer:
             try:
                 return attempt_fn()
             except (httpx2.HTTPError, hf_errors.HfHubHTTPError) as error:
-                if not _retryable(error) or failures >= self.max_retries:
+                if not _retryable(error):
+                    raise friendly_error(self.repo_id, error) from error
+                if progress is not None and progress(0):
+                    failures = 0
+                    continue
+                if failures >= self.max_retries:
                     raise friendly_error(self.repo_id, error) from error
                 failures += 1
                 delay = min(self.backoff_s * 2 ** (failures - 1), 30.0)
                 log.warning("%s failed (%s); retry %d in %.1f s", what, error, failures, delay)
                 if self.stop.wait(delay):
                     raise self.stopped() from error
-            except _Progressed:
-                failures = 0
+            except _Incomplete as short:
+                if progress is not None and progress(0):
+                    failures = 0
+                    continue
+                if failures >= self.max_retries:
+                    raise DownloadError(
+                        f"{self.repo_id}/{what}: no progress in {failures + 1} attempts ({short.reason}); gave up. "
+                        "The partial file is kept: run the download again later to resume.") from None
+                failures += 1
+                delay = min(self.backoff_s * 2 ** (failures - 1), 30.0) if short.wait else 0.0
+                log.warning("%s: %s; attempt %d without progress, next in %.1f s", what, short.reason, failures,
+                            delay)
+                if delay and self.stop.wait(delay):
+                    raise self.stopped() from None
 
     def stopped(self) -> DownloadError:
         if self.stop.discard:
@@ -211,16 +279,36 @@ class Transfer:
             headers.pop("authorization", None)  # a signed CDN URL must never get the Hub token
         hasher: Hasher | None = None
         refreshes = 0
+        # The most bytes the partial has held in this call: only beating it counts as progress. Never lowered
+        # when the file starts over, or a server that ignores Range and drops mid-body would loop for ever.
+        best = part.partial.stat().st_size if part.partial.exists() else 0
+        best = best if best <= part.size else 0
 
         def on_disk() -> int:
             return part.partial.stat().st_size if part.partial.exists() else 0
+
+        def start_over(have: int, why: str) -> None:
+            nonlocal hasher
+            log.info("%s: %s; starting the file again from byte 0", part.remote.filename, why)
+            part.partial.unlink(missing_ok=True)
+            meter.rewind(have)
+            if hasher is not None:
+                hasher.abandon()
+                hasher = None
+
+        def progressed(_: int) -> bool:
+            nonlocal best
+            now = on_disk()
+            if now > best:
+                best = now
+                return True
+            return False
 
         def attempt() -> None:
             nonlocal hasher, refreshes
             have = on_disk()
             if have > part.size:  # not this file (or a corrupted partial): start over
-                part.partial.unlink()
-                meter.add(-have)
+                start_over(have, f"the partial file holds {have} bytes, more than the file's {part.size}")
                 have = 0
             if part.remote.sha256 and (hasher is None or hasher.fed != have):
                 if hasher is not None:
@@ -231,32 +319,34 @@ class Transfer:
             with get_session().stream("GET", part.url, headers={**headers, "Range": f"bytes={have}-"},
                                       timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
                 if response.status_code == 416:
-                    part.partial.unlink(missing_ok=True)  # the partial is longer than the file: start over
-                    meter.add(-have)
-                    raise _Progressed()
+                    start_over(have, "the server says the partial file is longer than the file (HTTP 416)")
+                    raise _Incomplete("the server refused the range (HTTP 416)", wait=False)
                 if response.status_code == 403 and "authorization" not in headers and refreshes < 2:
                     # A signed CDN link that expired during a long transfer: ask the Hub for a fresh one.
                     refreshes += 1
                     part.url = get_hf_file_metadata(hf_hub_url(self.repo_id, part.remote.filename,
                                                                revision=commit), token=self.token).location
-                    raise _Progressed()
+                    raise _Incomplete("the download link expired", wait=False)
                 if response.status_code >= 400:
                     response.read()
                     hf_raise_for_status(response)
                 if response.status_code == 200 and have:
-                    log.info("The server ignored the Range header; restarting %s", part.remote.filename)
-                    part.partial.unlink(missing_ok=True)
-                    meter.add(-have)
-                    raise _Progressed()
+                    # The server ignored Range and sends the whole file: take it from byte 0, in this response.
+                    start_over(have, "the server ignored the Range header")
+                    have = 0
+                    if part.remote.sha256:
+                        hasher = Hasher(part.partial, 0)
+                _check_announced(part, response, have)
                 self._write_body(part, response, meter, hasher, have)
-            if on_disk() < part.size:
-                raise _Progressed()  # a short body without an error: ask for the rest
+            now = on_disk()
+            if now < part.size:
+                raise _Incomplete(f"the server ended the body at byte {now} of {part.size}")
 
         try:
-            self.retrying(part.remote.filename, attempt)
+            self.retrying(part.remote.filename, attempt, progress=progressed)
         except BaseException:
             if hasher is not None:
-                hasher.abandon()  # its thread would otherwise wait for chunks for ever
+                hasher.abandon()  # its thread would otherwise wait for bytes for ever
             raise
         return hasher
 
@@ -264,9 +354,11 @@ class Transfer:
                     have: int) -> None:
         fd = os.open(part.partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         got = 0
+        limit = part.size - have  # never more than the file: a server that keeps sending cannot fill the disk
         try:
             for chunk in response.iter_bytes():
-                view = memoryview(chunk)
+                view = memoryview(chunk)[:limit - got]
+                excess = len(chunk) - len(view)
                 while view:
                     try:
                         written = _write(fd, view)
@@ -280,13 +372,39 @@ class Transfer:
                     view = view[written:]
                     got += written
                     meter.add(written)
-                if hasher is not None:
-                    hasher.update(chunk)
+                    if hasher is not None:
+                        hasher.update(written)
+                if excess:
+                    self._overflowed(part)
                 if self.stop.is_set():
                     raise self.stopped()
-        except httpx2.TransportError:
-            if got:
-                raise _Progressed() from None  # the connection dropped after some bytes: resume from the disk
-            raise
+        except httpx2.TransportError as error:
+            raise _Incomplete(f"the connection dropped at byte {have + got} of {part.size} "
+                              f"({type(error).__name__})") from None
         finally:
             os.close(fd)
+
+    def _overflowed(self, part: Part) -> None:
+        """The body goes on past the file's size: a corrupt response, stopped before one extra byte is written."""
+        if part.remote.sha256:
+            keep = ("The first {size} bytes are kept; the next run checks them against the Hub's sha256 and only "
+                    "keeps them if they match.").format(size=part.size)
+        else:
+            part.partial.unlink(missing_ok=True)  # no sha256 to tell good bytes from bad: nothing is kept
+            part.state.unlink(missing_ok=True)
+            keep = "Without a sha256 from the Hub the bytes cannot be checked, so the partial file was deleted."
+        raise DownloadError(f"{part.remote.filename}: the server sent more than the file's {part.size} bytes "
+                            f"(a corrupt response from a broken server or proxy); the download stopped there. {keep}")
+
+
+def _check_announced(part: Part, response: httpx2.Response, have: int) -> None:
+    """A Content-Length or Content-Range that disagrees with the Hub's size is a corrupt response: not written."""
+    expected = part.size - have
+    announced = response.headers.get("Content-Length")
+    if announced is not None and announced.strip().isdigit() and int(announced) != expected:
+        raise _Incomplete(f"the server announced {int(announced)} bytes where {expected} were due "
+                          f"(HTTP {response.status_code} from {urlsplit(str(response.url)).netloc})")
+    if response.status_code == 206:
+        ranged = response.headers.get("Content-Range", "")
+        if not ranged.startswith(f"bytes {have}-"):
+            raise _Incomplete(f"the server answered the range from byte {have} with {ranged!r}")

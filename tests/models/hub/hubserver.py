@@ -113,6 +113,10 @@ class Faults:
 
     fail: list[list[Any]] = field(default_factory=list)  # [substring of the path, status, times left]
     drop_after: dict[str, int] = field(default_factory=dict)  # filename -> cut the body after N bytes (once)
+    drop_every: dict[str, int] = field(default_factory=dict)  # filename -> cut the body after N bytes, every time
+    ignore_range: bool = False  # answer ranged GETs with 200 and the whole file, as some servers and proxies do
+    overlong: dict[str, int | None] = field(default_factory=dict)  # filename -> junk after the file (None: endless)
+    short_cdn: dict[str, bytes] = field(default_factory=dict)  # filename -> the CDN answers 200 with these bytes
     garbage_json: bool = False
     throttle_bps: int | None = None  # slow the CDN down so a test can interrupt a transfer
     token: str = "hf_test_token"  # the token a gated repo accepts
@@ -133,6 +137,9 @@ class HubServer:
         self.served: list[Served] = []
         self.lock = threading.Lock()
         self.page_size = 2
+        # Behave like olah, a self-hosted mirror: repo info only at /api/models/{repo}/revision/{rev} (the bare
+        # /api/models/{repo} is FastAPI's 404), siblings without sizes or LFS data; tree and paths-info have them.
+        self.olah = False
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -303,12 +310,16 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if repo is None:
                 self._error(401, "RepoNotFound", "Repository not found")
                 return
-            if rest[:1] == ["revision"]:
+            revision = rest[:1] == ["revision"]
+            if revision:
                 rest = rest[2:]
             if not rest:
+                if hub.olah and not revision:
+                    self._send(404, b'{"detail":"Not Found"}')
+                    return
                 info = repo.summary()
                 info.update(sha=repo.sha, cardData={"license": repo.license} if repo.license else None,
-                            siblings=[repo.sibling(n, "blobs" in query) for n in repo.files])
+                            siblings=[repo.sibling(n, "blobs" in query and not hub.olah) for n in repo.files])
                 self._json(info)
             elif rest[0] == "tree":
                 prefix = "/".join(rest[2:])
@@ -356,13 +367,16 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if hosted is None:
                 self._error(404, None, "No such blob")
                 return
+            if filename in hub.faults.short_cdn:  # a CDN host that answers 200 with a few bytes, not the file
+                self._send(200, hub.faults.short_cdn[filename], content_type="application/octet-stream")
+                return
             self._body(repo_id, filename, hosted, {"ETag": f'"{hosted.sha256}"'})
 
         def _body(self, repo_id: str, filename: str, hosted: HostedFile, headers: dict[str, str]) -> None:
             size = hosted.size
             start, end, status = 0, size - 1, 200
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            if match:
+            if match and not hub.faults.ignore_range:
                 start = int(match.group(1))
                 end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
                 if start >= size:
@@ -370,8 +384,13 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     return
                 status = 206
                 headers = {**headers, "Content-Range": f"bytes {start}-{end}/{size}"}
+            junk = hub.faults.overlong.get(filename, 0) if self.command == "GET" else 0
             self.send_response(status)
-            self.send_header("Content-Length", str(end - start + 1))
+            if junk == 0:
+                self.send_header("Content-Length", str(end - start + 1))
+            else:  # no length: the body ends when the server closes the connection
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Accept-Ranges", "bytes")
             for key, value in headers.items():
@@ -380,8 +399,25 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             record = self._record(status, range_start=start)
             if self.command == "HEAD":
                 return
-            cut = hub.faults.drop_after.pop(filename, None) if self.command == "GET" else None
+            cut = hub.faults.drop_after.pop(filename, hub.faults.drop_every.get(filename)) \
+                if self.command == "GET" else None
             self._stream(hosted, start, end + 1, record, cut)
+            if junk != 0 and (cut is None or cut >= end + 1 - start):
+                self._junk(record, junk)
+
+        def _junk(self, record: Served, count: int | None) -> None:
+            # A broken server or proxy that keeps sending after the file; "endless" stops at 64 MiB so a client
+            # that never stops cannot hang the test run.
+            left = 64 << 20 if count is None else count
+            block = b"\xa5" * (64 << 10)
+            try:
+                while left > 0:
+                    chunk = block[:left]
+                    record.bytes_sent += len(chunk)
+                    self.wfile.write(chunk)
+                    left -= len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
         def _stream(self, hosted: HostedFile, start: int, stop: int, record: Served, cut: int | None) -> None:
             limit = stop if cut is None else min(stop, start + cut)
@@ -411,8 +447,8 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                         record.bytes_sent += len(chunk)
                         self.wfile.write(chunk)
                         offset += len(chunk)
-                        if throttle:
-                            time.sleep(len(chunk) / throttle)
+                        if hub.faults.throttle_bps:  # read each time, so a test can lift it mid-transfer
+                            time.sleep(len(chunk) / hub.faults.throttle_bps)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
                 return
