@@ -24,8 +24,11 @@ class HttpRangeSource:
     """A ByteSource over HTTP: reads ahead in growing blocks so a GGUF header costs one or two requests."""
 
     def __init__(self, url: str, *, headers: dict[str, str] | None = None, session: object | None = None,
-                 first_block: int = _FIRST_BLOCK, max_block: int = _MAX_BLOCK) -> None:
+                 first_block: int = _FIRST_BLOCK, max_block: int = _MAX_BLOCK,
+                 max_transfer: int = HeaderLimits.max_header_bytes) -> None:
         self.url = url
+        self.max_transfer = max_transfer  # bytes this source may pull over the network in all, whatever the server does
+        self.ignores_range = False
         self._headers = dict(headers or {})
         # huggingface_hub's shared client: its proxy, certificate and offline settings apply here too.
         self._session = session if session is not None else get_session()
@@ -63,34 +66,48 @@ class HttpRangeSource:
         return self._buf[offset - self._buf_start:end - self._buf_start]
 
     def _fetch(self, start: int, length: int, *, replace: bool = True) -> bytes:
+        # A server that ignores Range resends the file from byte 0 each time: that prefix is what it costs.
+        cost = start + length if self.ignores_range else length
+        if self.bytes_fetched + cost > self.max_transfer:
+            why = " because the server ignores HTTP range requests and sends the file from its start each time" \
+                if self.ignores_range else ""
+            raise HubError(f"Reading this GGUF header would fetch more than {self.max_transfer / 1e6:.0f} MB{why}; "
+                           "stopped there. Download the file to read it instead.")
         headers = {**self._headers, "Range": f"bytes={start}-{start + length - 1}",
                    "Accept-Encoding": "identity"}
-        response = self._session.get(self.url, headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)  # type: ignore[attr-defined]
-        self.requests += 1
-        if response.status_code == 416:
-            self._size = self._size if self._size is not None else start
-            return b""
-        hf_raise_for_status(response)
-        final_url = str(response.url)
-        if final_url != self.url:
-            # Go straight to the CDN next time (one request, not a redirect plus a request); the signed
-            # URL must not carry the Hub token to another host.
-            if urlsplit(final_url).netloc != urlsplit(self.url).netloc:
-                self._headers.pop("authorization", None)
-                self._headers.pop("Authorization", None)
-            self.url = final_url
-        data = response.content
-        if response.status_code == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != start:
-                raise HubError(f"The server answered a range request with {response.headers.get('Content-Range')!r}.")
-            if match.group(3) != "*":
-                self._size = int(match.group(3))
-        else:
-            # A server that ignores Range sends the whole file: keep only what was asked for.
-            self._size = len(data)
-            data = data[start:start + length]
-        self.bytes_fetched += len(data)
+        # Streamed, never `.content`: a server that ignores Range would otherwise put the whole file in memory.
+        with self._session.stream("GET", self.url, headers=headers,  # type: ignore[attr-defined]
+                                  timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+            self.requests += 1
+            if response.status_code == 416:
+                self._size = self._size if self._size is not None else start
+                return b""
+            if response.status_code >= 400:
+                response.read()  # an error body is small; hf_raise_for_status reads its message
+            hf_raise_for_status(response)
+            self._follow(str(response.url))
+            if response.status_code == 206:
+                match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+                if not match or int(match.group(1)) != start:
+                    raise HubError(
+                        f"The server answered a range request with {response.headers.get('Content-Range')!r}.")
+                if match.group(3) != "*":
+                    self._size = int(match.group(3))
+                data = _read_at_most(response, length)
+                self.bytes_fetched += len(data)
+            else:
+                # The whole file from byte 0: read as far as this block needs, then hang up.
+                if not self.ignores_range:
+                    log.info("%s ignores HTTP range requests; reading only the start of its answer", self.url)
+                self.ignores_range = True
+                announced = response.headers.get("Content-Length", "")
+                prefix = _read_at_most(response, start + length)
+                self.bytes_fetched += len(prefix)
+                if announced.isdigit():
+                    self._size = int(announced)
+                elif len(prefix) < start + length:
+                    self._size = len(prefix)  # the body ended: that is the file's size
+                data = prefix[start:]
         # After the first block, read-ahead restarts at half of it and doubles per request: a header just past
         # 1 MiB then costs two requests and under 2 MB, and a 10 MB vocabulary still only a handful.
         self._block = self._block // 2 if self.requests == 1 else min(self._block * 2, self._max_block)
@@ -98,12 +115,33 @@ class HttpRangeSource:
             self._buf, self._buf_start = data, start
         return data
 
+    def _follow(self, final_url: str) -> None:
+        if final_url == self.url:
+            return
+        # Go straight to the CDN next time (one request, not a redirect plus a request); the signed
+        # URL must not carry the Hub token to another host.
+        if urlsplit(final_url).netloc != urlsplit(self.url).netloc:
+            self._headers.pop("authorization", None)
+            self._headers.pop("Authorization", None)
+        self.url = final_url
+
+
+def _read_at_most(response: object, limit: int) -> bytes:
+    """Up to `limit` bytes of a streamed body; the rest is never read (closing the response drops it)."""
+    out = bytearray()
+    for chunk in response.iter_bytes():  # type: ignore[attr-defined]
+        out += chunk[:limit - len(out)]
+        if len(out) >= limit:
+            break
+    return bytes(out)
+
 
 def read_remote_header(repo_id: str, filename: str, *, revision: str | None = None, token: str | bool | None = None,
                        limits: HeaderLimits | None = None) -> GGUFHeader:
     """The GGUF header of a file on the Hub, read without downloading it; raises ModelFileError or HubError."""
     url = hf_hub_url(repo_id, filename, revision=revision)
-    source = HttpRangeSource(url, headers=build_hf_headers(token=token))
+    source = HttpRangeSource(url, headers=build_hf_headers(token=token),
+                             max_transfer=(limits or HeaderLimits()).max_header_bytes)
     header = call_hub(f"{repo_id}/{filename}", lambda: read_gguf_header(source, limits=limits))
     log.debug("Remote header of %s/%s: %d requests, %d bytes", repo_id, filename, source.requests,
               source.bytes_fetched)

@@ -225,7 +225,10 @@ def search_models(query: str | None = None, *, sort: SortKey = "downloads", auth
 
 def repo_files(repo_id: str, *, revision: str | None = None, token: str | bool | None = None) -> RepoFiles:
     """A repo's GGUF models grouped by quant, each file's size and LFS sha256, gated/licence flags, Hub facts."""
-    info = call_hub(f"Repo {repo_id}", lambda: HfApi().model_info(repo_id, revision=revision, files_metadata=True,
+    # Always with a revision: self-hosted mirrors (olah) answer /api/models/{repo}/revision/{rev} but not the
+    # bare /api/models/{repo}, and on the Hub both give the same answer.
+    rev = revision or "main"
+    info = call_hub(f"Repo {repo_id}", lambda: HfApi().model_info(repo_id, revision=rev, files_metadata=True,
                                                                token=token))
     files = []
     for sibling in info.siblings or []:
@@ -233,6 +236,9 @@ def repo_files(repo_id: str, *, revision: str | None = None, token: str | bool |
         sha = lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
         size = sibling.size if sibling.size is not None else (lfs.get("size") if isinstance(lfs, dict) else None)
         files.append(RemoteFile(sibling.rfilename, size, sha if isinstance(sha, str) else None))
+    if any(f.size is None for f in files if f.filename.lower().endswith(".gguf")):
+        # A mirror that lists siblings without sizes: the tree has them (and the LFS sha256), at the same commit.
+        files = _with_tree_sizes(repo_id, files, revision=info.sha or rev, token=token)
     models, incomplete = group_quants(files)
     arch, context, n_params = _gguf_facts(info)
     gated = info.gated
@@ -240,6 +246,20 @@ def repo_files(repo_id: str, *, revision: str | None = None, token: str | bool |
                      gated_mode=gated if isinstance(gated, str) else None, license=_license(info),
                      architecture=arch, context_length=context, n_params=n_params, models=models,
                      incomplete_splits=incomplete)
+
+
+def _with_tree_sizes(repo_id: str, files: list[RemoteFile], *, revision: str,
+                     token: str | bool | None) -> list[RemoteFile]:
+    tree = call_hub(f"Repo {repo_id}", lambda: list(HfApi().list_repo_tree(repo_id, recursive=True, revision=revision,
+                                                                         token=token)))
+    known: dict[str, RemoteFile] = {}
+    for entry in tree:
+        size = getattr(entry, "size", None)
+        if isinstance(size, int):
+            lfs = getattr(entry, "lfs", None)
+            sha = lfs.get("sha256") if isinstance(lfs, dict) else None
+            known[entry.path] = RemoteFile(entry.path, size, sha if isinstance(sha, str) else None)
+    return [f if f.size is not None else known.get(f.filename, f) for f in files]
 
 
 def file_checksums(repo_id: str, filenames: list[str], *, revision: str | None = None,

@@ -96,3 +96,34 @@ def test_the_real_starter_model_header_costs_two_requests_under_2_mib(hub: HubSe
         (local.n_params, local.vocab_size, local.tensor_data_offset)
     requests = hub.file_requests(starter_model.name)
     assert len(requests) <= 2 and sum(r.bytes_sent for r in requests) < 2 << 20  # a 1.8 MB header, 98 MB file
+
+
+def test_a_server_that_ignores_range_is_read_only_as_far_as_the_header(hub: HubServer, tiny_gguf: Path) -> None:
+    # The server sends the whole 64 MB file to every ranged request; the reader must hang up after the header.
+    payload = tiny_gguf.read_bytes() + b"\0" * (64 << 20)
+    hub.add_repo("org/Tiny-GGUF", {"tiny-Q4_K_M.gguf": payload})
+    hub.faults.ignore_range = True
+    header = read_remote_header("org/Tiny-GGUF", "tiny-Q4_K_M.gguf")
+    assert header.architecture == "llama" and header.file_size == len(payload)
+    sent = sum(s.bytes_sent for s in hub.file_requests("tiny-Q4_K_M.gguf"))
+    assert sent < 16 << 20  # the first MiB and what the sockets buffered; not the 64 MB body
+
+
+def test_ignored_range_past_the_transfer_budget_fails_clearly(hub: HubServer, tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "vocab-Q4_0.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_token_list([f"tok_{i:06d}_abcdef" for i in range(128_000)])  # a ~3.3 MB header
+    writer.add_tensor("w", np.zeros((1, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    hub.add_repo("org/Vocab-GGUF", {"vocab-Q4_0.gguf": path})
+    hub.faults.ignore_range = True
+    source = HttpRangeSource(f"{hub.url}/org/Vocab-GGUF/resolve/main/vocab-Q4_0.gguf", max_transfer=3 << 20)
+    with pytest.raises(HubError, match="more than 3 MB because the server ignores HTTP range requests"):
+        read_gguf_header(source)
+    assert source.bytes_fetched <= 3 << 20
