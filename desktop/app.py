@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QThread, QThreadPool, QTimer
 from PySide6.QtWidgets import QApplication
 
 from desktop.error_dialog import install_excepthook
@@ -40,6 +40,9 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
     app.setApplicationName("Tokenometer")
     app.setApplicationDisplayName("Tokenometer")
     app.setStyle("Fusion")  # one look on every platform, and a palette that follows light/dark
+    # Most jobs wait on the network or the disk, not the CPU: a Hub that does not answer must not hold every
+    # pool thread of a two-core machine while the Library or the Settings page wait behind it.
+    QThreadPool.globalInstance().setMaxThreadCount(max(8, QThread.idealThreadCount()))
     apply_theme(app)
     app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_theme(app))
     return app

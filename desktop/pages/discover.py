@@ -1,17 +1,21 @@
-"""Discover page: search the Hub as you type, a repo's quant files with sizes and a fit badge, download buttons."""
+"""Discover page: search the Hub as you type, a repo's quant files by size with a fit badge and what is already on
+disk, its model card, download buttons; an unreachable Hub is said at once and retried quietly."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSplitter, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from desktop.context import AppContext
-from desktop.jobs import run_job
+from desktop.jobs import Change, run_job
+from desktop.model_card import ModelCard
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
 from desktop.units import fmt_bytes, fmt_count
@@ -20,6 +24,7 @@ from models.hub.repos import SORT_KEYS, QuantModel, RepoFiles, RepoSummary
 log = logging.getLogger(__name__)
 
 SEARCH_DELAY_MS = 300
+HUB_RETRY_MS = 15_000  # while the Hub is unreachable, ask again this often, without a new message each time
 SORT_NAMES = {"downloads": "Most downloaded", "likes": "Most liked", "trending": "Trending",
               "last_modified": "Recently updated"}
 BADGES = {"gpu": ("fully on GPU", "#2e7d32"), "partial": ("partial offload", "#b26a00"),
@@ -33,6 +38,7 @@ class FileRow:
     model: QuantModel
     verdict: Any = None  # models.fit.estimate.FitVerdict
     fit_error: str = ""
+    local: Path | None = None  # the file already on this machine (Library), if it is
 
 
 REPO_COLUMNS: list[Column[RepoSummary]] = [
@@ -82,7 +88,18 @@ FILE_COLUMNS: list[Column[FileRow]] = [
     Column("Checksum", lambda f: "sha256" if f.model.verifiable else "size only",
            tip="sha256: the download is verified against the Hub's LFS hash; size only: the Hub (or mirror) "
                "gave no hash, so only the size can be checked."),
+    Column("On disk", lambda f: "✓ on disk" if f.local else "", cell_tip=lambda f: str(f.local or ""),
+           color=lambda f: QColor("#2e7d32") if f.local else None,
+           tip="Already on this machine (in the Library): no need to download it again."),
 ]
+
+
+def local_files(repo_id: str) -> dict[str, Path]:
+    """File name -> path of this repo's models already in the Library (blocking: call from a job)."""
+    from models.hub.library import list_models
+
+    return {entry.path.name: entry.path for entry in list_models(read_headers=False, include_other_apps=False)
+            if entry.repo_id == repo_id}
 
 
 class DiscoverPage(Page):
@@ -105,6 +122,12 @@ class DiscoverPage(Page):
         row.addWidget(self.author)
         row.addWidget(self.sort)
         self.body.addLayout(row)
+        # One visible line when the Hub cannot be reached; it goes when the Hub answers again.
+        self.offline = QLabel()
+        self.offline.setObjectName("notice")
+        self.offline.setWordWrap(True)
+        self.offline.setVisible(False)
+        self.body.addWidget(self.offline)
         self.repos = RowTable(REPO_COLUMNS, parent=self)
         self.repo_view = table_view(self.repos)
         self.repo_view.setColumnWidth(0, 360)
@@ -112,8 +135,16 @@ class DiscoverPage(Page):
         self.files = RowTable(FILE_COLUMNS, parent=self)
         self.files_proxy = sortable(self.files, self)
         self.file_view = table_view(self.files_proxy, sortable_view=True)
+        # Smallest first: the quant names sort in no useful order (IQ2_XS, Q4_K_M, Q8_0), their sizes do.
+        self.file_view.sortByColumn(2, Qt.SortOrder.AscendingOrder)
         self.file_view.selectionModel().selectionChanged.connect(self._file_selected)
         self.file_view.doubleClicked.connect(lambda _index: self.download_selected())
+        self.card = ModelCard()
+        self.card.setPlaceholderText("Pick a repo to read its model card.")
+        self.details = QTabWidget()
+        self.details.setDocumentMode(True)
+        self.details.addTab(self.file_view, "Files")
+        self.details.addTab(self.card, "Model card")
         self.repo_title = QLabel("Pick a repo to see its files.")
         self.repo_title.setObjectName("muted")
         self.repo_title.setWordWrap(True)
@@ -128,7 +159,7 @@ class DiscoverPage(Page):
         head.addWidget(self.repo_title, 1)
         head.addWidget(self.download_button)
         files_layout.addLayout(head)
-        files_layout.addWidget(self.file_view, 1)
+        files_layout.addWidget(self.details, 1)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.repo_view)
         split.addWidget(files_box)
@@ -150,6 +181,12 @@ class DiscoverPage(Page):
         self._repo_generation = 0
         self.repo_files: RepoFiles | None = None
         self.searches = 0  # how many searches were sent (the debounce test counts them)
+        # While the Hub is unreachable: probe it quietly, and search again once it answers.
+        self._retry = QTimer(self)
+        self._retry.setInterval(HUB_RETRY_MS)
+        self._retry.timeout.connect(self._probe_hub)
+        self._probing = False
+        ctx.watch(Change.LIBRARY, self._mark_local, owner=self)  # a finished download is now on disk
 
     # -- searching --
     def run_search(self) -> None:
@@ -160,22 +197,67 @@ class DiscoverPage(Page):
         query, author = self.search.text().strip(), self.author.text().strip() or None
         sort = self.sort.currentData()
         self.searches += 1
-        self.status.setText("Searching …")
+        self.status.setText("Searching …" if not self.offline.isVisible() else "Waiting for the Hub …")
+        if not self.offline.isVisible():
+            self._probe_hub()  # answers in a few seconds where the search itself may wait half a minute
 
         def done(found: list[RepoSummary]) -> None:
             if generation != self._search_generation:
                 return  # a newer search was sent meanwhile
+            self._hub_back()
             self.repos.set_rows(found)
+            self._clear_repo()  # the files and card of a repo from the previous search would mislead
             self.status.setText(f"{len(found)} repos" + (" (the first 50)" if len(found) == 50 else "") + ".")
 
         def failed(error: BaseException) -> None:
             if generation == self._search_generation:
-                self.status.setText(f"Search failed: {error}")
+                # With the Hub unreachable the notice above already says so; one message is enough.
+                self.status.setText("Not connected." if self.offline.isVisible() else f"Search failed: {error}")
 
         run_job(lambda: list(search_models(query or None, sort=sort, author=author, limit=50)),
                 on_done=done, on_error=failed)
 
+    # -- the Hub's reachability --
+    def _probe_hub(self) -> None:
+        from desktop.hub_probe import hub_unreachable
+
+        if self._probing:
+            return
+        self._probing = True
+
+        def done(reason: str | None) -> None:
+            self._probing = False
+            if reason is None:
+                if self.offline.isVisible():
+                    self._hub_back()
+                    self.run_search()
+                return
+            self.offline.setText(f"The Hugging Face Hub cannot be reached ({reason}). Trying again every "
+                                 f"{HUB_RETRY_MS // 1000} s; the models already on this machine are in the Library "
+                                 f"(Ctrl+3).")
+            self.offline.setVisible(True)
+            if not self._retry.isActive():
+                self._retry.start()
+
+        def failed(error: BaseException) -> None:
+            self._probing = False
+            log.warning("Hub probe failed: %s", error)
+
+        run_job(hub_unreachable, on_done=done, on_error=failed)
+
+    def _hub_back(self) -> None:
+        self._retry.stop()
+        self.offline.setVisible(False)
+
     # -- one repo's files --
+    def _clear_repo(self) -> None:
+        self._repo_generation += 1  # an answer still on its way for the old repo is dropped
+        self.repo_files = None
+        self.files.set_rows([])
+        self.card.clear()
+        self.repo_title.setText("Pick a repo to see its files.")
+        self.download_button.setEnabled(False)
+
     def _repo_selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
         rows = self.repo_view.selectionModel().selectedRows()
         if rows:
@@ -187,25 +269,64 @@ class DiscoverPage(Page):
         self._repo_generation += 1
         generation = self._repo_generation
         self.files.set_rows([])
+        self.card.clear()
         self.repo_title.setText(f"{repo_id}: listing files …")
 
-        def done(found: RepoFiles) -> None:
+        def work() -> tuple[RepoFiles, dict[str, Path]]:
+            found = repo_files(repo_id)
+            return found, local_files(repo_id)
+
+        def done(result: tuple[RepoFiles, dict[str, Path]]) -> None:
+            found, local = result
             if generation != self._repo_generation:
                 return
             self.repo_files = found
-            self.files.set_rows([FileRow(model) for model in found.models])
+            self.files.set_rows([FileRow(model, local=local.get(Path(model.files[0].filename).name))
+                                 for model in found.models])
             self.file_view.resizeColumnsToContents()
             facts = [found.architecture or "", f"{fmt_count(found.n_params)} parameters" if found.n_params else "",
                      f"licence {found.license}" if found.license else "",
                      "gated: save a token in Settings" if found.gated else ""]
             self.repo_title.setText(f"{repo_id} — " + " · ".join(f for f in facts if f))
             self._estimate_fits(found, generation)
+            self._load_card(found, generation)
 
         def failed(error: BaseException) -> None:
             if generation == self._repo_generation:
                 self.repo_title.setText(f"{repo_id}: {error}")
 
-        run_job(lambda: repo_files(repo_id), on_done=done, on_error=failed)
+        run_job(work, on_done=done, on_error=failed)
+
+    def _load_card(self, repo: RepoFiles, generation: int) -> None:
+        from desktop.model_card import fetch_model_card
+
+        self.card.setPlaceholderText("Fetching the model card …")
+
+        def done(markdown: str | None) -> None:
+            if generation == self._repo_generation:
+                self.card.show_card(markdown or "*This repo has no model card (README.md).*")
+
+        def failed(error: BaseException) -> None:
+            if generation == self._repo_generation:
+                self.card.show_card(f"*No model card: {error}*")
+
+        run_job(lambda: fetch_model_card(repo.repo_id, revision=repo.commit), on_done=done, on_error=failed)
+
+    def _mark_local(self) -> None:
+        repo = self.repo_files
+        if repo is None:
+            return
+        generation = self._repo_generation
+
+        def done(local: dict[str, Path]) -> None:
+            if generation != self._repo_generation:
+                return
+            for row in self.files.rows:
+                row.local = local.get(Path(row.model.files[0].filename).name)
+            self.files.set_rows(self.files.rows)
+            self._file_selected(QItemSelection(), QItemSelection())
+
+        run_job(lambda: local_files(repo.repo_id), on_done=done)
 
     def _estimate_fits(self, repo: RepoFiles, generation: int) -> None:
         """Read each file's header over HTTP ranges (a few hundred kB, no download) and judge it, off the GUI thread."""
@@ -235,7 +356,11 @@ class DiscoverPage(Page):
         run_job(work, on_done=done, on_error=lambda error: log.warning("fit estimate failed: %s", error))
 
     def _file_selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
-        self.download_button.setEnabled(self.selected_file() is not None)
+        row = self.selected_file()
+        self.download_button.setEnabled(row is not None)
+        on_disk = row is not None and row.local is not None
+        # A file already here needs no second download: the button offers what comes next instead.
+        self.download_button.setText("Benchmark it (on disk)" if on_disk else "Download")
 
     def selected_file(self) -> FileRow | None:
         rows = self.file_view.selectionModel().selectedRows()
@@ -246,6 +371,9 @@ class DiscoverPage(Page):
 
         row, repo = self.selected_file(), self.repo_files
         if row is None or repo is None:
+            return
+        if row.local is not None:
+            self.ctx.benchmark([row.local])
             return
         job = self.ctx.downloads().add(DownloadRequest(repo.repo_id, row.model.files, revision=repo.commit or "main"))
         self.status.setText(f"Queued {job.label}; see Downloads (Ctrl+2).")

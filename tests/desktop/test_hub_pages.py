@@ -158,3 +158,104 @@ def test_a_file_that_is_not_a_model_is_named_for_what_it_is(tmp_path: Path, tiny
         assert words in str(caught.value), (name, str(caught.value))
     with pytest.raises(NotAModelError, match="is a folder"):
         check_model_file(tmp_path)
+
+
+CARD = b"""---
+license: apache-2.0
+tags: [gguf]
+---
+# Acme Mixed GGUF
+
+Quantized with **llama.cpp**. ![logo](HUB/logo.png)
+
+<img src="HUB/banner.png" width="200">
+
+| quant | use |
+| --- | --- |
+| Q4_K_M | most people |
+"""
+
+
+def test_discover_orders_by_size_marks_what_is_on_disk_and_shows_the_card(window, qtbot, hub, tiny_gguf: Path,
+                                                                         big_gguf: Path, tmp_path: Path) -> None:
+    from tests.models.hub.hubserver import make_gguf
+
+    from models.hub.download import download
+    from models.hub.repos import repo_files
+
+    middle = make_gguf(tmp_path / "mid.gguf", n_tensors=2, tensor_elems=200_000)
+    # By name the order would be IQ2_XS, Q4_K_M, Q8_0; by size it is Q4_K_M, IQ2_XS, Q8_0.
+    hub.add_repo("acme/Mixed-GGUF", {"mixed-Q8_0.gguf": big_gguf, "mixed-IQ2_XS.gguf": middle,
+                                     "mixed-Q4_K_M.gguf": tiny_gguf,
+                                     "README.md": CARD.replace(b"HUB", hub.url.encode())}, downloads=10)
+    hub.add_repo("acme/Plain-GGUF", {"plain-Q4_0.gguf": tiny_gguf}, downloads=5)
+    repo = repo_files("acme/Mixed-GGUF")
+    on_disk = download(DownloadRequest(repo.repo_id, next(m for m in repo.models if m.quant == "IQ2_XS").files,
+                                       revision=repo.commit))
+    qtbot.keyClick(window, Qt.Key.Key_1, CTRL)
+    page = window.pages["discover"]
+    qtbot.keyClicks(page.search, "mixed")
+    qtbot.waitUntil(lambda: page.repos.rowCount() == 1, timeout=20_000)
+    page.repo_view.selectRow(0)
+    qtbot.waitUntil(lambda: page.files.rowCount() == 3, timeout=20_000)
+    shown = [page.files_proxy.index(row, 0).data() for row in range(3)]
+    assert shown == ["Q4_K_M", "IQ2_XS", "Q8_0"]
+    marks = {page.files_proxy.index(row, 0).data(): page.files_proxy.index(row, 5).data() for row in range(3)}
+    assert marks == {"Q4_K_M": "", "IQ2_XS": "✓ on disk", "Q8_0": ""}
+    page.file_view.selectRow(1)
+    assert page.download_button.text() == "Benchmark it (on disk)"
+    qtbot.mouseClick(page.download_button, Qt.MouseButton.LeftButton)
+    assert window.current_page() == "benchmark"
+    assert window.pages["benchmark"].picked() == [on_disk.paths[0]]
+    window.show_page("discover")
+
+    # The card: rendered Markdown, no YAML header, images named but never fetched.
+    qtbot.waitUntil(lambda: "Acme Mixed GGUF" in page.card.toPlainText(), timeout=20_000)
+    text = page.card.toPlainText()
+    assert "license: apache" not in text and "[image: logo]" in text and "most people" in text
+    assert page.card.document().toMarkdown().count("|") >= 6  # the table came through as a table
+    assert not [s for s in hub.served if s.path.endswith((".png",))]
+
+    # A new search: the old repo's files and card go at once, not when a new repo is picked.
+    page.search.clear()
+    qtbot.keyClicks(page.search, "plain")
+    qtbot.waitUntil(lambda: page.repos.rowCount() == 1 and page.repos.row(0).repo_id == "acme/Plain-GGUF",
+                    timeout=20_000)
+    assert page.files.rowCount() == 0 and page.card.toPlainText() == ""
+    assert not page.download_button.isEnabled()
+
+
+def test_an_unreachable_hub_is_said_at_once_and_retried_quietly(window, qtbot, hub, tiny_gguf: Path,
+                                                                monkeypatch) -> None:
+    import socket
+
+    from huggingface_hub import constants
+
+    hub.add_repo("acme/Tiny-GGUF", {"tiny-Q4_K_M.gguf": tiny_gguf}, downloads=10)
+    # A host that takes the connection and never answers: what a dead proxy or a captive network looks like,
+    # and the case that kept the page on "Searching …" for half a minute.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    try:
+        window.show_page("discover")
+        page = window.pages["discover"]
+        answered: list[int] = []
+        page.repos.modelReset.connect(lambda: answered.append(page.repos.rowCount()))
+        qtbot.waitUntil(lambda: page.offline.isVisibleTo(page), timeout=15_000)
+        assert not answered, "the notice came before the search gave up, not after"
+        assert "cannot be reached" in page.offline.text() and "no answer within 3 s" in page.offline.text()
+        notices = [label for label in page.findChildren(type(page.offline)) if label.isVisibleTo(page)
+                   and "Hub" in label.text() and "reach" in label.text()]
+        assert notices == [page.offline]  # one message, not one per retry or per failed call
+        page._retry.setInterval(300)
+        first_text = page.offline.text()
+        qtbot.wait(1500)  # a few quiet retries: the one message stays as it was
+        assert page.offline.text() == first_text and page.offline.isVisibleTo(page)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)  # the network is back
+        qtbot.waitUntil(lambda: not page.offline.isVisibleTo(page), timeout=15_000)
+        qtbot.waitUntil(lambda: page.repos.rowCount() == 1, timeout=20_000)  # and the search ran again by itself
+        assert page.status.text() == "1 repos."
+    finally:
+        silent.close()
