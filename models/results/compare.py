@@ -1,8 +1,10 @@
-"""Runs side by side: one row per machine, model and settings; per test the mean, spread, n and change to a baseline."""
+"""Runs side by side: one row per run (one sitting of a model, machine and settings); per test the mean, spread, n
+and change to a baseline; runs of one configuration stay apart, with the spread of their means."""
 
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,6 +56,12 @@ class CompareRow:
     machine_label: str
     settings: dict[str, Any]
     run_ids: list[int] = field(default_factory=list)
+    job: str = ""  # the sitting: every test of one job (one model load) shares it
+    started_at: str = ""  # when the sitting's first test started (ISO, UTC)
+    config_key: str = ""  # machine + model + settings: rows with the same one are repeats of a configuration
+    repeats: int = 1  # rows of this configuration in the comparison (1: nothing to tell apart)
+    tests: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # test -> (n_prompt, n_gen, n_depth)
+    disagrees: list[str] = field(default_factory=list)  # tests whose run means disagree with a repeat's
     failed: int = 0  # runs that failed or were cancelled (left out of the figures)
     imported: bool = False
     energy_is_estimate: bool = False  # any of its energy figures came from a watts figure, not a sensor
@@ -65,18 +73,68 @@ class CompareRow:
     def settings_label(self) -> str:
         return settings_label(self.settings)
 
+    @property
+    def sitting(self) -> str:
+        """When and which stored runs: "2026-11-25 10:00 UTC · runs 12-14", to tell repeats apart."""
+        when = self.started_at[:16].replace("T", " ") + " UTC" if self.started_at else "unknown time"
+        return f"{when} · {_ids_text(self.run_ids)}"
+
+
+@dataclass(frozen=True)
+class RepeatSpread:
+    """One test of a configuration run in several sittings: each run's mean and spread, and the spread of the
+    run means (n = runs). `disagree`: two runs differ by more than twice their combined rep-to-rep spread."""
+
+    config_key: str
+    label: str  # model · machine · settings
+    test: str
+    run_ids: list[list[int]]  # per run (row), its stored run ids
+    runs: list[Stat]  # per run: mean ± sd over its repetitions
+    between: Stat  # mean ± sd of the run means, n = number of runs
+    disagree: bool
+    judged: bool  # False when a run has a single repetition, so its own spread is unknown
+
+    def text(self, *, unit: str = "t/s") -> str:
+        each = ", ".join(f"{r.mean:.2f} ± {r.spread:.2f}" for r in self.runs)
+        line = (f"{self.label}: {self.test} over {self.between.n} runs: run means {self.between.mean:.2f} ± "
+                f"{self.between.spread:.2f} {unit} (spread of the run means; each run: {each})")
+        if self.disagree:
+            line += " -- WARNING: the runs disagree beyond their own spreads; something differed between sittings"
+        elif not self.judged:
+            line += " (a run with one repetition: agreement not judged)"
+        return line
+
 
 @dataclass
 class Comparison:
-    """The table: columns, rows, and which row is the baseline (if one was chosen)."""
+    """The table: columns, rows, which row is the baseline (if one was chosen), and for configurations run more
+    than once, the spread of their run means."""
 
     columns: list[Column]
     rows: list[CompareRow]
     baseline_key: str | None = None
+    repeats: list[RepeatSpread] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per test where repeated runs of one configuration disagree beyond their own spreads."""
+        return [spread.text() for spread in self.repeats if spread.disagree]
 
     def to_json(self) -> dict[str, Any]:
         return {"columns": [asdict(c) for c in self.columns], "baseline": self.baseline_key,
-                "rows": [{**asdict(r), "settings_label": r.settings_label} for r in self.rows]}
+                "rows": [{**asdict(r), "settings_label": r.settings_label, "sitting": r.sitting} for r in self.rows],
+                "repeats": [asdict(s) for s in self.repeats], "warnings": self.warnings}
+
+
+def _ids_text(ids: Sequence[int]) -> str:
+    ordered = sorted(ids)
+    if not ordered:
+        return "no runs"
+    if len(ordered) == 1:
+        return f"run {ordered[0]}"
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"runs {ordered[0]}-{ordered[-1]}"
+    return "runs " + ",".join(map(str, ordered))
 
 
 def settings_label(settings: dict[str, Any]) -> str:
@@ -103,25 +161,35 @@ _FIXED = (
     Column("load_ms", "load", "ms", False, "load"),
     Column("mem_peak_mib", "peak memory", "MiB", False, "memory"),
     Column("mem_anon_mib", "private memory", "MiB", False, "memory"),
-    Column("energy_pp", "energy, prompt", "J/token", False, "energy"),
-    Column("energy_tg", "energy, generation", "J/token", False, "energy"),
 )
 
 
+def energy_key(test: str) -> str:
+    """The cell key of a test's energy per token: each test's energy stays with that test."""
+    return f"energy {test}"
+
+
 def compare_runs(runs: Sequence[RunRecord], *, baseline: int | None = None) -> Comparison:
-    """Group runs by machine, model and settings; with `baseline` (a run id), add each row's change against
-    the baseline run's row in percent (positive = larger number, whatever the column's better direction)."""
+    """One row per sitting (job) of a machine, model and settings; with `baseline` (a run id), add each row's
+    change against the baseline run's row in percent (positive = larger number, whatever the column's better
+    direction). Sittings of the same configuration are never pooled: each is its own row, and `repeats` gives
+    the spread of their means, marked where they disagree."""
     rows: dict[str, CompareRow] = {}
     grouped: dict[str, list[RunRecord]] = {}
     for rec in runs:
         model_key = rec.model.get("sha256") or f"{rec.model.get('file')}:{rec.model.get('size')}"
-        key = fingerprint_sha({"machine": rec.machine_key, "model": model_key, "settings": rec.settings})[:16]
+        config = fingerprint_sha({"machine": rec.machine_key, "model": model_key, "settings": rec.settings})[:16]
+        # A run stored without a job id (older stores) cannot be matched to its sitting: it stands alone.
+        key = fingerprint_sha({"config": config, "job": rec.job or f"run{rec.uid or rec.id}"})[:16]
         if key not in rows:
             rows[key] = CompareRow(key=key, model=rec.model, model_label=model_label(rec.model),
                                    machine_key=rec.machine_key, machine_label=rec.machine_label,
-                                   settings=rec.settings, imported=bool(rec.imported_from))
+                                   settings=rec.settings, imported=bool(rec.imported_from), job=rec.job,
+                                   started_at=rec.started_at, config_key=config)
             grouped[key] = []
-        rows[key].run_ids.append(rec.id)
+        row = rows[key]
+        row.run_ids.append(rec.id)
+        row.started_at = min(row.started_at, rec.started_at) if row.started_at else rec.started_at
         grouped[key].append(rec)
     ok_runs = sorted((r for r in runs if r.status == "ok"), key=_test_order)
     test_columns: list[Column] = []
@@ -130,8 +198,15 @@ def compare_runs(runs: Sequence[RunRecord], *, baseline: int | None = None) -> C
             test_columns.append(Column(rec.result.test, rec.result.test, "t/s", True, "throughput"))
     for key, row in rows.items():
         _fill(row, grouped[key])
-    used_fixed = [c for c in _FIXED if any(c.key in row.cells for row in rows.values())]
-    comparison = Comparison(columns=test_columns + used_fixed, rows=list(rows.values()))
+    ordered = sorted(rows.values(), key=lambda r: (r.config_key, r.started_at))
+    # Keep the caller's order of configurations; within one, its sittings oldest first.
+    first_seen = {r.config_key: i for i, r in reversed(list(enumerate(rows.values())))}
+    ordered.sort(key=lambda r: first_seen[r.config_key])
+    energy_columns = [Column(energy_key(c.key), f"energy, {c.key}", "J/token", False, "energy")
+                      for c in test_columns]
+    used_fixed = [c for c in (*_FIXED, *energy_columns) if any(c.key in row.cells for row in ordered)]
+    comparison = Comparison(columns=test_columns + used_fixed, rows=ordered)
+    comparison.repeats = _repeats(ordered, test_columns)
     if baseline is not None:
         base = next((row for row in comparison.rows if baseline in row.run_ids), None)
         if base is None:
@@ -146,12 +221,45 @@ def compare_runs(runs: Sequence[RunRecord], *, baseline: int | None = None) -> C
     return comparison
 
 
+def _repeats(rows: Sequence[CompareRow], tests: Sequence[Column]) -> list[RepeatSpread]:
+    by_config: dict[str, list[CompareRow]] = {}
+    for row in rows:
+        by_config.setdefault(row.config_key, []).append(row)
+    spreads: list[RepeatSpread] = []
+    for group in by_config.values():
+        for row in group:
+            row.repeats = len(group)
+        if len(group) < 2:
+            continue
+        head = group[0]
+        label = f"{head.model_label} · {head.machine_label} · {head.settings_label}"
+        for col in tests:
+            having = [r for r in group if col.key in r.cells]
+            if len(having) < 2:
+                continue
+            stats = [r.cells[col.key] for r in having]
+            judged = all(s.n > 1 for s in stats)
+            # Two sittings of one configuration should differ by about their rep-to-rep noise; beyond twice
+            # the combined spread, something else changed (load, thermals, power plan, a driver).
+            clash = {i for i, a in enumerate(stats) for j, b in enumerate(stats)
+                     if i != j and abs(a.mean - b.mean) > 2 * math.hypot(a.spread, b.spread)} if judged else set()
+            for i in clash:
+                having[i].disagrees.append(col.key)
+            between = Stat.of([s.mean for s in stats])
+            assert between is not None
+            spreads.append(RepeatSpread(config_key=head.config_key, label=label, test=col.key,
+                                        run_ids=[list(r.run_ids) for r in having], runs=stats, between=between,
+                                        disagree=bool(clash), judged=judged))
+    return spreads
+
+
 def _fill(row: CompareRow, records: list[RunRecord]) -> None:
     ok = [r for r in records if r.status == "ok"]
     row.failed = len(records) - len(ok)
     samples: dict[str, list[float]] = {}
     for rec in ok:
         samples.setdefault(rec.result.test, []).extend(rec.result.samples_ts)
+        row.tests[rec.result.test] = (rec.result.n_prompt, rec.result.n_gen, rec.result.n_depth)
     # Load time, TTFT and peak memory belong to a job (one model load), which every test result repeats.
     per_job: dict[str, RunRecord] = {}
     peak: dict[str, int] = {}
@@ -167,13 +275,13 @@ def _fill(row: CompareRow, records: list[RunRecord]) -> None:
         "load_ms": [r.result.load_ms for r in per_job.values() if r.result.load_ms > 0],
         "mem_peak_mib": [v / MIB for v in peak.values() if v > 0],
         "mem_anon_mib": [v / MIB for v in anon.values() if v > 0],
-        "energy_pp": [], "energy_tg": [],
     }
     for rec in ok:
         per_token = rec.energy.joules_per_token(rec.result) if rec.energy else None
         if per_token is not None:
             row.energy_is_estimate = row.energy_is_estimate or bool(rec.energy and rec.energy.is_estimate)
-            measures["energy_pp" if rec.result.n_gen == 0 else "energy_tg"].append(per_token)
+            # Keyed by the test it was metered over, so a rate is only ever paired with its own energy.
+            measures.setdefault(energy_key(rec.result.test), []).append(per_token)
     for key, values in [*samples.items(), *measures.items()]:
         stat = Stat.of(values)
         if stat is not None:
@@ -188,12 +296,14 @@ def format_stat(stat: Stat | None, *, digits: int = 2) -> str:
 
 
 def format_comparison(comparison: Comparison) -> str:
-    """The comparison as a Markdown table (for the terminal and Markdown reports)."""
-    head = ["model", "machine", "settings"] + [f"{c.label} [{c.unit}]" for c in comparison.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(comparison.columns)) + "|"]
+    """The comparison as a Markdown table (for the terminal and Markdown reports), then the spread of the run
+    means of each configuration run more than once, with a warning where those runs disagree."""
+    head = ["model", "machine", "settings", "run"] + [f"{c.label} [{c.unit}]" for c in comparison.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(comparison.columns)) + "|"]
     for row in comparison.rows:
         cells = [row.model_label + (" (baseline)" if row.is_baseline else ""),
-                 row.machine_label + (" (imported)" if row.imported else ""), row.settings_label]
+                 row.machine_label + (" (imported)" if row.imported else ""), row.settings_label,
+                 row.sitting + (" (runs disagree)" if row.disagrees else "")]
         for col in comparison.columns:
             text = format_stat(row.cells.get(col.key))
             if col.key in row.diffs and not row.is_baseline:
@@ -202,4 +312,7 @@ def format_comparison(comparison: Comparison) -> str:
         if row.failed:
             cells[0] += f" ({row.failed} failed)"
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if comparison.repeats:
+        lines += ["", "Configurations run more than once (each run is its own row above; never pooled):"]
+        lines += [f"- {spread.text()}" for spread in comparison.repeats]
     return "\n".join(lines) + "\n"

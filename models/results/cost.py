@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
-from models.results.compare import CompareRow
+from models.results.compare import CompareRow, energy_key
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class CostEstimate:
     hardware_per_month: float  # the fixed cost of owning the machine, whatever it produces
     capacity_tokens_per_month: float  # what the machine can produce in its hours of use
     break_even_tokens_per_month: float | None  # None: the API is cheaper than our electricity alone
+    test: str = ""  # the generation test whose rate and energy these are (e.g. "tg128")
 
     @property
     def cheaper_than_api_at_capacity(self) -> bool:
@@ -84,21 +86,32 @@ def format_tokens(count: float) -> str:
     return f"{count:.0f}"
 
 
+def generation_test(row: CompareRow) -> str | None:
+    """The test a row's cost is computed from: a plain generation test (tgN, no prompt) with a rate, at the
+    smallest depth, and of those the one generating the most tokens (the steadiest rate); compared by number,
+    never by name. None without one."""
+    candidates = [(n_depth, -n_gen, name) for name, (n_prompt, n_gen, n_depth) in row.tests.items()
+                  if n_prompt == 0 and n_gen > 0 and name in row.cells and row.cells[name].mean > 0]
+    return min(candidates)[2] if candidates else None
+
+
 def row_cost(row: CompareRow, *, settings: Settings) -> CostEstimate | None:
-    """Cost per 1M generated tokens for a comparison row: its generation rate (the first tg test, depth 0 first)
-    with its measured J/token, else the settings' system watts over that rate (an estimate); None without
-    a generation test or any energy figure."""
-    tests = sorted((k for k in row.cells if k.startswith("tg")), key=lambda k: ("@" in k, k))
-    if not tests:
+    """Cost per 1M generated tokens for a comparison row (one run), from one generation test (see
+    generation_test, named in the estimate's `test`): its rate with the energy metered over that same test,
+    else the settings' system watts over that rate (an estimate); None without a generation test or any
+    energy figure."""
+    test = generation_test(row)
+    if test is None:
         return None
-    rate = row.cells[tests[0]].mean
-    if rate <= 0:
-        return None
-    if "energy_tg" in row.cells:
-        return cost_per_million_tokens(tokens_per_second=rate, joules_per_token=row.cells["energy_tg"].mean,
-                                       settings=settings, energy_is_estimate=row.energy_is_estimate)
-    if settings.system_power_watts > 0:
-        return cost_per_million_tokens(
+    rate = row.cells[test].mean
+    energy = row.cells.get(energy_key(test))
+    if energy is not None:
+        cost = cost_per_million_tokens(tokens_per_second=rate, joules_per_token=energy.mean, settings=settings,
+                                       energy_is_estimate=row.energy_is_estimate)
+    elif settings.system_power_watts > 0:
+        cost = cost_per_million_tokens(
             tokens_per_second=rate, settings=settings, energy_is_estimate=True,
             joules_per_token=estimated_joules_per_token(tokens_per_second=rate, watts=settings.system_power_watts))
-    return None
+    else:
+        return None
+    return dataclasses.replace(cost, test=test)

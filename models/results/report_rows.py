@@ -46,8 +46,8 @@ def report_row(rec: RunRecord, *, baseline: int | None = None) -> dict[str, Any]
 
 
 def row_labels(rows: Sequence[CompareRow], *, machine: bool = True) -> list[str]:
-    """Row names that say only what differs between rows (model, then repo, settings, machine), and that are
-    always unique: rows still alike get "#2", "#3"."""
+    """Row names that say only what differs between rows (model, then repo, settings, machine, then the sitting:
+    date and run ids), and that are always unique: rows still alike get "#2", "#3"."""
     def file(r: CompareRow) -> str:
         return str(r.model.get("file", "")).removesuffix(".gguf")
 
@@ -65,6 +65,8 @@ def row_labels(rows: Sequence[CompareRow], *, machine: bool = True) -> list[str]
         if vary_machine:
             parts.append(r.machine_label)
         labels.append(" · ".join(parts))
+    # Rows still alike are sittings of one configuration: their date and run ids tell them apart.
+    labels = [label if labels.count(label) == 1 else f"{label} · {r.sitting}" for r, label in zip(rows, labels)]
     seen: dict[str, int] = {}
     unique = []
     for label in labels:

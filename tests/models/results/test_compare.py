@@ -13,7 +13,7 @@ from models.results.store import EnergyFigures, ResultsStore
 from .conftest import MACHINE_A, MACHINE_B, make_result
 
 
-def test_rows_per_model_and_settings_columns_per_test_with_mean_spread_n(store: ResultsStore) -> None:
+def test_rows_per_run_columns_per_test_with_mean_spread_n(store: ResultsStore) -> None:
     ids = [
         store.record_result(make_result(ts=(1000.0, 1010.0, 990.0), ttft_samples_ms=[30.0, 40.0]),
                             machine=MACHINE_A, job="j1"),
@@ -28,23 +28,59 @@ def test_rows_per_model_and_settings_columns_per_test_with_mean_spread_n(store: 
     ]
     comparison = compare_runs(store.get_runs(ids))
     assert [c.key for c in comparison.columns][:3] == ["pp512", "tg128", "pp512 @ d512"]
-    assert {c.key for c in comparison.columns} >= {"ttft_ms", "load_ms", "mem_peak_mib", "energy_tg"}
-    assert "energy_pp" not in {c.key for c in comparison.columns}  # no pp run had energy
-    assert len(comparison.rows) == 3
-    t4 = next(r for r in comparison.rows if r.settings["n_threads"] == 4 and "SmolLM2" in r.model_label)
-    assert t4.run_ids == [ids[0], ids[1], ids[2], ids[5]] and t4.failed == 1
-    pooled = [1000.0, 1010.0, 990.0, 1100.0, 1120.0]
-    assert t4.cells["pp512"].n == 5
-    assert t4.cells["pp512"].mean == pytest.approx(statistics.mean(pooled))
-    assert t4.cells["pp512"].spread == pytest.approx(statistics.stdev(pooled))
-    assert t4.cells["tg128"].n == 3
-    assert t4.cells["load_ms"].n == 2  # one load per job (j1, j2), not one per test result
-    assert t4.cells["ttft_ms"].n == 3 and t4.cells["ttft_ms"].mean == pytest.approx(35.0)  # j1's 2 samples, j2's
-    assert t4.cells["mem_peak_mib"].mean == pytest.approx(180.0)
-    assert t4.cells["energy_tg"].mean == pytest.approx(38.4 / (128 * 3))
+    assert {c.key for c in comparison.columns} >= {"ttft_ms", "load_ms", "mem_peak_mib", "energy tg128"}
+    assert "energy pp512" not in {c.key for c in comparison.columns}  # no pp run had energy
+    assert len(comparison.rows) == 5  # j1, j2 and j5 share a configuration but are three sittings
+    j1, j2 = (next(r for r in comparison.rows if r.job == job) for job in ("j1", "j2"))
+    assert j1.run_ids == [ids[0], ids[1]] and j2.run_ids == [ids[2]] and j1.config_key == j2.config_key
+    assert j1.repeats == 3 and j1.failed == 0
+    assert j1.cells["pp512"].n == 3 and j1.cells["pp512"].mean == pytest.approx(1000.0)
+    assert j2.cells["pp512"].n == 2 and j2.cells["pp512"].mean == pytest.approx(1110.0)
+    assert j2.cells["pp512"].spread == pytest.approx(statistics.stdev([1100.0, 1120.0]))
+    assert j1.cells["tg128"].n == 3 and "tg128" not in j2.cells
+    assert j1.cells["load_ms"].n == 1  # one load per sitting, not one per test result
+    assert j1.cells["ttft_ms"].n == 2 and j1.cells["ttft_ms"].mean == pytest.approx(35.0)
+    assert j1.cells["mem_peak_mib"].mean == pytest.approx(180.0)
+    assert j1.cells["energy tg128"].mean == pytest.approx(38.4 / (128 * 3))
+    failed = next(r for r in comparison.rows if r.job == "j5")
+    assert failed.failed == 1 and not failed.cells
     qwen = next(r for r in comparison.rows if "Qwen3" in r.model_label)
-    assert set(qwen.cells) >= {"pp512 @ d512"} and "pp512" not in qwen.cells
-    assert "Qwen3-0.6B-Q8_0.gguf" in format_comparison(comparison)
+    assert set(qwen.cells) >= {"pp512 @ d512"} and "pp512" not in qwen.cells and qwen.repeats == 1
+    text = format_comparison(comparison)
+    assert "Qwen3-0.6B-Q8_0.gguf" in text and f"runs {ids[0]}-{ids[1]}" in text and f"run {ids[2]}" in text
+
+
+def test_sittings_of_one_configuration_are_not_pooled_and_a_disagreement_is_flagged(store: ResultsStore) -> None:
+    fast = store.record_result(make_result(ts=(455.0, 459.0, 463.0), test_time="2026-11-20T09:00:00+00:00"),
+                               machine=MACHINE_A, job="monday")
+    slow = store.record_result(make_result(ts=(113.0, 115.0, 117.0), test_time="2026-11-24T18:30:00+00:00"),
+                               machine=MACHINE_A, job="friday")
+    comparison = compare_runs(store.get_runs([fast, slow]))
+    # Pooled, these were one cell of "287.00 ± 189.xx (n=6)", a figure neither sitting measured.
+    assert [r.cells["pp512"].mean for r in comparison.rows] == pytest.approx([459.0, 115.0])
+    assert all(r.cells["pp512"].n == 3 and r.repeats == 2 for r in comparison.rows)
+    assert [r.disagrees for r in comparison.rows] == [["pp512"], ["pp512"]]
+    (spread,) = comparison.repeats
+    assert spread.between.n == 2 and spread.between.mean == pytest.approx(287.0)
+    assert spread.between.spread == pytest.approx(statistics.stdev([459.0, 115.0]))
+    assert spread.disagree and spread.judged and spread.run_ids == [[fast], [slow]]
+    assert len(comparison.warnings) == 1 and "disagree beyond their own spreads" in comparison.warnings[0]
+    text = format_comparison(comparison)
+    assert "459.00 ± 4.00 (n=3)" in text and "115.00 ± 2.00 (n=3)" in text and "(n=6)" not in text
+    assert "run means 287.00 ± 243.24" in text and "WARNING" in text and "(runs disagree)" in text
+    assert comparison.to_json()["warnings"] == comparison.warnings
+
+
+def test_sittings_that_agree_within_their_spreads_give_no_warning(store: ResultsStore) -> None:
+    a = store.record_result(make_result(ts=(990.0, 1000.0, 1010.0)), machine=MACHINE_A, job="a")
+    b = store.record_result(make_result(ts=(1000.0, 1010.0, 1020.0)), machine=MACHINE_A, job="b")
+    one = store.record_result(make_result(ts=(500.0,)), machine=MACHINE_A, job="c")
+    comparison = compare_runs(store.get_runs([a, b]))
+    assert len(comparison.rows) == 2 and not comparison.warnings and comparison.repeats[0].judged
+    assert "WARNING" not in format_comparison(comparison)
+    lone = compare_runs(store.get_runs([a, one]))
+    # One repetition has no spread of its own: the difference is reported, but not judged.
+    assert not lone.warnings and not lone.repeats[0].judged
 
 
 def test_differences_to_a_baseline_across_machines(store: ResultsStore) -> None:

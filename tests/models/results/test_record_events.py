@@ -49,7 +49,7 @@ def test_each_result_is_committed_the_moment_it_is_reported(starter_model: Path,
         assert rec.energy.is_estimate == (not meter.sources)
         assert rec.energy.joules_per_token(rec.result) is not None
     row = compare_runs(runs).rows[0]
-    assert row.cells["pp16"].n == 2 and row.cells["tg4"].n == 2 and "energy_tg" in row.cells
+    assert row.cells["pp16"].n == 2 and row.cells["tg4"].n == 2 and "energy tg4" in row.cells
 
 
 class _RaplStandIn:

@@ -111,3 +111,26 @@ def test_row_cost_uses_measured_energy_or_the_settings_watts_as_an_estimate(stor
     assert estimate is not None and estimate.energy_is_estimate and estimate.joules_per_token == pytest.approx(3.0)
     assert row_cost(rows[unmeasured], settings=Settings()) is None  # no sensor and no watts figure
     assert row_cost(rows[pp_only], settings=settings) is None  # no generation test
+
+
+def test_cost_pairs_one_tests_rate_with_that_same_tests_energy(store: ResultsStore) -> None:
+    def energy(joules: float) -> EnergyFigures:
+        return EnergyFigures(joules=joules, seconds=1.0, source="rapl", is_estimate=False)
+
+    # One sitting, every test with its own metered energy; tokens per test = (n_prompt + n_gen) x 2 reps.
+    for kwargs, joules in (
+        (dict(n_prompt=512, ts=(2000.0, 2000.0)), 102.4),  # 0.1 J/token
+        (dict(n_prompt=0, n_gen=100, ts=(60.0, 60.0)), 100.0),  # 0.5 J/token
+        (dict(n_prompt=0, n_gen=1000, ts=(50.0, 50.0)), 1200.0),  # 0.6 J/token: the one to use
+        (dict(n_prompt=0, n_gen=1000, n_depth=4096, ts=(20.0, 20.0)), 4000.0),  # 2.0 J/token, at depth
+        (dict(n_prompt=512, n_gen=128, ts=(300.0, 300.0)), 320.0),  # 0.25 J/token, prompt and generation
+    ):
+        store.record_result(make_result(**kwargs), machine=MACHINE_A, job="sweep", energy=energy(joules))
+    (row,) = compare_runs(store.list_runs()).rows
+    assert row.cells["energy tg1000"].mean == pytest.approx(0.6)
+    assert row.cells["energy tg1000 @ d4096"].mean == pytest.approx(2.0)
+    cost = row_cost(row, settings=Settings(electricity_price_per_kwh=0.36))
+    # tg1000, not tg100 (which sorts first as text), and not tg1000 at depth; its own rate and its own energy.
+    assert cost is not None and cost.test == "tg1000"
+    assert cost.tokens_per_second == 50.0 and cost.joules_per_token == pytest.approx(0.6)
+    assert cost.energy_per_mtok == pytest.approx(0.6 * 1e6 / 3.6e6 * 0.36)
