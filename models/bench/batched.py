@@ -17,6 +17,49 @@ log = logging.getLogger(__name__)
 WARMUP_TOKENS = 16
 
 
+@dataclass(frozen=True)
+class BatchedPlan:
+    """What a batched job sweeps (llama-batched-bench's -npp -ntg -npl -pps -kvu -c); n_ctx 0 = just enough."""
+
+    n_prompt: tuple[int, ...] = (128,)
+    n_gen: tuple[int, ...] = (128,)
+    n_parallel: tuple[int, ...] = (1, 2, 4, 8)
+    pp_shared: bool = False
+    kv_unified: bool = False
+    n_ctx: int = 0
+
+    def tests(self) -> list[BatchedTest]:
+        return batched_tests(self.n_prompt, self.n_gen, self.n_parallel)
+
+    def context(self) -> int:
+        """The context to create: the user's n_ctx, or the smallest that runs every test."""
+        return self.n_ctx or context_size(self.tests(), pp_shared=self.pp_shared, kv_unified=self.kv_unified)
+
+    def problem(self) -> str | None:
+        """Why this plan cannot run, in words, or None."""
+        for name, values, least in (("prompt sizes (-npp)", self.n_prompt, 1), ("generation sizes (-ntg)", self.n_gen, 1),
+                                    ("parallel sequences (-npl)", self.n_parallel, 1)):
+            if not values:
+                return f"The list of {name} is empty."
+            if min(values) < least:
+                return f"Every one of the {name} must be at least {least}, got {min(values)}."
+        if self.n_ctx < 0:
+            return f"The context size must be 0 (automatic) or more, got {self.n_ctx}."
+        if self.n_ctx and not any(self.n_ctx >= t.n_kv(pp_shared=self.pp_shared, kv_unified=self.kv_unified)
+                                  for t in self.tests()):
+            return f"No test fits a context of {self.n_ctx} tokens; leave -c out to size it automatically."
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BatchedPlan:
+        return cls(n_prompt=tuple(int(v) for v in data["n_prompt"]), n_gen=tuple(int(v) for v in data["n_gen"]),
+                   n_parallel=tuple(int(v) for v in data["n_parallel"]), pp_shared=bool(data.get("pp_shared")),
+                   kv_unified=bool(data.get("kv_unified")), n_ctx=int(data.get("n_ctx", 0)))
+
+
 class BatchedDecodeError(RuntimeError):
     """llama_decode refused a batch; the message says which."""
 
