@@ -165,9 +165,10 @@ def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type
     if placed.repacked:
         notes.append(f"{placed.repacked / MIB:.1f} MiB of CPU weights are repacked for this CPU (CPU_REPACK); "
                      "with mmap their file pages are counted too, though the system may drop them")
-    if header.is_split:
-        notes.append(f"split model: this header is part {header.split_index + 1} of {header.split_count}; "
-                     "weights count only this part")
+    if header.is_split and len({t.shard for t in header.tensors}) < header.split_count:
+        # Only a merged header (models.gguf.split) holds every part's tensors; one shard alone undercounts.
+        raise ModelFileError(f"This header is part {header.split_index + 1} of a {header.split_count}-part split "
+                             "model; read all parts (models.gguf.split.read_model_header) to estimate it.")
     if type_v.lower() not in ("f16", "f32", "bf16") and flash_attn == "off":
         raise ModelFileError("A quantized V cache needs flash attention (llama.cpp refuses it with -fa off).")
     flash = flash_attn != "off"  # "auto" resolves to on wherever the device supports it (CPU, CUDA, Metal)
@@ -180,16 +181,19 @@ def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type
     batch = min(n_ctx, n_batch)
     n_tokens = min(kv_size, min(batch, n_ubatch))
     swa_size = min(kv_size, -(-(d.n_swa + n_tokens) // 256) * 256) if d.n_swa and not swa_full else kv_size
+    # Without flash attention the V cache is stored transposed, and every layer's V rows are padded to the
+    # widest layer's (llama_kv_cache: n_embd_v_gqa_max when v_trans).
+    v_max = max(h * v for h, v in zip(d.heads_kv, d.head_v))
     for il in range(d.n_layer):
         device = gpu_dev if il >= i_gpu_start and ngl else cpu
         if d.recurrent[il]:
             device.kv += d.recurrent[il]
             continue
-        if not d.heads_kv[il]:
-            continue
+        if not d.has_kv[il]:
+            continue  # reuses an earlier layer's cache
         size = swa_size if d.swa[il] else kv_size
         k = _row_bytes(type_k, d.heads_kv[il] * d.head_k[il] * size)
-        v = _row_bytes(type_v, d.heads_kv[il] * d.head_v[il] * size)
+        v = 0 if d.mla else _row_bytes(type_v, (d.heads_kv[il] * d.head_v[il] if flash else v_max) * size)
         device.kv += k + v
         if not d.swa[il]:
             estimate.kv_per_token += (k + v) // size

@@ -5,19 +5,45 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.errors import ModelFileError
 from models.gguf.reader import ArraySummary, GGUFHeader, TensorInfo
 
 log = logging.getLogger(__name__)
 
-# Where llama.cpp gives an architecture a fixed sliding-window layer pattern (every Nth layer is full).
-_SWA_PATTERNS: dict[str, tuple[int, bool]] = {
-    "gemma2": (2, False), "gemma3": (6, False), "gemma3n": (5, False), "gemma-embedding": (6, False),
-    "cohere2": (4, False), "llama4": (4, False), "exaone4": (4, False), "olmo2": (4, False),
-    "openai-moe": (2, False), "gpt-oss": (2, False), "smallthinker": (4, True), "modern-bert": (3, True),
-    "plamo3": (8, False), "afmoe": (4, False), "phi3": (1, False), "exaone-moe": (4, False),
+
+
+@dataclass(frozen=True)
+class _Swa:
+    """How one architecture's load_arch_hparams (llama.cpp src/models/<arch>.cpp) sets its sliding-window layers.
+
+    `pattern` is load_swa_pattern's default n_pattern (a file's sliding_window_pattern overrides it; 0: only the
+    file's per-layer array says); `when`: "always", "key" (only with a sliding_window > 0 in the file), "llama4"
+    (unless the file says a window of 0), "exaone4" (the 64-layer model only).
+    """
+
+    pattern: int
+    dense_first: bool = False
+    when: str = "always"
+    default_window: int = 0  # n_swa when the file has none
+    forced_window: int = 0  # n_swa whatever the file says
+
+
+# Architectures whose SWA layout llama.cpp sets in code; every other architecture is all dense (is_swa_impl
+# starts all false), whatever sliding_window its file carries.
+_SWA: dict[str, _Swa] = {
+    "gemma2": _Swa(2, default_window=4096), "gemma3": _Swa(6, when="key"), "gemma3n": _Swa(5),
+    "gemma-embedding": _Swa(6), "cohere2": _Swa(4), "cohere2moe": _Swa(4, dense_first=True),
+    "llama4": _Swa(4, when="llama4", forced_window=8192), "exaone4": _Swa(4, when="exaone4", default_window=4096),
+    "exaone-moe": _Swa(4, default_window=128), "olmo2": _Swa(4, when="key"), "gpt-oss": _Swa(2),
+    "smallthinker": _Swa(4, dense_first=True, when="key", forced_window=4096),
+    "modern-bert": _Swa(3, dense_first=True, when="key"), "plamo3": _Swa(8, when="key"),
+    "afmoe": _Swa(4, when="key"), "laguna": _Swa(4, dense_first=True, when="key"), "mellum": _Swa(4, when="key"),
+    "muse-glimmer": _Swa(4),
+    # These read the per-layer array from the file and nothing else (llama.cpp refuses the file without it).
+    "gemma4": _Swa(0), "dots3note": _Swa(0), "step35": _Swa(0), "spark2_5": _Swa(0), "granite_swa": _Swa(0),
+    "mimo2": _Swa(0), "maple": _Swa(0),
 }
 _RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7", "rwkv6qwen2", "arwkv7")
 
@@ -35,6 +61,8 @@ class Dims:
     swa: list[bool]
     n_swa: int
     recurrent: list[int]  # bytes of recurrent state per layer (0: attention layer)
+    has_kv: list[bool] = field(default_factory=list)  # False: the layer reuses an earlier layer's cache
+    mla: bool = False  # MLA (DeepSeek-V2/V3, Kimi-K2): the cache keeps K only; V is read out of it
 
 
 def _arch_int(header: GGUFHeader, key: str, default: int = 0) -> int:
@@ -45,18 +73,57 @@ def _arch_int(header: GGUFHeader, key: str, default: int = 0) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
-def _swa_layers(header: GGUFHeader, n_layer: int) -> list[bool]:
-    if header.sliding_window <= 0:
-        return [False] * n_layer
+def _swa_layers(header: GGUFHeader, n_layer: int) -> tuple[list[bool], int]:
+    """(which layers use the sliding window, the window) as llama.cpp's hparams set them for this file."""
+    dense = [False] * n_layer, 0
+    rule = _SWA.get(header.architecture)
+    window = header.sliding_window
+    if rule is None:
+        return dense  # llama.cpp's default: every layer full, the window unused
+    if rule.when == "key" and window <= 0:
+        return dense
+    if rule.when == "llama4" and window == 0 and "attention.sliding_window" in _keys(header):
+        return dense
+    if rule.when == "exaone4" and n_layer != 64:
+        return dense
+    window = rule.forced_window or window or rule.default_window
     pattern = header.arch_value("attention.sliding_window_pattern")
-    if isinstance(pattern, list) and len(pattern) == n_layer:
-        return [bool(v) for v in pattern]
-    n_pattern, dense_first = _SWA_PATTERNS.get(header.architecture, (0, False))
+    if isinstance(pattern, list):
+        if len(pattern) != n_layer:
+            raise ModelFileError(f"{header.architecture}.attention.sliding_window_pattern has {len(pattern)} "
+                                 f"values for {n_layer} layers.")
+        return [bool(v) for v in pattern], window
+    n_pattern = rule.pattern
+    if rule.pattern == 0:
+        return dense  # the per-layer array is missing: llama.cpp will refuse the file; estimate it dense
     if isinstance(pattern, int) and not isinstance(pattern, bool):
         n_pattern = pattern
-    if dense_first:
-        return [n_pattern == 0 or il % n_pattern != 0 for il in range(n_layer)]
-    return [n_pattern == 0 or il % n_pattern < n_pattern - 1 for il in range(n_layer)]
+    if n_pattern < 0:
+        raise ModelFileError(f"{header.architecture}.attention.sliding_window_pattern is negative ({n_pattern}).")
+    # llama_hparams::set_swa_pattern: n_pattern 0 makes every layer SWA, 1 none.
+    if rule.dense_first:
+        return [n_pattern == 0 or il % n_pattern != 0 for il in range(n_layer)], window
+    return [n_pattern == 0 or il % n_pattern < n_pattern - 1 for il in range(n_layer)], window
+
+
+def _keys(header: GGUFHeader) -> set[str]:
+    prefix = f"{header.architecture}."
+    return {key[len(prefix):] for key in header.metadata if key.startswith(prefix)}
+
+
+def _kv_layers(header: GGUFHeader, n_layer: int) -> list[bool]:
+    """Layers with a cache of their own: gemma3n and gemma4 reuse the last full/SWA layer's cache beyond
+    n_layer_kv_from_start (llama_hparams::has_kv and the reuse callback in llama_model::create_memory)."""
+    if header.architecture == "gemma3n":
+        start = 20
+    elif header.architecture == "gemma4":
+        start = n_layer - _arch_int(header, "attention.shared_kv_layers")
+    else:
+        return [True] * n_layer
+    if start < 2 and n_layer > start:
+        raise ModelFileError(f"{header.architecture}: {n_layer - start} of {n_layer} layers share their KV cache; "
+                             "llama.cpp needs at least two layers with a cache of their own.")
+    return [il < start for il in range(n_layer)]
 
 
 def _tensor_dim(header: GGUFHeader, name: str, axis: int) -> int:
@@ -98,21 +165,24 @@ def model_dims(header: GGUFHeader, unknown: list[str]) -> Dims | None:
         if hkv < 0 or hkv > h or (hkv and h % hkv):
             raise ModelFileError(f"Impossible dimensions: layer {il} has {h} heads and {hkv} KV heads.")
     k_len = header.key_length or (n_embd // max(heads) if max(heads) else 0)
-    v_len = header.value_length or k_len
-    swa = _swa_layers(header, n_layer)
+    v_len = header.value_length or (n_embd // max(heads) if max(heads) else 0)
+    swa, n_swa = _swa_layers(header, n_layer)
+    # llama_hparams::is_mla: both MLA head sizes set. The cache then holds one latent K row per token
+    # (head_count_kv x key_length, i.e. kv_lora_rank + rope dims) and no V (has_v = !is_mla).
+    mla = _arch_int(header, "attention.key_length_mla") > 0 and _arch_int(header, "attention.value_length_mla") > 0
     k_swa = _arch_int(header, "attention.key_length_swa", k_len)
     v_swa = _arch_int(header, "attention.value_length_swa", v_len)
     head_k = [k_swa if swa[il] else k_len for il in range(n_layer)]
     head_v = [v_swa if swa[il] else v_len for il in range(n_layer)]
-    if any(heads_kv[il] and (head_k[il] <= 0 or head_v[il] <= 0) for il in range(n_layer)):
+    if any(heads_kv[il] and (head_k[il] <= 0 or (head_v[il] <= 0 and not mla)) for il in range(n_layer)):
         raise ModelFileError(f"Impossible dimensions: head size {k_len}/{v_len} for width {n_embd}.")
     if n_vocab <= 0:
         unknown.append("vocabulary size: output buffer not estimated")
     ffn_width = n_ff
     if header.expert_count and header.expert_used_count:
         ffn_width = (_arch_int(header, "expert_feed_forward_length") or n_ff) * header.expert_used_count
-    return Dims(n_layer, n_embd, n_vocab, n_ff, ffn_width, heads, heads_kv, head_k, head_v, swa, header.sliding_window,
-                 recurrent)
+    return Dims(n_layer, n_embd, n_vocab, n_ff, ffn_width, heads, heads_kv, head_k, head_v, swa, n_swa,
+                recurrent, has_kv=_kv_layers(header, n_layer), mla=mla)
 
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
@@ -151,7 +221,7 @@ def place_weights(header: GGUFHeader, i_gpu_start: int, gpu: bool, *, use_mmap: 
     flags = frozenset(cpu_flags)
     n_layer = header.block_count
     names = {t.name for t in header.tensors}
-    span_start, span_end = None, 0
+    spans: dict[int, tuple[int, int]] = {}  # per file: llama.cpp maps each shard of a split model on its own
     for tensor in header.tensors:
         match = _LAYER.match(tensor.name)
         if "_exps" in tensor.name:
@@ -164,12 +234,12 @@ def place_weights(header: GGUFHeader, i_gpu_start: int, gpu: bool, *, use_mmap: 
             out.gpu += tensor.n_bytes
         elif _repacked(tensor, flags):
             out.repacked += tensor.n_bytes
-        elif use_mmap:  # one mapping covers the first to the last CPU tensor in file order
-            span_start = tensor.offset if span_start is None else min(span_start, tensor.offset)
-            span_end = max(span_end, tensor.offset + tensor.n_bytes)
+        elif use_mmap:  # one mapping per file covers the first to the last CPU tensor in file order
+            start, end = spans.get(tensor.shard, (tensor.offset, 0))
+            spans[tensor.shard] = (min(start, tensor.offset), max(end, tensor.offset + tensor.n_bytes))
         else:
             out.cpu += tensor.n_bytes
         if tensor.name == "token_embd.weight" and "output.weight" not in names and gpu and n_layer >= i_gpu_start:
             out.gpu += tensor.n_bytes  # tied output: llama.cpp loads a second copy on the output device
-    out.cpu += (span_end - span_start if span_start is not None else 0) + out.repacked
+    out.cpu += sum(end - start for start, end in spans.values()) + out.repacked
     return out

@@ -38,7 +38,7 @@ class HeaderLimits:
     max_tensor_count: int = 1_000_000
     max_string_length: int = 16 * 1024 * 1024  # chat templates are ~100 kB; 2^63 is an attack
     max_array_length: int = 16 * 1024 * 1024  # vocabularies reach 262k tokens, merges ~1M
-    max_depth: int = 4  # arrays of arrays of ... (real files use 1 level)
+    max_depth: int = 1  # ggml's reader refuses arrays of arrays, so one level is all a loadable file has
     max_header_bytes: int = 256 * 1024 * 1024
     max_tensor_name: int = 63  # GGML_MAX_NAME - 1
     keep_array_items: int = 4096  # longer arrays are summarised, not stored
@@ -67,6 +67,7 @@ class TensorInfo:
     offset: int  # relative to GGUFHeader.tensor_data_offset
     n_elements: int
     n_bytes: int
+    shard: int = 0  # which file of a split model holds it (0 for a single file)
 
 
 @dataclass
@@ -99,7 +100,8 @@ class GGUFHeader:
     vocab_size: int = 0
     split_count: int = 1
     split_index: int = 0
-    file_size: int | None = None
+    split_tensors: int = 0  # split.tensors.count: the tensors of all shards together (0 when not split)
+    file_size: int | None = None  # for a merged split model, all shards together
     tensor_bytes: int = 0
 
     def arch_value(self, key: str, default: Any = None) -> Any:
@@ -203,6 +205,10 @@ def _read_value(cur: _Cursor, value_type: int, key: str, depth: int) -> Any:
     count = cur.unpack("<Q")
     if element_type not in _VALUE_TYPES:
         raise ModelFileError(f"GGUF array '{key}' has an unknown element type {element_type}.")
+    if element_type == _ARRAY and depth + 1 >= cur.limits.max_depth:
+        # ggml's gguf reader refuses an array of arrays ("invalid GGUF type 9"), so llama.cpp cannot load the file.
+        raise ModelFileError(f"GGUF key '{key}' is an array of arrays; llama.cpp's GGUF reader refuses nested "
+                             "arrays.")
     type_name, fmt = _VALUE_TYPES[element_type]
     if count > cur.limits.max_array_length:
         raise ModelFileError(f"GGUF array '{key}' announces {count} elements; the limit is "
@@ -267,6 +273,25 @@ def _as_int(value: Any, key: str) -> int:
     return value
 
 
+def _layer_bound(metadata: dict[str, Any], arch: str, n_layer: int, n_tensors: int) -> None:
+    """Refuse a layer count the file's tensors cannot hold, before anything is allocated per layer.
+
+    Every layer llama.cpp builds has tensors of its own, so a model has at least as many tensors as layers; a
+    split model counts the tensors of all its shards (split.tensors.count), since one shard may hold few.
+    """
+    if n_layer < 0:
+        raise ModelFileError(f"GGUF key '{arch}.block_count' is negative ({n_layer}).")
+    total = metadata.get("split.tensors.count")
+    split = isinstance(metadata.get("split.count"), int) and metadata["split.count"] > 1
+    if split and isinstance(total, int) and not isinstance(total, bool) and total >= n_tensors:
+        if total > HeaderLimits.max_tensor_count * 64:
+            raise ModelFileError(f"GGUF split.tensors.count {total} is not a plausible number of tensors.")
+        n_tensors = total
+    if n_layer > n_tensors:
+        raise ModelFileError(f"GGUF key '{arch}.block_count' says {n_layer} layers, but the file has only "
+                             f"{n_tensors} tensors; every layer needs tensors of its own, so the file is corrupt.")
+
+
 def _per_layer(metadata: dict[str, Any], key: str, n_layer: int) -> tuple[int, list[int]]:
     """llama.cpp's "scalar or per-layer array" keys: (largest value, one value per layer)."""
     value = metadata.get(key)
@@ -298,6 +323,7 @@ def _build_header(version: int, metadata: dict[str, Any], tensors: list[TensorIn
         return _as_int(value, f"{arch}.{key}") if not isinstance(value, (list, ArraySummary)) else 0
 
     n_layer = arch_int("block_count")
+    _layer_bound(metadata, arch, n_layer, len(tensors))
     head_count, heads = _per_layer(metadata, f"{arch}.attention.head_count", n_layer)
     head_count_kv, heads_kv = _per_layer(metadata, f"{arch}.attention.head_count_kv", n_layer)
     if not heads_kv and heads:  # llama.cpp: no head_count_kv means no grouping (n_head_kv = n_head)
@@ -311,6 +337,7 @@ def _build_header(version: int, metadata: dict[str, Any], tensors: list[TensorIn
     sliding = metadata.get(f"{arch}.attention.sliding_window", 0)
     split_count = metadata.get("split.count", 1)
     split_index = metadata.get("split.no", 0)
+    split_tensors = metadata.get("split.tensors.count", 0)
     return GGUFHeader(
         version=version, metadata=metadata, tensors=tensors, architecture=arch,
         name=name if isinstance(name, str) else "", n_params=sum(t.n_elements for t in tensors),
@@ -323,7 +350,8 @@ def _build_header(version: int, metadata: dict[str, Any], tensors: list[TensorIn
         sliding_window=sliding if isinstance(sliding, int) and not isinstance(sliding, bool) else 0,
         expert_count=arch_int("expert_count"), expert_used_count=arch_int("expert_used_count"),
         vocab_size=vocab_size, split_count=split_count if isinstance(split_count, int) else 1,
-        split_index=split_index if isinstance(split_index, int) else 0, file_size=size,
+        split_index=split_index if isinstance(split_index, int) else 0,
+        split_tensors=split_tensors if isinstance(split_tensors, int) and split_count != 1 else 0, file_size=size,
         tensor_bytes=sum(t.n_bytes for t in tensors))
 
 

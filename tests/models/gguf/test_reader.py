@@ -134,9 +134,13 @@ def test_huge_string_is_refused() -> None:
     fails(header(0, 1, struct.pack("<Q", 1 << 63)), "metadata key 0 announces a string")
 
 
-def test_deep_nesting_is_refused() -> None:
+def test_nested_arrays_are_refused_as_ggml_does() -> None:
+    # ggml's gguf reader refuses any array of arrays ("invalid GGUF type 9"): one level, or a thousand.
     nested = struct.pack("<IQ", ARRAY, 1) * 1000 + struct.pack("<IQ", UINT32, 0)
-    fails(header(0, 1, kv("deep", ARRAY, nested)), "nests arrays deeper than 4 levels")
+    fails(header(0, 1, kv("deep", ARRAY, nested)), "array of arrays")
+    # Token strings stored as arrays of bytes: llama.cpp cannot load the file (checked with llama.cpp 0.3.36).
+    tokens = struct.pack("<IQ", ARRAY, 2) + b"".join(struct.pack("<IQ", 0, 2) + b"ab" for _ in range(2))
+    fails(header(0, 1, kv("tokenizer.ggml.tokens", ARRAY, tokens)), "'tokenizer.ggml.tokens' is an array of arrays")
 
 
 def test_long_arrays_are_summarised_and_skipped_without_reading_them() -> None:
@@ -215,7 +219,35 @@ def test_split_metadata_is_noted() -> None:
     assert h.is_split and (h.split_count, h.split_index) == (3, 1)
 
 
+def with_tensors(n_kv: int, body: bytes, n_tensors: int) -> bytes:
+    """A header with `n_tensors` small f32 tensors after the metadata, and their (zero) data."""
+    tensors = b"".join(tensor(f"blk.{i}.w", [32], 0, 128 * i) for i in range(n_tensors))
+    data = header(n_tensors, n_kv, body + tensors)
+    return data + b"\0" * (-len(data) % 32) + b"\0" * (128 * n_tensors)
+
+
 def test_per_layer_array_of_the_wrong_length() -> None:
     body = (kv("general.architecture", STRING, s("llama")) + kv("llama.block_count", UINT32, struct.pack("<I", 4))
             + kv("llama.attention.head_count", ARRAY, struct.pack("<IQ", UINT32, 3) + b"\x08\0\0\0" * 3))
-    fails(header(0, 3, body), "3 per-layer values for 4 layers")
+    fails(with_tensors(3, body, 4), "3 per-layer values for 4 layers")
+
+
+def test_a_layer_count_the_tensors_cannot_hold_is_refused_before_any_allocation() -> None:
+    # Issue 15 #11: a 640-byte file claiming 2^32-1 layers made the reader build per-layer lists until MemoryError.
+    body = (kv("general.architecture", STRING, s("llama"))
+            + kv("llama.block_count", UINT32, struct.pack("<I", 2**32 - 1))
+            + kv("llama.attention.head_count", UINT32, struct.pack("<I", 8))
+            + kv("llama.attention.head_count_kv", UINT32, struct.pack("<I", 2)))
+    data = with_tensors(4, body, 3)
+    assert len(data) < 1024
+    import time
+
+    started = time.perf_counter()
+    fails(data, r"says 4294967295 layers, but the file has only 3 tensors")
+    assert time.perf_counter() - started < 1.0  # refused at once (it used to allocate until the OOM killer came)
+    # A part of a split model holds only some tensors: the bound is split.tensors.count, all parts together.
+    split = body + kv("split.count", 2, struct.pack("<H", 2)) + kv("split.no", 2, struct.pack("<H", 0))
+    fails(with_tensors(7, split + kv("split.tensors.count", 5, struct.pack("<i", 7)), 3), "only 7 tensors")
+    ok = split.replace(struct.pack("<I", 2**32 - 1), struct.pack("<I", 6))
+    h = read_gguf_header(CountingSource(with_tensors(7, ok + kv("split.tensors.count", 5, struct.pack("<i", 9)), 3)))  # type: ignore[arg-type]
+    assert (h.block_count, len(h.head_count_per_layer), h.split_tensors) == (6, 6, 9)
