@@ -12,7 +12,8 @@ from models.errors import ModelFileError
 from models.fit.estimate import GPU_RESERVE, RAM_RESERVE, estimate_for_job, estimate_memory, fit_verdict
 from models.gguf.reader import GGUFHeader, read_gguf_header
 from models.machine.hardware import CpuInfo, GpuInfo, HardwareInfo, LlamaBuild
-from tests.models.gguf.factory import Shape, write_model
+from tests.models.gguf.factory import Gemma4Shape, MlaShape, Shape, split_model, write_gemma4_model, write_mla_model, \
+    write_model
 
 GIB = 2**30
 
@@ -216,3 +217,76 @@ def test_host_compute_buffer_of_a_full_offload_matches_the_cuda_measurement(
     estimate = estimate_memory(header, n_ctx=n_ctx, n_gpu_layers=99, flash_attn=flash_attn)  # type: ignore[arg-type]
     host_compute = estimate.device("CPU").compute / 2**20
     assert host_compute == pytest.approx(measured_mib, rel=0.10)
+
+
+def test_mla_cache_holds_the_latent_k_only(tmp_path: Path) -> None:
+    # DeepSeek-V2/V3 as converted today: one KV head of key_length = kv_lora_rank + rope dims (160 here) and
+    # value_length = kv_lora_rank; with the MLA keys llama.cpp keeps no V cache (has_v = !is_mla).
+    h = read_gguf_header(write_mla_model(tmp_path / "mla.gguf", MlaShape(n_layer=4, kv_lora_rank=128, qk_rope=32)))
+    e = estimate_memory(h, n_ctx=4096)
+    assert e.kv == 4 * 4096 * 160 * 2  # 5.00 MiB: what llama.cpp 0.3.36 logged for this file (fit_check.py)
+    assert e.kv_per_token == 4 * 160 * 2
+    assert estimate_memory(h, n_ctx=4096, flash_attn="off").kv == e.kv  # no V to pad either
+    # Without the MLA keys the same shape is plain MQA: K and V both cached.
+    del h.metadata["deepseek2.attention.key_length_mla"]
+    assert estimate_memory(h, n_ctx=4096).kv == 4 * 4096 * (160 + 128) * 2
+
+
+def test_unknown_architecture_with_a_window_is_all_dense(tmp_path: Path) -> None:
+    # llama.cpp starts every layer dense and only an architecture's own code sets a pattern.
+    h = make(tmp_path, Shape(arch="llama", n_layer=4, sliding_window=128, head_dim=32, n_head_kv=2))
+    assert estimate_memory(h, n_ctx=4096).kv == 4 * 4096 * 2 * 64 * 2
+
+
+@pytest.mark.parametrize(("arch", "n_layer", "window", "swa_layers", "cache_window"), [
+    ("laguna", 8, 512, [1, 2, 3, 5, 6, 7], 512),  # dense first: full at il % 4 == 0
+    ("gemma2", 4, 0, [0, 2], 4096),  # no window in the file: gemma2's 4096
+    ("smallthinker", 8, 128, [1, 2, 3, 5, 6, 7], 4096),  # window forced to 4096
+    ("olmo2", 4, 0, [], 0),  # SWA only with a window in the file
+    ("exaone4", 30, 4096, [], 0),  # SWA only for the 64-layer model
+    ("llama4", 4, 0, [], 0),  # a window of 0 in the file turns chunked attention off
+])
+def test_architecture_swa_patterns_follow_llama_cpp(tmp_path: Path, arch: str, n_layer: int, window: int,
+                                                    swa_layers: list[int], cache_window: int) -> None:
+    from models.fit.shape import model_dims
+
+    h = make(tmp_path, Shape(arch=arch, n_layer=n_layer, sliding_window=window))
+    if arch == "llama4":
+        h.metadata["llama4.attention.sliding_window"] = 0
+    d = model_dims(h, [])
+    assert d is not None
+    assert [il for il in range(n_layer) if d.swa[il]] == swa_layers
+    assert d.n_swa == cache_window
+
+
+def test_shared_kv_layers_have_no_cache_of_their_own(tmp_path: Path) -> None:
+    shape = Gemma4Shape(swa_pattern=(True, False, True, False, True, False), shared_kv=2, head_dim=64,
+                        head_dim_swa=32, n_head_kv=1, sliding_window=256)
+    h = read_gguf_header(write_gemma4_model(tmp_path / "g4.gguf", shape))
+    # Layers 4 and 5 reuse layers 2 (SWA) and 3 (full): two full and two SWA caches. llama.cpp 0.3.36 logged
+    # 2.00 MiB (full) + 1.00 MiB (SWA) at n_ctx 4096 with swa_full.
+    assert estimate_memory(h, n_ctx=4096, swa_full=True).kv == 2 * 4096 * 128 * 2 + 2 * 4096 * 64 * 2
+    swa_cells = 768  # window 256 + ubatch 512, padded to 256
+    assert estimate_memory(h, n_ctx=4096).kv == 2 * 4096 * 128 * 2 + 2 * swa_cells * 64 * 2
+
+
+def test_split_model_is_counted_whole(tmp_path: Path) -> None:
+    from models.gguf.split import read_model_header
+
+    whole = write_model(tmp_path / "m.gguf", Shape(n_layer=4))
+    shards = split_model(whole, tmp_path, 3)
+    single = read_gguf_header(whole)
+    merged = read_model_header(shards[0])
+    assert (merged.n_params, merged.tensor_bytes, merged.split_count) == (single.n_params, single.tensor_bytes, 3)
+    assert merged.file_size == sum(p.stat().st_size for p in shards)
+    e = estimate_memory(merged, n_ctx=512, use_mmap=False)
+    assert e.weights == single.tensor_bytes and not any("split" in n for n in e.notes)
+    # With mmap each shard is mapped on its own: the spans add up to the tensor data, padding aside.
+    assert abs(estimate_memory(merged, n_ctx=512).weights - single.tensor_bytes) < 3 * 32
+    with pytest.raises(ModelFileError, match="part 1 of a 3-part split"):
+        estimate_memory(read_gguf_header(shards[0]), n_ctx=512)  # one shard alone would undercount
+    with pytest.raises(ModelFileError, match="give the first part"):
+        read_model_header(shards[1])
+    shards[2].unlink()
+    with pytest.raises(ModelFileError, match="Missing part of the split model"):
+        read_model_header(shards[0])
