@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # huggingface_hub prints its warnings through a handler of its own: passed on to ours too, each showed twice.
+    logging.getLogger("huggingface_hub").propagate = False
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -28,6 +28,7 @@ from models.hub import library
 from models.errors import DownloadError, HubError
 from models.hub.repos import RemoteFile, file_checksums
 from models.hub.partial_lock import PartialLock
+from models.hub.reach import require_hub
 from models.paths import downloads_state_dir
 from models.hub.transfer import (DownloadCancelled, DownloadPaused, Meter, Part, StopToken, Transfer, friendly_error,
                              gb)
@@ -218,6 +219,10 @@ class _Runner:
 
     def run(self) -> DownloadResult:
         self.emit(DownloadState.RUNNING, 0, None, message="resolving")
+        try:
+            require_hub(f"Download of {self.request.repo_id}")  # at once, not after the retries of each HEAD
+        except HubError as error:
+            raise DownloadError(str(error)) from error
         try:
             parts = self.resolve()
         except (hf_errors.HfHubHTTPError, httpx2.HTTPError, hf_errors.OfflineModeIsEnabled) as error:

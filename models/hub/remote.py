@@ -11,6 +11,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 
 from models.errors import HubError
 from models.gguf.reader import GGUFHeader, HeaderLimits, read_gguf_header
+from models.hub.reach import require_hub
 from models.hub.repos import call_hub
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def _read_at_most(response: object, limit: int) -> bytes:
 def read_remote_header(repo_id: str, filename: str, *, revision: str | None = None, token: str | bool | None = None,
                        limits: HeaderLimits | None = None) -> GGUFHeader:
     """The GGUF header of a file on the Hub, read without downloading it; raises ModelFileError or HubError."""
+    require_hub(f"{repo_id}/{filename}")
     url = hf_hub_url(repo_id, filename, revision=revision)
     source = HttpRangeSource(url, headers=build_hf_headers(token=token),
                              max_transfer=(limits or HeaderLimits()).max_header_bytes)

@@ -15,6 +15,7 @@ from huggingface_hub import HfApi
 from huggingface_hub import errors as hf_errors
 
 from models.errors import HubError
+from models.hub.reach import require_hub
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ def search_models(query: str | None = None, *, sort: SortKey = "downloads", auth
     """GGUF repos matching `query`, best first by `sort`; lazy: each Hub page is fetched as the caller iterates."""
     if sort not in _HF_SORT:
         raise HubError(f"Unknown sort '{sort}'; use one of {', '.join(SORT_KEYS)}.")
+    require_hub("Search")  # the listing retries five times over 23 s before admitting the Hub is not there
     api = HfApi()
     # HfApi follows the Hub's Link headers page by page, only as far as the caller iterates.
     items = api.list_models(filter="gguf", search=query or None, author=author or None, sort=_HF_SORT[sort],
@@ -228,6 +230,7 @@ def repo_files(repo_id: str, *, revision: str | None = None, token: str | bool |
     # Always with a revision: self-hosted mirrors (olah) answer /api/models/{repo}/revision/{rev} but not the
     # bare /api/models/{repo}, and on the Hub both give the same answer.
     rev = revision or "main"
+    require_hub(f"Repo {repo_id}")
     info = call_hub(f"Repo {repo_id}", lambda: HfApi().model_info(repo_id, revision=rev, files_metadata=True,
                                                                token=token))
     files = []
