@@ -18,7 +18,11 @@ BUFFER_LINE = re.compile(r"(?P<device>\S+)\s+(?P<kind>model|KV|compute|output|RS
                          r"(?P<mib>[0-9]+(?:\.[0-9]+)?)\s*MiB")
 BUFFER_KINDS = ("model", "KV", "compute", "output", "RS")
 _LEVELS = {0: "info", 1: "debug", 2: "info", 3: "warning", 4: "error"}  # enum ggml_log_level
+_DEBUG = 1
+_ERROR = 4
 _CONT = 5  # GGML_LOG_LEVEL_CONT: the text continues the previous line
+# "load_tensors: loading model tensors, this can take a while... (load_mode = mmap)": what auto resolved to.
+LOAD_MODE_LINE = re.compile(r"\(load_mode = (?P<mode>[a-z+]+)\)")
 
 
 def parse_buffer_line(line: str) -> tuple[str, str, int] | None:
@@ -117,6 +121,8 @@ class LlamaLog:
         self._errors: deque[str] = deque(maxlen=8)
         self._partial = ""
         self._level = 1
+        self._quiet = False
+        self.load_mode = ""  # the load mode llama.cpp used, from its log ("mmap", "none", ...)
         self._section = "model"
         self._buffers: dict[str, dict[str, int]] = {"model": {}, "context": {}}
         self._lock = threading.Lock()
@@ -126,6 +132,12 @@ class LlamaLog:
         self.devices = Devices(llama)
 
     def _on_log(self, level: int, text: bytes | None, _user_data: Any) -> None:
+        # Called from inside llama.cpp, on CUDA once per token (a debug line per CUDA-graph reuse): drop what is
+        # not kept before any decoding or locking; in quiet mode (timed repetitions) everything but errors.
+        effective = self._level if level == _CONT else level
+        if effective == _DEBUG or (self._quiet and effective != _ERROR):
+            self._level = effective
+            return
         # Never let an exception cross back into C.
         try:
             with self._lock:
@@ -142,10 +154,12 @@ class LlamaLog:
         name = _LEVELS.get(level, "info")
         if not line.strip():
             return
-        if name != "debug":  # debug lines (graph dumps) would push the reason out of the tail
-            self._tail.append(line)
+        self._tail.append(line)
         if name == "error":
             self._errors.append(line)
+        mode = LOAD_MODE_LINE.search(line)
+        if mode:
+            self.load_mode = mode["mode"]
         parsed = parse_buffer_line(line)
         if parsed:
             device, kind, size = parsed
@@ -153,8 +167,11 @@ class LlamaLog:
             key = f"{device}:{kind}"
             bucket = self._buffers[section]
             bucket[key] = bucket.get(key, 0) + size
-        if name != "debug":
-            self._emit("log", level=name, message=line, source="llama.cpp")
+        self._emit("log", level=name, message=line, source="llama.cpp")
+
+    def quiet(self, on: bool) -> None:
+        """During timed repetitions: pass on nothing but errors (no decoding, no events, no pipe writes)."""
+        self._quiet = on
 
     def start_section(self, section: str) -> None:
         """A model load or a new context begins: its buffer lines replace the previous ones of that kind."""

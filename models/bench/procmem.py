@@ -55,6 +55,17 @@ def _from_psutil(pid: int) -> ProcessMemory | None:
     return ProcessMemory(rss_anon=int(info.rss), rss_file=0, peak=max(peak, int(info.rss)), rss=int(info.rss))
 
 
+def data_size() -> int | None:
+    """This process's data segment (VmData, what RLIMIT_DATA counts), bytes; None without /proc."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def process_memory(pid: int | None = None) -> ProcessMemory | None:
     """Memory of `pid` (default: this process), or None when the process is gone."""
     if sys.platform.startswith("linux"):

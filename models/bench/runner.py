@@ -1,4 +1,7 @@
-"""The runner: starts one worker process per job, relays its events, samples its memory, cancels, survives crashes."""
+"""The runner: starts one worker process per job, relays its events, cancels, survives crashes.
+
+While a job runs the runner sleeps until the worker says something: no polling, so the timed repetitions run alone.
+The worker reports its own memory between repetitions (models.bench.procmem; the peak is the kernel's VmHWM)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from models.bench.events import BenchEvent
-from models.bench.procmem import process_memory
+from models.bench.lifeline import PARENT_ENV
 from models.bench.record import blank_result
 from models.bench.spec import KV_TYPES, BenchJob, BenchResult, BenchSweep
 
@@ -27,6 +30,7 @@ EventCallback = Callable[[BenchJob, BenchEvent], None]
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _KNOWN_BEFORE_TESTS = ("build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_type",
                        "model_size", "model_n_params", "system_info", "llama_cpp_python_version", "load_ms")
+_KILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL; there both end in TerminateProcess
 _TAIL_IN_ERROR = 15  # log lines quoted in a failed result's message
 _SIGNAL_REASONS = {
     "SIGKILL": "was killed (SIGKILL); the system may have run out of memory, or another program ended it",
@@ -46,8 +50,8 @@ def check_job(job: BenchJob) -> str | None:
                         ("repetitions", job.repetitions)):
         if value < 1:
             return f"{name} must be at least 1, got {value}."
-    if p.n_gpu_layers < 0:
-        return f"n_gpu_layers must be at least 0, got {p.n_gpu_layers}."
+    if p.n_gpu_layers < -1:
+        return f"n_gpu_layers must be -1 (all) or more, got {p.n_gpu_layers}."
     if p.n_ubatch > p.n_batch:
         return f"n_ubatch ({p.n_ubatch}) cannot be larger than n_batch ({p.n_batch})."
     for kind in (p.type_k, p.type_v):
@@ -84,9 +88,11 @@ class _Worker:
         # The child must find this very package even when the project is not installed.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH", "")]))
         env["PYTHONUNBUFFERED"] = "1"
+        env[PARENT_ENV] = str(os.getpid())  # the worker checks it is still ours after asking for the death signal
         kwargs: dict[str, Any] = {}
         if os.name == "posix":
-            # Own session: Ctrl-C in a terminal reaches the parent only, which then cancels cleanly.
+            # Own session and process group: Ctrl-C in a terminal reaches the parent only, which then cancels
+            # cleanly; a cancel ends the whole group.
             kwargs["start_new_session"] = True
         else:
             kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
@@ -103,9 +109,31 @@ class _Worker:
         try:
             import json
 
-            self.proc.stdin.write(json.dumps(job.to_json()))
-            self.proc.stdin.close()
+            # One line, and the pipe stays open: the worker treats its end as this process's death.
+            self.proc.stdin.write(json.dumps(job.to_json()) + "\n")
+            self.proc.stdin.flush()
         except OSError:  # the worker died before reading its job; its exit status tells why
+            pass
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the worker's process group (POSIX) or the worker."""
+        if self.proc.poll() is not None:
+            return
+        try:
+            if os.name == "posix":
+                os.killpg(self.proc.pid, sig)
+            elif sig == _KILL:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+        except OSError:
+            pass
+
+    def close_stdin(self) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        except (OSError, AssertionError):
             pass
 
     def _read_stdout(self, stream: IO[str]) -> None:
@@ -136,11 +164,9 @@ class BenchRunner:
     """Runs jobs one at a time, each in its own worker process; blocking `run`, thread-safe `cancel`."""
 
     def __init__(self, *, on_event: EventCallback | None = None, python: str = sys.executable,
-                 memory_interval_s: float = 0.1, kill_grace_s: float = 3.0,
-                 worker_args: Sequence[str] = ()) -> None:
+                 kill_grace_s: float = 3.0, worker_args: Sequence[str] = ()) -> None:
         self.on_event = on_event
         self.python = python
-        self.memory_interval_s = memory_interval_s
         self.kill_grace_s = kill_grace_s
         self.worker_args = tuple(worker_args)  # e.g. ("--perf",) for llama.cpp's own timers in sample events
         self._cancel = threading.Event()
@@ -156,11 +182,9 @@ class BenchRunner:
         self._cancel.set()
         with self._lock:
             worker = self._worker
-        if worker is not None and worker.proc.poll() is None:
-            try:
-                worker.proc.terminate()
-            except OSError:
-                pass
+        if worker is not None:
+            worker.signal(signal.SIGTERM)
+            worker.queue.put(("cancel", None))  # wakes the relay loop, which kills after the grace period
 
     def run(self, jobs: Sequence[BenchJob]) -> list[BenchResult]:
         """Run every job in order; one BenchResult per job and test, failed and cancelled ones included."""
@@ -210,25 +234,23 @@ class BenchRunner:
             self.cancel()
         received: list[BenchResult] = []
         failure: dict[str, Any] | None = None
-        finished = started = False
-        next_sample = 0.0
+        finished = False
         cancel_deadline: float | None = None
         try:
             while True:
-                now = time.monotonic()
-                if now >= next_sample and started:  # "started" is always a job's first event
-                    memory = process_memory(worker.proc.pid)
-                    if memory is not None and worker.proc.poll() is None:
-                        self._emit(job, BenchEvent("memory", memory.to_json()))
-                    next_sample = now + self.memory_interval_s
                 if self._cancel.is_set():
+                    now = time.monotonic()
                     cancel_deadline = cancel_deadline or now + self.kill_grace_s
-                    if now >= cancel_deadline and worker.proc.poll() is None:
-                        worker.proc.kill()
+                    if now >= cancel_deadline:
+                        worker.signal(_KILL)
                 try:
-                    kind, payload = worker.queue.get(timeout=max(0.0, min(self.memory_interval_s,
-                                                                          next_sample - time.monotonic())))
+                    # Asleep until the worker writes, ends, or a cancel arrives; after a cancel, until the
+                    # grace period is over.
+                    timeout = None if cancel_deadline is None else max(0.0, cancel_deadline - time.monotonic())
+                    kind, payload = worker.queue.get(timeout=timeout)
                 except queue.Empty:
+                    continue
+                if kind == "cancel":
                     continue
                 if kind == "eof":
                     break
@@ -239,9 +261,6 @@ class BenchRunner:
                     received.append(BenchResult.from_json(event.data["result"]))
                 elif event.kind == "failure":
                     failure = event.data
-                elif event.kind == "started":
-                    started = True
-                    next_sample = 0.0
                 elif event.kind == "finished":
                     # Held back: "finished" is always a job's last event, after any rows the runner adds.
                     finished = True
@@ -283,13 +302,14 @@ class BenchRunner:
             # Its output has ended; a healthy worker is only freeing the model now.
             return proc.wait(timeout=self.kill_grace_s if self._cancel.is_set() else 10 * self.kill_grace_s)
         except subprocess.TimeoutExpired:
-            proc.terminate()
+            worker.signal(signal.SIGTERM)
         try:
             return proc.wait(timeout=self.kill_grace_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            worker.signal(_KILL)
             return proc.wait()
         finally:
+            worker.close_stdin()
             worker.join_readers(1.0)
 
     def _fill(self, job: BenchJob, received: list[BenchResult], *, status: str, error: str) -> list[BenchResult]:
@@ -309,7 +329,12 @@ class BenchRunner:
 def _with_tail(message: str, lines: Sequence[str]) -> str:
     if not lines:
         return message
-    return message + "\nLast lines of the log:\n" + "\n".join(lines[-_TAIL_IN_ERROR:])
+    shown = list(lines[-_TAIL_IN_ERROR:])
+    # A crash report is quoted from its first line: Python's names the fault, then one traceback per thread.
+    fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
+    if fatal and len(lines) - fatal[-1] > _TAIL_IN_ERROR:
+        shown = list(lines[fatal[-1]:fatal[-1] + 2 * _TAIL_IN_ERROR])
+    return message + "\nLast lines of the log:\n" + "\n".join(shown)
 
 
 def run_sweep(sweep: BenchSweep, *, on_event: EventCallback | None = None) -> list[BenchResult]:

@@ -13,20 +13,46 @@ FlashAttn = Literal["on", "off", "auto"]
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 TestKind = Literal["pp", "tg", "pg"]
 
-# llama-bench's defaults (-p 512 -n 128 -r 5, n_batch 2048, n_ubatch 512, f16 KV, ngl 99, fa auto).
+SplitMode = Literal["none", "layer", "row", "tensor"]
+SPLIT_MODES: tuple[str, ...] = ("none", "layer", "row", "tensor")  # llama_split_mode's order
+NUMA_MODES = ("disabled", "distribute", "isolate", "numactl")  # ggml_numa_strategy's order
+PRIORITIES = (-1, 0, 1, 2, 3)  # ggml_sched_priority: low, normal, medium, high, realtime
+
+# llama-bench's defaults (-p 512 -n 128 -r 5, n_batch 2048, n_ubatch 512, f16 KV, ngl -1 = every layer and the
+# output, fa auto, load mode auto, poll 50, no CPU mask, layer split).
 DEFAULT_N_PROMPT = 512
 DEFAULT_N_GEN = 128
 DEFAULT_REPETITIONS = 5
 DEFAULT_N_BATCH = 2048
 DEFAULT_N_UBATCH = 512
-DEFAULT_N_GPU_LAYERS = 99
+DEFAULT_N_GPU_LAYERS = -1
+DEFAULT_POLL = 50
+DEFAULT_CPU_MASK = "0x0"
 
 
 def default_threads() -> int:
-    """llama-bench's default: the number of physical cores."""
-    import psutil
+    """llama-bench's default: llama.cpp's count of cores useful for math (performance cores only on hybrid CPUs)."""
+    from models.bench.cores import cpu_get_num_math
 
-    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+    return cpu_get_num_math()
+
+
+def parse_cpu_mask(mask: str) -> list[bool]:
+    """llama.cpp's parse_cpu_mask: a hex mask (optional 0x, at most 128 digits) as one flag per CPU, lowest first."""
+    digits = mask[2:] if mask[:2].lower() == "0x" else mask
+    if not digits:
+        raise BenchmarkError(f"CPU mask {mask!r} has no hex digits.")
+    flags = [False] * 512
+    digits = digits[:128]
+    for position, char in enumerate(reversed(digits)):
+        try:
+            value = int(char, 16)
+        except ValueError:
+            raise BenchmarkError(f"CPU mask {mask!r}: {char!r} is not a hex digit.") from None
+        for bit in range(4):
+            if value & (1 << bit):
+                flags[4 * position + bit] = True
+    return flags
 
 
 @dataclass(frozen=True)
@@ -34,13 +60,25 @@ class BenchParams:
     """One load-and-context configuration (a point of the sweep), shared by every test run with it."""
 
     n_threads: int
-    n_gpu_layers: int = DEFAULT_N_GPU_LAYERS
+    n_gpu_layers: int = DEFAULT_N_GPU_LAYERS  # -1: every layer and the output, as llama.cpp reads a negative value
     n_batch: int = DEFAULT_N_BATCH
     n_ubatch: int = DEFAULT_N_UBATCH
     flash_attn: FlashAttn = "auto"
     type_k: str = "f16"
     type_v: str = "f16"
-    use_mmap: bool = True
+    use_mmap: bool | None = None  # -mmp 1/0 forces mmap or reading; None is llama-bench's load mode "auto"
+    cpu_mask: str = DEFAULT_CPU_MASK  # hex; 0x0 keeps the default affinity
+    cpu_strict: bool = False
+    poll: int = DEFAULT_POLL  # 0 (no polling) .. 100 (aggressive), the threadpool's
+    split_mode: SplitMode = "layer"
+    main_gpu: int = 0
+    tensor_split: tuple[float, ...] = ()  # share per GPU; empty: llama.cpp decides
+    no_kv_offload: bool = False
+
+    @property
+    def load_mode(self) -> str:
+        """llama-bench's load_mode name: auto unless -mmp asked for mmap (1) or reading into memory (0)."""
+        return "auto" if self.use_mmap is None else ("mmap" if self.use_mmap else "none")
 
 
 @dataclass(frozen=True)
@@ -81,18 +119,27 @@ class BenchJob:
     repetitions: int = DEFAULT_REPETITIONS
     ttft_prompt_tokens: int = 0  # >0: also time to first token for a real chat prompt of about this length
     seed: int = 1234
+    # llama-bench's process-wide options (not swept): NUMA strategy, priority, seconds of rest before each test.
+    numa: str = "disabled"
+    prio: int = 0
+    delay: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"model_path": str(self.model_path), "params": asdict(self.params),
                 "tests": [asdict(t) for t in self.tests], "repetitions": self.repetitions,
-                "ttft_prompt_tokens": self.ttft_prompt_tokens, "seed": self.seed}
+                "ttft_prompt_tokens": self.ttft_prompt_tokens, "seed": self.seed, "numa": self.numa,
+                "prio": self.prio, "delay": self.delay}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchJob:
-        return cls(model_path=Path(data["model_path"]), params=BenchParams(**data["params"]),
+        params = dict(data["params"])
+        params["tensor_split"] = tuple(float(x) for x in params.get("tensor_split") or ())
+        return cls(model_path=Path(data["model_path"]), params=BenchParams(**params),
                    tests=tuple(BenchTest(**t) for t in data["tests"]),
                    repetitions=int(data["repetitions"]),
-                   ttft_prompt_tokens=int(data.get("ttft_prompt_tokens", 0)), seed=int(data.get("seed", 1234)))
+                   ttft_prompt_tokens=int(data.get("ttft_prompt_tokens", 0)), seed=int(data.get("seed", 1234)),
+                   numa=str(data.get("numa", "disabled")), prio=int(data.get("prio", 0)),
+                   delay=int(data.get("delay", 0)))
 
 
 @dataclass
@@ -111,9 +158,19 @@ class BenchSweep:
     flash_attn: list[FlashAttn] = field(default_factory=lambda: ["auto"])
     type_k: list[str] = field(default_factory=lambda: ["f16"])
     type_v: list[str] = field(default_factory=lambda: ["f16"])
-    use_mmap: list[bool] = field(default_factory=lambda: [True])
+    use_mmap: list[bool | None] = field(default_factory=lambda: [None])  # None: load mode auto
+    cpu_mask: list[str] = field(default_factory=lambda: [DEFAULT_CPU_MASK])
+    cpu_strict: list[bool] = field(default_factory=lambda: [False])
+    poll: list[int] = field(default_factory=lambda: [DEFAULT_POLL])
+    split_mode: list[SplitMode] = field(default_factory=lambda: ["layer"])
+    main_gpu: list[int] = field(default_factory=lambda: [0])
+    tensor_split: list[tuple[float, ...]] = field(default_factory=lambda: [()])
+    no_kv_offload: list[bool] = field(default_factory=lambda: [False])
     repetitions: int = DEFAULT_REPETITIONS
     ttft_prompt_tokens: int = 0
+    numa: str = "disabled"
+    prio: int = 0
+    delay: int = 0
 
     def validate(self) -> None:
         """Refuse impossible parameters before any worker starts, with a message naming the parameter."""
@@ -122,7 +179,7 @@ class BenchSweep:
         checks: list[tuple[str, list[int], int]] = [
             ("threads", self.n_threads, 1), ("n_batch", self.n_batch, 1), ("n_ubatch", self.n_ubatch, 1),
             ("n_prompt", self.n_prompt, 0), ("n_gen", self.n_gen, 0), ("depth", self.n_depth, 0),
-            ("n_gpu_layers", self.n_gpu_layers, 0),
+            ("n_gpu_layers", self.n_gpu_layers, -1), ("main_gpu", self.main_gpu, 0), ("poll", self.poll, 0),
         ]
         for name, values, minimum in checks:
             if not values:
@@ -141,6 +198,23 @@ class BenchSweep:
         for value in self.flash_attn:
             if value not in ("on", "off", "auto"):
                 raise BenchmarkError(f"flash_attn must be on, off or auto, got {value!r}.")
+        for poll in self.poll:
+            if poll > 100:
+                raise BenchmarkError(f"poll must be 0 to 100, got {poll}.")
+        for mask in self.cpu_mask:
+            parse_cpu_mask(mask)
+        for mode in self.split_mode:
+            if mode not in SPLIT_MODES:
+                raise BenchmarkError(f"split mode must be one of {', '.join(SPLIT_MODES)}, got {mode!r}.")
+        for shares in self.tensor_split:
+            if any(share < 0 for share in shares):
+                raise BenchmarkError(f"tensor split shares cannot be negative: {'/'.join(map(str, shares))}.")
+        if self.numa not in NUMA_MODES:
+            raise BenchmarkError(f"numa must be one of {', '.join(NUMA_MODES)}, got {self.numa!r}.")
+        if self.prio not in PRIORITIES:
+            raise BenchmarkError(f"prio must be one of -1, 0, 1, 2, 3 (low .. realtime), got {self.prio}.")
+        if self.delay < 0:
+            raise BenchmarkError(f"delay must be at least 0 seconds, got {self.delay}.")
         if not self.tests():
             raise BenchmarkError("Nothing to run: every test has 0 prompt and 0 generated tokens.")
 
@@ -154,18 +228,18 @@ class BenchSweep:
         return tuple(out)
 
     def params(self) -> list[BenchParams]:
-        return [BenchParams(n_threads=t, n_gpu_layers=ngl, n_batch=b, n_ubatch=ub, flash_attn=fa,
-                            type_k=tk, type_v=tv, use_mmap=mm)
-                for t, ngl, b, ub, fa, tk, tv, mm in itertools.product(
-                    self.n_threads, self.n_gpu_layers, self.n_batch, self.n_ubatch, self.flash_attn,
-                    self.type_k, self.type_v, self.use_mmap)]
+        names = ("n_threads", "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn", "type_k", "type_v", "use_mmap",
+                 "cpu_mask", "cpu_strict", "poll", "split_mode", "main_gpu", "tensor_split", "no_kv_offload")
+        return [BenchParams(**dict(zip(names, values)))
+                for values in itertools.product(*(getattr(self, name) for name in names))]
 
     def jobs(self) -> list[BenchJob]:
         """One job per model and parameter set; each job is one worker process."""
         self.validate()
         tests = self.tests()
         return [BenchJob(model_path=Path(model), params=params, tests=tests, repetitions=self.repetitions,
-                         ttft_prompt_tokens=self.ttft_prompt_tokens)
+                         ttft_prompt_tokens=self.ttft_prompt_tokens, numa=self.numa, prio=self.prio,
+                         delay=self.delay)
                 for model in self.models for params in self.params()]
 
 
@@ -186,11 +260,19 @@ class BenchResult:
     n_batch: int = 0
     n_ubatch: int = 0
     n_threads: int = 0
+    cpu_mask: str = DEFAULT_CPU_MASK
+    cpu_strict: bool = False
+    poll: int = DEFAULT_POLL
     type_k: str = "f16"
     type_v: str = "f16"
     n_gpu_layers: int = 0
+    split_mode: str = "layer"
+    main_gpu: int = 0
+    no_kv_offload: bool = False
     flash_attn: str = "auto"
-    use_mmap: bool = True
+    tensor_split: str = "0.00"  # llama-bench's text: shares with two decimals joined by "/"
+    load_mode: str = "auto"  # what was asked: auto (llama-bench's default), mmap or none
+    use_mmap: bool = True  # what llama.cpp did: weights mapped from the file
     n_prompt: int = 0
     n_gen: int = 0
     n_depth: int = 0
@@ -205,8 +287,14 @@ class BenchResult:
     test: str = ""  # pp512, tg128, ...
     status: str = "ok"  # ok | failed | cancelled
     error: str = ""
-    load_ms: float = 0.0
-    ttft_ms: float = 0.0  # time to first token for a real chat prompt (0 when not measured)
+    load_ms: float = 0.0  # llama_model_load_from_file's wall time; see load_page_cache
+    load_page_cache: str = ""  # the file before the load: "warm" (>= 90% in the page cache), "cold" (<= 10%),
+    # "partial", or "" where it cannot be known; a cold load reads the disk, a warm one only maps memory
+    load_cached_fraction: float = -1.0  # share of the file's pages in the page cache before the load (-1: unknown)
+    # Time to first token as Tokenometer measures it: a real chat prompt (the model's template) prefilled and the
+    # first token sampled; the mean of the timed runs (0 when not measured). LocalScore's TTFT differs:
+    # a random-token prompt's prefill plus one decode step.
+    ttft_ms: float = 0.0
     ttft_prompt_tokens: int = 0
     ttft_samples_ms: list[float] = field(default_factory=list)  # every timed TTFT repetition
     mem_rss_anon: int = 0  # bytes, private memory of the worker at the end of the test

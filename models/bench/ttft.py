@@ -1,10 +1,16 @@
-"""In the worker: a real chat prompt of about N tokens, rendered with the model's template by llama.cpp itself."""
+"""In the worker: time to first token for a real chat prompt of about N tokens, rendered with the model's template.
+
+What it measures: the templated prompt's prefill plus sampling the first token (greedy), after one untimed warm-up,
+on a fresh sequence each time. This is not LocalScore's TTFT (a random-token prompt's prefill plus one decode
+step): compare the two only with that in mind.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import logging
 import math
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -63,3 +69,49 @@ def chat_prompt_tokens(llama: Any, model: Any, vocab: Any, text: str, n_tokens: 
         n_words = max(1, round(n_words * (n_tokens - overhead) / (len(tokens) - overhead)))
         tokens = prompt_for(n_words)
     return tokens
+
+
+# A plain English passage for the time-to-first-token prompt; repeated to reach the asked length.
+TTFT_TEXT = (
+    "The river town kept its market on the old stone bridge, where farmers sold apples, bread and wool "
+    "every Saturday morning. When the spring floods came, the traders moved their stalls up the hill to "
+    "the church square, and the children carried baskets between the two places all day. Summarize how "
+    "the market changed with the seasons, and suggest two ways the town could protect the bridge. "
+)
+
+
+def measure_ttft(bench: Any, n_tokens: int) -> dict[str, Any]:
+    """Time to first token on the worker's loaded model (a models.bench.worker.Bench): mean and every timed run."""
+    from models.bench.spec import BenchTest
+    from models.bench.worker import BenchTestFailure
+
+    ll = bench.ll
+    tokens = chat_prompt_tokens(ll, bench.model, bench.vocab, TTFT_TEXT, n_tokens)
+    n = len(tokens)
+    n_ctx = n + 8
+    if n_ctx > bench.n_ctx_train > 0:
+        raise BenchTestFailure(f"The TTFT prompt of {n} tokens does not fit the model's context of {bench.n_ctx_train}.")
+    ctx = bench.new_context(n_ctx, "ttft", BenchTest(n_ctx, 0))
+    sampler = ll.llama_sampler_init_greedy()
+    chunks = bench.chunks(tokens)
+    samples: list[float] = []
+    reps = bench.job.repetitions
+    try:
+        mem = ll.llama_get_memory(ctx)
+        for rep in range(reps + 1):  # the first run is a warmup
+            ll.llama_memory_clear(mem, False)
+            bench.emit("progress", test="ttft", phase="ttft", rep=rep, of=reps, fraction=0.0)
+            bench.llog.quiet(True)
+            try:
+                started = time.perf_counter_ns()
+                bench.decode_chunks(ctx, chunks)
+                ll.llama_sampler_sample(sampler, ctx, -1)
+                elapsed = time.perf_counter_ns() - started
+            finally:
+                bench.llog.quiet(False)
+            if rep:
+                samples.append(elapsed / 1e6)
+    finally:
+        ll.llama_sampler_free(sampler)
+        bench.free_context(ctx)
+    return {"ttft_ms": sum(samples) / len(samples), "ttft_samples_ms": samples, "ttft_prompt_tokens": n}

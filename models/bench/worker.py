@@ -17,13 +17,18 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.bench.estimate import fit_estimator
+from models.bench.estimate import FitEstimator, fit_estimator
 from models.bench.events import BenchEvent
+from models.bench.lifeline import die_with_parent, watch_stdin
 from models.bench.llamalog import LlamaLog
+from models.bench.memguard import limit_private_memory
+from models.bench.pagecache import cached_fraction, page_cache_label
 from models.bench.procmem import process_memory
 from models.bench.record import blank_result
-from models.bench.spec import BenchJob, BenchResult, BenchTest
+from models.bench.spec import NUMA_MODES, SPLIT_MODES, BenchJob, BenchResult, BenchTest
 from models.bench.stats import summarize
+from models.bench.threadpool import Threadpools, ThreadpoolError, set_process_priority
+from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +39,6 @@ GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q
               "bf16": 30}
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 _GGML_MAGICS = {b"ggml", b"ggmf", b"ggjt", b"ggla", b"ggsn"}
-
-# A plain English passage for the time-to-first-token prompt; repeated to reach the asked length.
-TTFT_TEXT = (
-    "The river town kept its market on the old stone bridge, where farmers sold apples, bread and wool "
-    "every Saturday morning. When the spring floods came, the traders moved their stalls up the hill to "
-    "the church square, and the children carried baskets between the two places all day. Summarize how "
-    "the market changed with the seasons, and suggest two ways the town could protect the bridge. "
-)
 
 
 class Emitter:
@@ -86,23 +83,54 @@ def check_model_file(path: Path) -> None:
 class Bench:
     """One loaded model and the llama.cpp calls that time it."""
 
-    def __init__(self, llama: Any, job: BenchJob, emit: Emitter, llog: LlamaLog, *, perf: bool) -> None:
+    def __init__(self, llama: Any, job: BenchJob, emit: Emitter, llog: LlamaLog, *, perf: bool,
+                 pools: Threadpools | None = None, estimate: FitEstimator | None = None) -> None:
         self.ll = llama
         self.job = job
         self.emit = emit
         self.llog = llog
         self.perf = perf
+        self.pools = pools
+        self.estimate = estimate
         self.model: Any = None
         self.info: dict[str, Any] = {}
         self._fault = os.environ.get(FAULT_ENV, "")
         self.rng = random.Random(job.seed)
+        # llama-bench's ctx_state: the sequence's state after the last depth prefill, restored for every later
+        # repetition (and test) at that depth instead of prefilling again.
+        self._depth_state: tuple[int, Any] | None = None
+        self._pool = 0
+
+    def memory(self) -> None:
+        """The worker's memory now, as a memory event: between repetitions, never inside one."""
+        found = process_memory()
+        if found is not None:
+            self.emit("memory", **found.to_json())
 
     # -- loading --
     def load(self) -> None:
         ll, job = self.ll, self.job
+        p = job.params
         mparams = ll.llama_model_default_params()
-        mparams.n_gpu_layers = job.params.n_gpu_layers
-        mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP if job.params.use_mmap else ll.LLAMA_LOAD_MODE_NONE
+        mparams.n_gpu_layers = p.n_gpu_layers  # -1: llama.cpp puts every layer and the output on the GPU
+        mparams.split_mode = SPLIT_MODES.index(p.split_mode)
+        mparams.main_gpu = p.main_gpu
+        # llama-bench's default is AUTO (mmap unless a device cannot map); -mmp 1/0 forces mapping or reading.
+        mparams.load_mode = {"auto": ll.LLAMA_LOAD_MODE_AUTO, "mmap": ll.LLAMA_LOAD_MODE_MMAP,
+                             "none": ll.LLAMA_LOAD_MODE_NONE}[p.load_mode]
+        if p.tensor_split:
+            n_dev = int(ll.llama_max_devices())
+            shares = list(p.tensor_split)[:n_dev] + [0.0] * max(0, n_dev - len(p.tensor_split))
+            self._tensor_split = (ctypes.c_float * n_dev)(*shares)  # must outlive the load
+            mparams.tensor_split = self._tensor_split
+        if self.estimate is not None and p.use_mmap is False:
+            try:
+                self.estimate.check_weights(job.tests[0], f"Reading {job.model_path.name} into memory (-mmp 0)")
+            except BenchmarkError as error:
+                raise WorkerFailure(str(error)) from error
+        fraction = cached_fraction(job.model_path)  # before the load: was the file already in the page cache?
+        self.info.update(load_page_cache=page_cache_label(fraction),
+                         load_cached_fraction=-1.0 if fraction is None else round(fraction, 4))
         self.llog.start_section("model")
         started = time.perf_counter_ns()
         self.model = ll.llama_model_load_from_file(str(job.model_path).encode(), mparams)
@@ -110,6 +138,8 @@ class Bench:
         if not self.model:
             reason = self.llog.last_error() or "llama.cpp gave no reason"
             raise WorkerFailure(f"llama.cpp could not load {job.model_path.name}: {reason}")
+        mode = self.llog.load_mode or ("none" if p.use_mmap is False else "mmap")
+        self.info.update(load_mode=p.load_mode, use_mmap=mode.startswith("mmap"))
         desc = ctypes.create_string_buffer(256)
         ll.llama_model_desc(self.model, desc, ctypes.sizeof(desc))
         vocab = ll.llama_model_get_vocab(self.model)
@@ -121,8 +151,13 @@ class Bench:
         self.info.update(model_type=desc.value.decode("utf-8", "replace"), model_size=int(ll.llama_model_size(self.model)),
                          model_n_params=int(ll.llama_model_n_params(self.model)), load_ms=load_ns / 1e6)
 
-    def new_context(self, n_ctx: int, label: str) -> Any:
+    def new_context(self, n_ctx: int, label: str, test: BenchTest | None = None) -> Any:
         ll, p = self.ll, self.job.params
+        if self.estimate is not None:
+            try:  # before llama.cpp allocates: a context the free memory cannot hold is refused with numbers
+                self.estimate.check_host(test or BenchTest(n_ctx, 0), f"{label} (context of {n_ctx} tokens)")
+            except BenchmarkError as error:
+                raise BenchTestFailure(str(error)) from error
         cparams = ll.llama_context_default_params()
         cparams.n_ctx = n_ctx
         cparams.n_batch = p.n_batch
@@ -134,12 +169,44 @@ class Bench:
         cparams.flash_attn_type = FLASH_ATTN[p.flash_attn]
         cparams.swa_full = False  # as llama-bench sets it
         cparams.no_perf = not self.perf  # llama.cpp's own counters only for the overhead benchmark
+        cparams.offload_kqv = not p.no_kv_offload
         self.llog.start_section("context")
         ctx = ll.llama_init_from_model(self.model, cparams)
         if not ctx:
             reason = self.llog.last_error() or "llama.cpp gave no reason"
             raise BenchTestFailure(f"llama.cpp could not create a context for {label} (n_ctx {n_ctx}): {reason}")
+        if self.pools is not None:
+            try:  # llama-bench's threadpool: its mask, strictness, polling and priority
+                tpp = self.pools.params(p.n_threads, cpu_mask=p.cpu_mask, cpu_strict=p.cpu_strict, poll=p.poll,
+                                        prio=self.job.prio)
+                self._pool = self.pools.attach(ctx, tpp)
+            except ThreadpoolError as error:
+                ll.llama_free(ctx)
+                raise BenchTestFailure(str(error)) from error
         return ctx
+
+    def free_context(self, ctx: Any) -> None:
+        """Free the context, then its threadpool (llama-bench's order)."""
+        self.ll.llama_free(ctx)
+        if self._pool and self.pools is not None:
+            self.pools.release(None, self._pool)
+        self._pool = 0
+
+    def fill_depth(self, ctx: Any, test: BenchTest, progress: Any, rep: int) -> None:
+        """The context filled to the test's depth: the saved state when there is one for this depth, else a prefill
+        whose state is saved (llama-bench's llama_state_seq_get_data/set_data). Never timed."""
+        ll = self.ll
+        if self._depth_state is not None and self._depth_state[0] == test.n_depth:
+            buf = self._depth_state[1]
+            if ll.llama_state_seq_set_data(ctx, buf, len(buf), 0) != 0:
+                return
+            # 0: the saved state does not suit this context; prefill again, as llama-bench does
+        progress("depth", rep)
+        self.decode_chunks(ctx, self.prompt_chunks(test.n_depth))
+        size = int(ll.llama_state_seq_get_size(ctx, 0))
+        buf = (ctypes.c_uint8 * size)()
+        ll.llama_state_seq_get_data(ctx, buf, size, 0)
+        self._depth_state = (test.n_depth, buf)
 
     # -- llama-bench's two timed primitives --
     def chunks(self, ids: list[int]) -> list[tuple[Any, int]]:
@@ -187,7 +254,7 @@ class Bench:
             raise BenchTestFailure(f"{test.name} needs a context of {test.n_ctx} tokens, beyond the model's training "
                               f"context of {self.n_ctx_train}.")
         vram_before = self.gpu_free()
-        ctx = self.new_context(test.n_ctx, test.name)
+        ctx = self.new_context(test.n_ctx, test.name, test)
         try:
             result.vram_used = max(0, sum(b - a for b, a in zip(vram_before, self.gpu_free())))
             mem = ll.llama_get_memory(ctx)
@@ -198,11 +265,15 @@ class Bench:
                 done = index + share
                 self.emit("progress", test=test.name, phase=phase, rep=rep, of=reps, fraction=done / n_tests)
 
+            ll.llama_memory_clear(mem, False)
+            if self.job.delay:  # llama-bench's --delay: let the machine cool before the test
+                time.sleep(self.job.delay)
             progress("warmup", 0)
             if test.n_prompt > 0:
                 self.decode_chunks(ctx, self.prompt_chunks(test.n_prompt))
             if test.n_gen > 0:
                 self.generate(ctx, 1)
+            self.memory()  # after the warm-up: the context's buffers are touched
             samples: list[int] = []
             # A garbage collection pass inside a timed repetition would be charged to llama.cpp.
             gc.collect()
@@ -211,18 +282,21 @@ class Bench:
                 # llama-bench clears without zeroing the buffers (data=false); nothing here is timed.
                 ll.llama_memory_clear(mem, False)
                 if test.n_depth > 0:
-                    progress("depth", rep)
-                    self.decode_chunks(ctx, self.prompt_chunks(test.n_depth))
+                    self.fill_depth(ctx, test, progress, rep)
                 chunks = self.prompt_chunks(test.n_prompt) if test.n_prompt > 0 else []
                 if self.perf:
                     ll.llama_perf_context_reset(ctx)
                 progress("rep", rep)
-                started = time.perf_counter_ns()
-                if chunks:
-                    self.decode_chunks(ctx, chunks)
-                if test.n_gen > 0:
-                    self.generate(ctx, test.n_gen)
-                ns = time.perf_counter_ns() - started
+                self.llog.quiet(True)  # inside the timed region llama.cpp's log costs nothing but errors
+                try:
+                    started = time.perf_counter_ns()
+                    if chunks:
+                        self.decode_chunks(ctx, chunks)
+                    if test.n_gen > 0:
+                        self.generate(ctx, test.n_gen)
+                    ns = time.perf_counter_ns() - started
+                finally:
+                    self.llog.quiet(False)
                 samples.append(ns)
                 extra: dict[str, Any] = {}
                 if self.perf:
@@ -231,11 +305,12 @@ class Bench:
                                      "n_p_eval": counters.n_p_eval, "n_eval": counters.n_eval}
                 self.emit("sample", test=test.name, rep=rep, ns=ns, ts=1e9 * (test.n_prompt + test.n_gen) / ns,
                           **extra)
+                self.memory()  # between repetitions (the parent no longer polls during them)
                 self.maybe_fault()
             progress("done", reps)
         finally:
             gc.enable()
-            ll.llama_free(ctx)
+            self.free_context(ctx)
         summary = summarize(samples, test.n_prompt + test.n_gen)
         result.avg_ns, result.stddev_ns = summary.avg_ns, summary.stddev_ns
         result.avg_ts, result.stddev_ts = summary.avg_ts, summary.stddev_ts
@@ -269,36 +344,6 @@ class Bench:
         """Free memory per GPU device, bytes (empty without a GPU backend)."""
         return [free for free, _total in self.llog.devices.gpu_memory()]
 
-    # -- time to first token --
-    def ttft(self, n_tokens: int) -> dict[str, Any]:
-        from models.bench.ttft import chat_prompt_tokens
-
-        ll = self.ll
-        tokens = chat_prompt_tokens(ll, self.model, self.vocab, TTFT_TEXT, n_tokens)
-        n = len(tokens)
-        n_ctx = n + 8
-        if n_ctx > self.n_ctx_train > 0:
-            raise BenchTestFailure(f"The TTFT prompt of {n} tokens does not fit the model's context of {self.n_ctx_train}.")
-        ctx = self.new_context(n_ctx, "ttft")
-        sampler = ll.llama_sampler_init_greedy()
-        chunks = self.chunks(tokens)
-        samples: list[float] = []
-        try:
-            mem = ll.llama_get_memory(ctx)
-            for rep in range(self.job.repetitions + 1):  # the first run is a warmup
-                ll.llama_memory_clear(mem, False)
-                self.emit("progress", test="ttft", phase="ttft", rep=rep, of=self.job.repetitions, fraction=0.0)
-                started = time.perf_counter_ns()
-                self.decode_chunks(ctx, chunks)
-                ll.llama_sampler_sample(sampler, ctx, -1)
-                elapsed = time.perf_counter_ns() - started
-                if rep:
-                    samples.append(elapsed / 1e6)
-        finally:
-            ll.llama_sampler_free(sampler)
-            ll.llama_free(ctx)
-        return {"ttft_ms": sum(samples) / len(samples), "ttft_samples_ms": samples, "ttft_prompt_tokens": n}
-
 
 def build_info(llama: Any, devices: Any) -> dict[str, Any]:
     """What llama.cpp build this is and what it runs on, as llama-bench reports it."""
@@ -327,14 +372,32 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
             raise WorkerFailure(f"llama-cpp-python cannot be loaded: {error}") from error
         llog = LlamaLog(llama_cpp, emit)
         llama_cpp.llama_backend_init()
+        if job.numa != "disabled":
+            llama_cpp.llama_numa_init(NUMA_MODES.index(job.numa))
+        try:
+            set_process_priority(job.prio)
+        except ThreadpoolError as error:
+            raise WorkerFailure(str(error)) from error
         common = build_info(llama_cpp, llog.devices)
-        bench = Bench(llama_cpp, job, emit, llog, perf=perf)
+        estimate = fit_estimator(job, gpu=bool(common["gpu_info"]), emit=emit)
+        if not common["gpu_info"]:  # GPU drivers reserve address space in ways a data limit may trip over
+            limit = limit_private_memory()
+            if limit is not None:
+                emit("log", level="info", message=f"Worker memory limit (RLIMIT_DATA): {limit / 2**30:.2f} GiB")
+        try:
+            pools: Threadpools | None = Threadpools(llama_cpp)
+        except (ThreadpoolError, OSError, AttributeError) as error:
+            pools = None  # an old or unusual build: ggml's own per-compute threads, as before
+            emit("log", level="warning", message=f"No ggml threadpool (ggml makes its own per compute): {error}")
+        bench = Bench(llama_cpp, job, emit, llog, perf=perf, pools=pools, estimate=estimate)
         bench.info.update(common)
         bench.load()
-        estimate = fit_estimator(job, gpu=bool(common["gpu_info"]), emit=emit)
+        bench.memory()  # after the load
         if job.ttft_prompt_tokens > 0:
+            from models.bench.ttft import measure_ttft
+
             try:
-                bench.info.update(bench.ttft(job.ttft_prompt_tokens))
+                bench.info.update(measure_ttft(bench, job.ttft_prompt_tokens))
             except BenchTestFailure as error:
                 emit("log", level="warning", message=f"Time to first token not measured: {error}")
         ok = True
@@ -365,7 +428,9 @@ def _read_job(args: argparse.Namespace) -> BenchJob:
     if args.job:
         text = Path(args.job[1:]).read_text() if args.job.startswith("@") else args.job
     else:
-        text = sys.stdin.read()
+        # One line: the runner keeps stdin open afterwards, and its end means the runner is gone.
+        text = sys.stdin.readline()
+        watch_stdin(sys.stdin)
     return BenchJob.from_json(json.loads(text))
 
 
@@ -381,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     emit = Emitter(os.fdopen(events_fd, "w", encoding="utf-8", buffering=1))
     faulthandler.enable()  # a segfault in llama.cpp leaves a Python traceback in the log tail
+    die_with_parent()  # Linux: SIGKILL when the runner dies, however it dies
     try:
         job = _read_job(args)
     except (OSError, ValueError, KeyError, TypeError) as error:
