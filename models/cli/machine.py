@@ -84,11 +84,12 @@ def _hardware(args: argparse.Namespace) -> int:
 
 
 def _load_header(model: str) -> tuple[GGUFHeader, str]:
-    from models.gguf.reader import read_gguf_header
+    """The model's header; a split model's first part brings every part's tensors (read_model_header)."""
+    from models.gguf.split import read_model_header
 
     path = Path(model).expanduser()
     if path.exists():
-        return read_gguf_header(path), str(path)
+        return read_model_header(path), str(path)
     parts = model.split("/")
     if path.is_absolute() or model.startswith((".", "~")):
         raise TokenometerError(f"{model}: no such file.")
@@ -125,7 +126,7 @@ def _fit(args: argparse.Namespace) -> int:
         return 0
     print(f"Model      {header.name or where} ({header.architecture}, {header.n_params / 1e9:.2f} B params, "
           f"{header.file_type_name}, {_size(header.tensor_bytes)}, {header.block_count} layers, "
-          f"trained context {header.context_length})")
+          f"{f', {header.split_count} parts' if header.is_split else ''}, trained context {header.context_length})")
     print(f"Estimate   n_ctx {estimate.n_ctx}, n_gpu_layers {estimate.n_gpu_layers}, KV {args.type_k}/{args.type_v}, "
           f"flash attention {'on' if estimate.flash_attn else 'off'}")
     for dev in estimate.devices:

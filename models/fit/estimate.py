@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import ModelFileError
 from models.fit.shape import Dims, model_dims, place_weights
-from models.gguf.reader import GGUFHeader, read_gguf_header
+from models.gguf.reader import ArraySummary, GGUFHeader, read_gguf_header
 from models.gguf.types import GGML_TYPE_IDS, GGML_TYPES
+from models.units import fmt_bytes
 
 if TYPE_CHECKING:
     from models.bench.spec import BenchJob, BenchTest
@@ -113,6 +115,38 @@ class FitVerdict:
         return out
 
 
+def check_loadable(header: GGUFHeader) -> None:
+    """Refuse, with llama.cpp's reason, a file that llama.cpp 0.3.36 was seen to refuse at load.
+
+    The GGUF reader already refuses what ggml's GGUF parser refuses; these are the llama-level checks that
+    fail later in llama_model_load (checked against the real library in a one-off run, see the fit tests).
+    """
+    if not header.architecture:
+        raise ModelFileError("The file has no general.architecture; llama.cpp refuses it "
+                             "(\"unknown model architecture: ''\").")
+    if not header.tensors:
+        raise ModelFileError(f"The file holds no tensors; llama.cpp refuses a {header.architecture} model without "
+                             "its weights (\"tensor 'token_embd.weight' not found\").")
+    for tensor in header.tensors:
+        if 0 in tensor.shape and not _empty_kv_projection(header, tensor.name):
+            raise ModelFileError(f"Tensor '{tensor.name}' has a zero-size dimension (shape {list(tensor.shape)}); "
+                                 "llama.cpp refuses it (\"has wrong shape\").")
+    tokens = header.metadata.get("tokenizer.ggml.tokens")
+    if tokens is not None:
+        strings = tokens.element_type == "string" if isinstance(tokens, ArraySummary) else \
+            isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
+        if not strings:
+            raise ModelFileError("tokenizer.ggml.tokens is not an array of strings; llama.cpp refuses it "
+                                 "(\"invalid gguf type for tokenizer.ggml.tokens\").")
+
+
+def _empty_kv_projection(header: GGUFHeader, name: str) -> bool:
+    """A K/V projection of a layer with no KV heads is (n_embd, 0): the one zero-size shape llama.cpp expects."""
+    match = re.match(r"^blk\.(\d+)\.attn_[kv]\.", name)
+    heads = header.head_count_kv_per_layer
+    return bool(match) and int(match.group(1)) < len(heads) and heads[int(match.group(1))] == 0
+
+
 def _row_bytes(type_name: str, n: int) -> int:
     type_id = GGML_TYPE_IDS.get(type_name.lower())
     if type_id is None:
@@ -154,6 +188,7 @@ def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type
         raise ModelFileError(f"Context size {n_ctx} is out of range (1 to {_MAX_CTX}).")
     if n_batch < 1 or n_ubatch < 1 or n_gpu_layers < 0:
         raise ModelFileError("n_batch and n_ubatch must be at least 1 and n_gpu_layers at least 0.")
+    check_loadable(header)
     unknown: list[str] = []
     notes: list[str] = []
     n_layer = header.block_count
@@ -224,10 +259,6 @@ _KNOWN_GRAPH = {"llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3
                 "qwen3moe", "mixtral", "granite", "olmo", "olmo2", "stablelm", "starcoder2", "smollm3", "exaone"}
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB"
-
-
 def _budgets(hardware: HardwareInfo, notes: list[str]) -> tuple[int, int, str, bool]:
     """(RAM budget, VRAM budget, GPU name, unified) after the reserves; VRAM 0 means no usable GPU."""
     ram = hardware.ram_available - RAM_RESERVE
@@ -251,6 +282,7 @@ def fit_verdict(header: GGUFHeader, hardware: HardwareInfo, *, n_ctx: int | None
                 swa_full: bool = False) -> FitVerdict:
     """Fully on the GPU, partial offload, CPU only or does not fit; with the suggested offload and largest context."""
     notes: list[str] = []
+    check_loadable(header)
     ram, vram, gpu_name, unified = _budgets(hardware, notes)
     train_ctx = header.context_length or 131072
     ctx = n_ctx or min(train_ctx, 4096)
@@ -271,11 +303,13 @@ def fit_verdict(header: GGUFHeader, hardware: HardwareInfo, *, n_ctx: int | None
     chosen = next((ngl for ngl in options if fits(est(ngl, ctx))), None)
     if chosen is None:  # nothing fits at this context; find the offload that fits the most context
         chosen = next((ngl for ngl in options if fits(est(ngl, 256))), options[-1])
-    lo, hi = 0, max(train_ctx, ctx) // 256
+    limit = max(train_ctx, ctx)
+    lo, hi = 0, -(-limit // 256)  # rounded up: a 128-token model still gets its one 256-cell step
     while lo < hi:  # fits() only gets harder as the context grows, so bisect in steps of 256
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if fits(est(chosen, mid * 256)) else (lo, mid - 1)
-    max_ctx = lo * 256
+    # llama.cpp pads n_ctx to 256 cells, so whatever fits at the padded size fits at `limit` below it too.
+    max_ctx = min(lo * 256, limit)
     estimate = est(chosen, ctx)
     host, dev = estimate.device("CPU").total, estimate.device("GPU").total
     headroom_ram = ram - host - (dev if unified else 0)
@@ -284,19 +318,19 @@ def fit_verdict(header: GGUFHeader, hardware: HardwareInfo, *, n_ctx: int | None
     at = f"at {ctx} tokens of context"
     if not fits(estimate):
         verdict: Verdict = "no_fit"
-        summary = (f"Does not fit {at}: needs {_gib(host)} RAM{f' and {_gib(dev)} VRAM' if dev else ''}, "
-                   f"{_gib(ram)} RAM{f' and {_gib(vram)} VRAM' if vram else ''} usable"
+        summary = (f"Does not fit {at}: needs {fmt_bytes(host)} RAM{f' and {fmt_bytes(dev)} VRAM' if dev else ''}, "
+                   f"{fmt_bytes(ram)} RAM{f' and {fmt_bytes(vram)} VRAM' if vram else ''} usable"
                    + (f"; up to {max_ctx} tokens would fit with n_gpu_layers {chosen}." if max_ctx else "."))
     elif chosen == n_layer + 1 and vram:
         verdict = "gpu"
-        summary = f"Runs fully on the GPU ({gpu_name}) {at}: {_gib(dev)} of {_gib(vram)} usable VRAM."
+        summary = f"Runs fully on the GPU ({gpu_name}) {at}: {fmt_bytes(dev)} of {fmt_bytes(vram)} usable VRAM."
     elif chosen > 0:
         verdict = "partial"
-        summary = (f"Partial offload {at}: {chosen} of {n_layer + 1} layers on {gpu_name} ({_gib(dev)} VRAM), "
-                   f"the rest on the CPU ({_gib(host)} RAM).")
+        summary = (f"Partial offload {at}: {chosen} of {n_layer + 1} layers on {gpu_name} ({fmt_bytes(dev)} VRAM), "
+                   f"the rest on the CPU ({fmt_bytes(host)} RAM).")
     else:
         verdict = "cpu"
-        summary = f"Runs on the CPU only {at}: {_gib(host)} of {_gib(ram)} usable RAM."
+        summary = f"Runs on the CPU only {at}: {fmt_bytes(host)} of {fmt_bytes(ram)} usable RAM."
     if verdict != "no_fit":
         summary += f" Largest context that fits: {max_ctx} tokens."
     return FitVerdict(verdict=verdict, summary=summary, n_ctx=ctx, n_gpu_layers=chosen, max_ctx=max_ctx,

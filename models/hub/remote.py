@@ -147,5 +147,19 @@ def read_remote_header(repo_id: str, filename: str, *, revision: str | None = No
     header = call_hub(f"{repo_id}/{filename}", lambda: read_gguf_header(source, limits=limits))
     log.debug("Remote header of %s/%s: %d requests, %d bytes", repo_id, filename, source.requests,
               source.bytes_fetched)
+    if header.is_split:  # a split model is judged whole: every part's header, each a request or two like this one
+        header = _read_other_shards(header, repo_id, filename, revision=revision, token=token, limits=limits)
     return header
+
+
+def _read_other_shards(first: GGUFHeader, repo_id: str, filename: str, *, revision: str | None,
+                       token: str | bool | None, limits: HeaderLimits | None) -> GGUFHeader:
+    from models.gguf.split import read_split_headers
+
+    def open_shard(name: str) -> HttpRangeSource:
+        # Later parts hold a tensor table and no vocabulary: a quarter of the first block covers most of them.
+        return HttpRangeSource(hf_hub_url(repo_id, name, revision=revision), headers=build_hf_headers(token=token),
+                               first_block=_FIRST_BLOCK // 4, max_transfer=(limits or HeaderLimits()).max_header_bytes)
+
+    return call_hub(f"{repo_id}/{filename}", lambda: read_split_headers(first, filename, open_shard, limits=limits))
 
