@@ -21,10 +21,10 @@ class FitEstimator:
         self.header: Any = None
         self.cpu_flags: Any = ()
         try:
-            from models.gguf.reader import read_gguf_header
+            from models.gguf.split import read_model_header  # a split model's every part
             from models.machine.hardware import probe_cpu
 
-            self.header = read_gguf_header(job.model_path)
+            self.header = read_model_header(job.model_path)
             self.cpu_flags = probe_cpu([]).flags
         except Exception as error:  # an estimate that cannot be made must not cost the measurement
             emit("log", level="warning", message=f"No memory estimate for this model: {error}")

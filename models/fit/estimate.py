@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import ModelFileError
 from models.fit.shape import Dims, model_dims, place_weights
-from models.gguf.reader import ArraySummary, GGUFHeader, read_gguf_header
+from models.gguf.reader import ArraySummary, GGUFHeader
+from models.gguf.split import read_model_header
 from models.gguf.types import GGML_TYPE_IDS, GGML_TYPES
 from models.units import fmt_bytes
 
@@ -347,7 +348,7 @@ def estimate_for_job(job: BenchJob, test: BenchTest, *, header: GGUFHeader | Non
     from models.machine.hardware import llama_build, probe_cpu
 
     if header is None:
-        header = read_gguf_header(job.model_path)
+        header = read_model_header(job.model_path)
     if gpu is None:
         gpu = bool(llama_build().gpu_devices)
     if cpu_flags is None:

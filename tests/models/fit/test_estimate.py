@@ -287,6 +287,8 @@ def test_split_model_is_counted_whole(tmp_path: Path) -> None:
         estimate_memory(read_gguf_header(shards[0]), n_ctx=512)  # one shard alone would undercount
     with pytest.raises(ModelFileError, match="give the first part"):
         read_model_header(shards[1])
+    job = BenchJob(model_path=shards[0], params=BenchParams(n_threads=1), tests=(BenchTest(512, 0),))
+    assert estimate_for_job(job, job.tests[0], gpu=False, cpu_flags=[])["buf_model"] == e.weights
     shards[2].unlink()
     with pytest.raises(ModelFileError, match="Missing part of the split model"):
         read_model_header(shards[0])
