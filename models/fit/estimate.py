@@ -187,13 +187,14 @@ def estimate_memory(header: GGUFHeader, *, n_ctx: int, type_k: str = "f16", type
     """
     if not 0 < n_ctx <= _MAX_CTX:
         raise ModelFileError(f"Context size {n_ctx} is out of range (1 to {_MAX_CTX}).")
-    if n_batch < 1 or n_ubatch < 1 or n_gpu_layers < 0:
-        raise ModelFileError("n_batch and n_ubatch must be at least 1 and n_gpu_layers at least 0.")
+    if n_batch < 1 or n_ubatch < 1:
+        raise ModelFileError("n_batch and n_ubatch must be at least 1.")
     check_loadable(header)
     unknown: list[str] = []
     notes: list[str] = []
     n_layer = header.block_count
-    ngl = min(n_gpu_layers, n_layer + 1) if gpu else 0
+    # llama.cpp (and llama-bench's default -1): a negative n_gpu_layers offloads every layer and the output.
+    ngl = (n_layer + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layer + 1)) if gpu else 0
     i_gpu_start = max(n_layer + 1 - ngl, 0)
     placed = place_weights(header, i_gpu_start, ngl > 0, use_mmap=use_mmap, cpu_flags=cpu_flags)
     cpu = DeviceMemory("CPU", weights=placed.cpu)

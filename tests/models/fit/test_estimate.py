@@ -85,6 +85,7 @@ def test_weights_per_device_follow_llama_cpp_placement(tmp_path: Path) -> None:
     full = estimate_memory(h, n_ctx=512, n_gpu_layers=99)
     assert full.n_gpu_layers == 5 and full.device("CPU").weights == embd  # the input layer stays on the CPU
     assert full.device("GPU").kv == full.kv and full.device("CPU").kv == 0
+    assert estimate_memory(h, n_ctx=512, n_gpu_layers=-1).device("GPU").weights == full.device("GPU").weights
     no_gpu = estimate_memory(h, n_ctx=512, n_gpu_layers=99, gpu=False)
     assert no_gpu.device("GPU").total == 0 and no_gpu.n_gpu_layers == 0
 
