@@ -53,19 +53,14 @@ class AppContext(QObject):
     # -- results --
     def _recorder(self) -> tuple[Callable[[BenchJob, BenchEvent], None], Callable[[], None]]:
         """Store every result as it arrives. Runs on the benchmark thread: no SQLite or probing on the GUI's."""
-        from models.machine.energy import EnergyMeter
         from models.machine.hardware import machine_fingerprint
-        from models.results.store import ResultsStore, record_events
+        from models.results.recorder import open_recorder
 
         if self._machine is None:
             self.probe_hardware()  # shares the probe the Hardware page may have started
             with self._probe_lock:
                 self._machine = machine_fingerprint()
-        settings = self.settings()
-        meter = EnergyMeter(fallback_watts=settings.system_power_watts or None)
-        store = ResultsStore()
-        return record_events(store, machine=self._machine, energy_meter=meter if meter.available else None), \
-            store.close
+        return open_recorder(machine=self._machine, settings=self.settings())
 
     def open_store(self) -> Any:
         """The results store (a new connection: call from a job, close it after)."""
