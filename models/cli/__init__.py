@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from models import __version__
 from models.errors import TokenometerError
-from models.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cancelled", file=sys.stderr)
         return 130
     except TokenometerError as error:
-        print(printable(f"error: {error}", newlines=True), file=sys.stderr)  # messages quote names from outside
+        print(f"error: {error}", file=sys.stderr)
         return 1
 
 

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from models.errors import ModelFileError
 from models.gguf.byte_source import ByteSource
 from models.gguf.reader import GGUFHeader, HeaderLimits, read_gguf_header
+from models.hub.names import shard_name
 
 log = logging.getLogger(__name__)
-
-# llama.cpp's llama_split_path: "%s-%05d-of-%05d.gguf" (1-based shard number).
-_SHARD_NAME = re.compile(r"^(?P<prefix>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
 def shard_names(first: str, count: int) -> list[str]:
     """The names of all `count` shards, from the first shard's name (a file name or a path inside a repo)."""
-    match = _SHARD_NAME.match(first)
-    if not match or int(match.group("no")) != 1:
+    shard = shard_name(first)  # llama.cpp's llama_split_path: "%s-%05d-of-%05d.gguf" (1-based shard number)
+    if shard is None or shard.index != 1:
         raise ModelFileError(f"{first} is part 1 of a {count}-part split model, but its name does not follow "
                              "llama.cpp's NAME-00001-of-0000N.gguf pattern, so the other parts cannot be found.")
-    if int(match.group("count")) != count:
-        raise ModelFileError(f"{first}: its name says {int(match.group('count'))} parts but its header says {count}.")
-    return [f"{match.group('prefix')}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
+    if shard.count != count:
+        raise ModelFileError(f"{first}: its name says {shard.count} parts but its header says {count}.")
+    return [f"{shard.base}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
 
 
 def merge_shards(headers: list[GGUFHeader], names: list[str]) -> GGUFHeader:

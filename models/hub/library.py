@@ -21,12 +21,12 @@ from huggingface_hub.file_download import repo_folder_name
 from models.errors import DownloadError, ModelFileError, TokenometerError
 from models.gguf.reader import GGUFHeader, read_gguf_header
 from models.paths import data_dir, models_dir
+from models.hub.names import shard_name
 from models.hub.starter import starter_model_path
 
 log = logging.getLogger(__name__)
 
 Source = Literal["starter", "hf-cache", "folder", "imported", "owned", "lmstudio", "llama.cpp", "ollama", "gpt4all"]
-_SHARD = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _OLLAMA_MODEL = "application/vnd.ollama.image.model"
 
 
@@ -236,9 +236,9 @@ def _group(paths: list[Path]) -> list[tuple[Path, list[Path]]]:
     groups: dict[tuple[Path, str], dict[int, Path]] = {}
     out: list[tuple[Path, list[Path]]] = []
     for path in paths:
-        match = _SHARD.match(path.name)
-        if match:
-            groups.setdefault((path.parent, match.group("base")), {})[int(match.group("index"))] = path
+        shard = shard_name(path.name)
+        if shard:
+            groups.setdefault((path.parent, shard.base), {})[shard.index] = path
         else:
             out.append((path, [path]))
     for shards in groups.values():

