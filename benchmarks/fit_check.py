@@ -1,10 +1,11 @@
 """Estimate vs measured: models.fit.estimate's buffer estimate against the buffer sizes llama.cpp logs, per model shape.
 
-Usage: .venv/bin/python benchmarks/fit_check.py [--quick] [--ngl N] [--json OUT]
+Usage: .venv/bin/python benchmarks/fit_check.py [--quick | --only-new] [--ngl N] [--json OUT]
 
 For the starter model and for random-weight GGUFs of several shapes (GQA, head sizes 32/64/128, a gemma3
-sliding-window model, an MoE), each at contexts 512..32768 with f16 and q8_0 KV, a child process loads the
-model with llama.cpp, creates each context, and reports the "... buffer size = X MiB" lines it logged.
+sliding-window model, an MoE, a deepseek2 MLA model, a gemma4 with SWA and shared-KV layers, and a model split
+in three parts), each at contexts 512..32768 with f16 and q8_0 KV, a child process loads the model with llama.cpp,
+creates each context, and reports the "... buffer size = X MiB" lines it logged. `--only-new` runs the last three.
 """
 
 from __future__ import annotations
@@ -150,6 +151,22 @@ def shapes() -> list[Any]:
     ]
 
 
+def extra_models(tmp: Path, tokenizer: dict[str, Any]) -> list[tuple[str, Path]]:
+    """The shapes the estimate learnt last: MLA (K-only cache), SWA with shared KV layers, and a split model."""
+    from tests.models.gguf.factory import Gemma4Shape, MlaShape, split_model, write_gemma4_model, write_mla_model, \
+        write_model
+
+    mla = MlaShape(n_layer=4, n_embd=512, n_head=8, kv_lora_rank=256, qk_rope=64, qk_nope=64, v_head=64, n_ff=1024)
+    gemma4 = Gemma4Shape(swa_pattern=(True, True, False, True, False, True, True, False), shared_kv=3,
+                         sliding_window=512)
+    split_dir = tmp / "split"
+    split_dir.mkdir()
+    whole = write_model(tmp / "to-split.gguf", shapes()[0], tokenizer=tokenizer)
+    return [(mla.label, write_mla_model(tmp / "mla.gguf", mla, tokenizer=tokenizer)),
+            (gemma4.label, write_gemma4_model(tmp / "gemma4.gguf", gemma4, tokenizer=tokenizer)),
+            (f"{shapes()[0].label} in 3 parts", split_model(whole, split_dir, 3)[0])]
+
+
 def measure(model: Path, configs: list[dict[str, Any]], ngl: int) -> list[dict[str, Any]]:
     proc = subprocess.run([sys.executable, __file__, "--child", str(model), "--ngl", str(ngl),
                            "--configs", json.dumps(configs)], capture_output=True, text=True, timeout=1800)
@@ -191,6 +208,7 @@ def main() -> int:
     parser.add_argument("--configs", help=argparse.SUPPRESS)
     parser.add_argument("--ngl", type=int, default=0, help="n_gpu_layers (0 on a CPU-only build)")
     parser.add_argument("--quick", action="store_true", help="two contexts and the starter model only")
+    parser.add_argument("--only-new", action="store_true", help="only the MLA, shared-KV and split models")
     parser.add_argument("--batch", type=int, default=2048, help="n_batch (llama-bench's default 2048)")
     parser.add_argument("--ubatch", type=int, default=512, help="n_ubatch (llama-bench's default 512)")
     parser.add_argument("--json", type=Path, help="also write every row here")
@@ -204,7 +222,7 @@ def main() -> int:
 
     from models.fit.estimate import estimate_memory
     from models.machine.hardware import probe_cpu
-    from models.gguf.reader import read_gguf_header
+    from models.gguf.split import read_model_header
     from models.hub.starter import ensure_starter_model
 
     starter = None if args.headers else ensure_starter_model()
@@ -219,7 +237,11 @@ def main() -> int:
             models = [(f.stem, rebuild(f, Path(tmp) / f"{f.stem}.gguf")) for f in sorted(args.headers.glob("*.hdr"))]
         else:
             models = [("SmolLM2-135M Q4_1 (starter)", starter)]
-        if not args.quick and not args.headers:
+        if args.only_new:
+            from tests.models.gguf.factory import starter_tokenizer
+
+            models = extra_models(Path(tmp), starter_tokenizer(starter))
+        elif not args.quick and not args.headers:
             from tests.models.gguf.factory import starter_tokenizer, write_model  # numpy and gguf: here only
 
             tokenizer = starter_tokenizer(starter)
@@ -229,6 +251,7 @@ def main() -> int:
             q4 = shapes()[0]
             models.append((f"{q4.label} Q4_0", write_model(Path(tmp) / "q4.gguf", q4, tokenizer=tokenizer,
                                                            weight_type="q4_0")))
+            models += extra_models(Path(tmp), tokenizer)
         if args.save_headers:
             args.save_headers.mkdir(parents=True, exist_ok=True)
             for i, (label, path) in enumerate(models):
@@ -238,7 +261,7 @@ def main() -> int:
               f"{'KV MiB est/meas  err%':>25} | {'compute MiB est/meas  err%':>27} | "
               f"{'output MiB est/meas  err%':>26} | total err%")
         for label, path in models:
-            header = read_gguf_header(path)
+            header = read_model_header(path)  # a split model: every part's tensors
             for row in measure(path, configs, args.ngl):
                 if "error" in row:
                     print(f"{label:<40} {row.get('n_ctx', '?'):>6} error: {row['error']}")
