@@ -18,8 +18,9 @@ from desktop.jobs import Change, run_job
 from desktop.model_card import ModelCard
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
-from desktop.units import fmt_bytes, fmt_count
+from models.units import fmt_bytes, fmt_count
 from models.hub.repos import SORT_KEYS, QuantModel, RepoFiles, RepoSummary
+from models.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ def _fit_tip(row: FileRow) -> str:
 FILE_COLUMNS: list[Column[FileRow]] = [
     Column("Quant", lambda f: f.model.quant, tip="Quantization: fewer bits per weight = smaller and faster, "
                                                  "at some loss of quality."),
-    Column("File", lambda f: f.model.name + (f"  (+{len(f.model.files) - 1} shards)" if f.model.is_split else "")),
+    Column("File", lambda f: f.model.name
+           + (f"  (+{plural(len(f.model.files) - 1, 'shard')})" if f.model.is_split else "")),
     Column("Size", lambda f: f.model.total_size, fmt_bytes, numeric=True, tip="Download size (all shards)."),
     Column("Fit here", _badge, cell_tip=_fit_tip,
            color=lambda f: QColor(BADGES[f.verdict.verdict][1]) if f.verdict is not None else None,
@@ -186,6 +188,7 @@ class DiscoverPage(Page):
         self._retry.setInterval(HUB_RETRY_MS)
         self._retry.timeout.connect(self._probe_hub)
         self._probing = False
+        self._search_pending = False
         ctx.watch(Change.LIBRARY, self._mark_local, owner=self)  # a finished download is now on disk
 
     # -- searching --
@@ -197,6 +200,7 @@ class DiscoverPage(Page):
         query, author = self.search.text().strip(), self.author.text().strip() or None
         sort = self.sort.currentData()
         self.searches += 1
+        self._search_pending = True
         self.status.setText("Searching …" if not self.offline.isVisible() else "Waiting for the Hub …")
         if not self.offline.isVisible():
             self._probe_hub()  # answers in a few seconds where the search itself may wait half a minute
@@ -204,6 +208,7 @@ class DiscoverPage(Page):
         def done(found: list[RepoSummary]) -> None:
             if generation != self._search_generation:
                 return  # a newer search was sent meanwhile
+            self._search_pending = False
             self._hub_back()
             self.repos.set_rows(found)
             self._clear_repo()  # the files and card of a repo from the previous search would mislead
@@ -211,6 +216,7 @@ class DiscoverPage(Page):
 
         def failed(error: BaseException) -> None:
             if generation == self._search_generation:
+                self._search_pending = False
                 # With the Hub unreachable the notice above already says so; one message is enough.
                 self.status.setText("Not connected." if self.offline.isVisible() else f"Search failed: {error}")
 
@@ -236,6 +242,8 @@ class DiscoverPage(Page):
                                  f"{HUB_RETRY_MS // 1000} s; the models already on this machine are in the Library "
                                  f"(Ctrl+3).")
             self.offline.setVisible(True)
+            # The status line must not say it a second time (a failed search's "cannot reach the Hub").
+            self.status.setText("Waiting for the Hub …" if self._search_pending else "Not connected.")
             if not self._retry.isActive():
                 self._retry.start()
 

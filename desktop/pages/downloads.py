@@ -1,25 +1,31 @@
-"""Downloads page: the queue with progress bars, speed, ETA, pause, resume, cancel and errors in line."""
+"""Downloads page: the queue with progress bars, speed, ETA, errors in line; pause, resume, retry, cancel (asking
+before a large partial file is deleted), open the folder, benchmark, clear the finished; what a restart can resume."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from PySide6.QtCore import QItemSelection
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelection, QUrl
+from PySide6.QtGui import QColor, QDesktopServices
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
 
 from desktop.context import AppContext
 from desktop.jobs import run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, ProgressDelegate, RowTable, table_view
-from desktop.units import fmt_bytes, fmt_duration, fmt_speed
+from models.units import fmt_bytes, fmt_duration, fmt_speed
 from models.hub.download import DownloadState
 from models.hub.download_queue import DownloadJob
 
 log = logging.getLogger(__name__)
 
 ACTIVE = (DownloadState.RUNNING, DownloadState.VERIFYING)
+FINISHED = (DownloadState.DONE, DownloadState.CANCELLED)
+CONFIRM_CANCEL_BYTES = 50 * 1024 * 1024  # losing more than this to a misclick deserves a question
+NAMES_IN_BANNER = 3
 
 
 def _fraction(job: DownloadJob) -> float | None:
@@ -68,6 +74,35 @@ DOWNLOAD_COLUMNS: list[Column[DownloadJob]] = [
 ]
 
 
+def queue_summary(jobs: list[DownloadJob]) -> str:
+    """One line on the whole queue; "ended" only when nothing is running, waiting or paused."""
+    count = {state: sum(1 for j in jobs if j.state == state) for state in DownloadState}
+    parts = [f"{count[DownloadState.RUNNING] + count[DownloadState.VERIFYING]} downloading"
+             if count[DownloadState.RUNNING] + count[DownloadState.VERIFYING] else "",
+             f"{count[DownloadState.QUEUED]} queued" if count[DownloadState.QUEUED] else "",
+             f"{count[DownloadState.PAUSED]} paused (Resume continues where it stopped)"
+             if count[DownloadState.PAUSED] else "",
+             f"{count[DownloadState.FAILED]} failed" if count[DownloadState.FAILED] else ""]
+    if not any(parts[:3]):
+        return "All downloads have ended" + (f"; {parts[3]} (Retry tries again)." if parts[3] else ".")
+    return ", ".join(p for p in parts if p) + "."
+
+
+def leftover_text(leftover: list[dict[str, Any]]) -> str:
+    """The restart banner: which downloads stopped before the end, by name, and how much of each is on disk."""
+    def one(info: dict[str, Any]) -> str:
+        name = f"{info.get('repo_id')}/{info.get('filename')}"
+        size = info.get("size")
+        done = int(info.get("bytes_done") or 0)
+        return f"{name} ({fmt_bytes(done)} of {fmt_bytes(size)})" if size else f"{name} ({fmt_bytes(done)})"
+
+    names = "; ".join(one(info) for info in leftover[:NAMES_IN_BANNER])
+    more = f"; and {len(leftover) - NAMES_IN_BANNER} more" if len(leftover) > NAMES_IN_BANNER else ""
+    if len(leftover) == 1:
+        return f"1 download stopped before the end last time: {names}."
+    return f"{len(leftover)} downloads stopped before the end last time: {names}{more}."
+
+
 class DownloadsPage(Page):
     name = "downloads"
 
@@ -81,26 +116,44 @@ class DownloadsPage(Page):
         self.view.setColumnWidth(2, 110)
         self.view.setColumnWidth(3, 90)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
-        self.pause_button = QPushButton("Pause")
-        self.pause_button.setToolTip("Stop now and keep the partial file; Resume continues from it.")
-        self.pause_button.clicked.connect(lambda: self._act("pause"))
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue a paused or failed download from where it stopped.")
-        self.resume_button.clicked.connect(lambda: self._act("resume"))
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop and delete the partial file.")
-        self.cancel_button.clicked.connect(lambda: self._act("cancel"))
+        self.view.doubleClicked.connect(lambda _index: self.benchmark_selected())
+        self.buttons: dict[str, QPushButton] = {}
+        for key, text, tip, slot in (
+                ("pause", "Pause", "Stop now and keep the partial file; Resume continues from it.",
+                 lambda: self._act("pause")),
+                ("resume", "Resume", "Continue a paused download from where it stopped.", lambda: self._act("resume")),
+                ("retry", "Retry", "Try a failed or cancelled download again (a failed one continues from its partial "
+                                   "file).", self.retry_selected),
+                ("cancel", "Cancel", "Stop and delete the partial file (asks first when much is already downloaded).",
+                 lambda: self.cancel_selected()),
+                ("folder", "Open folder", "Show the downloaded file in the file manager.", self.open_folder),
+                ("benchmark", "Benchmark", "Open the Benchmark page with this model ticked (or double-click it).",
+                 self.benchmark_selected),
+                ("clear", "Clear finished", "Remove the finished and cancelled downloads from this list "
+                                            "(the files stay).", self.clear_finished)):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            self.buttons[key] = button
+        self.pause_button, self.resume_button, self.cancel_button = (self.buttons["pause"], self.buttons["resume"],
+                                                                     self.buttons["cancel"])
         self.status = QLabel("No downloads yet. Find a model on the Discover page (Ctrl+1).")
         self.status.setObjectName("muted")
+        self.body.addWidget(self.status)
         row = QHBoxLayout()
         row.setSpacing(SPACING)
-        row.addWidget(self.status, 1)
-        for button in (self.pause_button, self.resume_button, self.cancel_button):
-            row.addWidget(button)
+        for key in ("pause", "resume", "retry", "cancel"):
+            row.addWidget(self.buttons[key])
+        row.addSpacing(SPACING)
+        for key in ("folder", "benchmark"):
+            row.addWidget(self.buttons[key])
+        row.addStretch(1)
+        row.addWidget(self.buttons["clear"])
         self.body.addLayout(row)
         # Partial files left by a pause, a crash or a quit: offered for resuming, never resumed unasked.
         self.leftover: list[dict[str, Any]] = []
         self.leftover_label = QLabel()
+        self.leftover_label.setWordWrap(True)
         self.leftover_button = QPushButton("Resume them")
         self.leftover_button.setToolTip("Queue them again; each continues from the bytes already on disk.")
         self.leftover_button.clicked.connect(self.resume_leftovers)
@@ -108,14 +161,20 @@ class DownloadsPage(Page):
         leftover_row.addWidget(self.leftover_label, 1)
         leftover_row.addWidget(self.leftover_button)
         self.leftover_box = QWidget()
+        self.leftover_box.setObjectName("notice")
         self.leftover_box.setLayout(leftover_row)
         self.leftover_box.setVisible(False)
         self.body.addWidget(self.leftover_box)
         self.body.addWidget(self.view, 1)
+        self.confirm: QMessageBox | None = None  # the open "delete the partial file?" question, if any
+        # The most bytes each job has had on disk: a resumed transfer reports 0 for a moment before it finds its
+        # partial file, and a cancel in that moment must still ask.
+        self._on_disk: dict[str, int] = {}
         ctx.download_bridge.event.connect(self._progress)
         if ctx._downloads is not None:  # the queue outlives this page: show what it already holds
             for job in ctx._downloads.jobs():
                 self.table.append(job)
+            self._update_status()
         self._selection_changed(QItemSelection(), QItemSelection())
         self.find_leftovers()
 
@@ -125,11 +184,10 @@ class DownloadsPage(Page):
         def done(found: list[dict[str, Any]]) -> None:
             queued = {(j.request.repo_id, f.filename) for j in self.table.rows for f in j.request.files}
             self.leftover = [info for info in found if (info.get("repo_id"), info.get("filename")) not in queued]
-            count = len(self.leftover)
-            done_bytes = sum(int(info.get("bytes_done") or 0) for info in self.leftover)
-            self.leftover_label.setText(f"{count} download{'s' if count != 1 else ''} stopped before the end last "
-                                        f"time ({fmt_bytes(done_bytes)} already on disk).")
-            self.leftover_box.setVisible(bool(count))
+            self.leftover_label.setText(leftover_text(self.leftover))
+            self.leftover_label.setToolTip("\n".join(f"{info.get('repo_id')}/{info.get('filename')}"
+                                                     for info in self.leftover))
+            self.leftover_box.setVisible(bool(self.leftover))
 
         run_job(pending_downloads, on_done=done)
 
@@ -146,15 +204,21 @@ class DownloadsPage(Page):
 
     def _progress(self, args: tuple[Any, ...]) -> None:
         job = args[0]
+        if job.progress is not None:
+            self._on_disk[job.id] = max(self._on_disk.get(job.id, 0), job.progress.bytes_done)
         position = self.table.find(lambda row: row is job)
         if position < 0:
             self.table.append(job)
         else:
             self.table.refresh(position)
-        active = sum(1 for j in self.table.rows if j.state in (DownloadState.QUEUED, *ACTIVE))
-        self.status.setText(f"{active} downloading or queued." if active else "All downloads have ended.")
+        self._update_status()
         if job is self.current():
             self._selection_changed(QItemSelection(), QItemSelection())
+
+    def _update_status(self) -> None:
+        self.status.setText(queue_summary(self.table.rows) if self.table.rowCount() else
+                            "No downloads yet. Find a model on the Discover page (Ctrl+1).")
+        self.buttons["clear"].setEnabled(any(j.state in FINISHED for j in self.table.rows))
 
     def current(self) -> DownloadJob | None:
         rows = self.view.selectionModel().selectedRows()
@@ -163,16 +227,84 @@ class DownloadsPage(Page):
     def _selection_changed(self, _new: QItemSelection, _old: QItemSelection) -> None:
         job = self.current()
         state = job.state if job else None
-        self.pause_button.setEnabled(state in (DownloadState.QUEUED, DownloadState.RUNNING))
-        self.resume_button.setEnabled(state in (DownloadState.PAUSED, DownloadState.FAILED))
-        self.cancel_button.setEnabled(state in (DownloadState.QUEUED, DownloadState.RUNNING, DownloadState.PAUSED,
-                                                DownloadState.FAILED))
+        done = state == DownloadState.DONE and job is not None and job.result is not None and bool(job.result.paths)
+        self.buttons["pause"].setEnabled(state in (DownloadState.QUEUED, DownloadState.RUNNING))
+        self.buttons["resume"].setEnabled(state == DownloadState.PAUSED)
+        self.buttons["retry"].setEnabled(state in (DownloadState.FAILED, DownloadState.CANCELLED))
+        self.buttons["cancel"].setEnabled(state in (DownloadState.QUEUED, DownloadState.RUNNING, DownloadState.PAUSED,
+                                                    DownloadState.FAILED))
+        self.buttons["folder"].setEnabled(done)
+        self.buttons["benchmark"].setEnabled(done)
+        self._update_status()
 
     def _act(self, action: str) -> None:
         job = self.current()
         if job is not None:
             # The queue's calls only set flags under its lock; the transfer thread does the slow part.
             getattr(self.ctx.downloads(), action)(job.id)
+
+    def retry_selected(self) -> None:
+        job = self.current()
+        if job is None:
+            return
+        if job.state == DownloadState.FAILED:
+            self.ctx.downloads().resume(job.id)  # continues from the partial file
+        elif job.state == DownloadState.CANCELLED:
+            # A cancelled job's partial file is gone: a fresh job, in place of the old row.
+            self.table.remove(self.table.find(lambda row: row is job))
+            self.ctx.downloads().add(job.request)
+
+    def cancel_selected(self, *, confirm_over: int = CONFIRM_CANCEL_BYTES) -> None:
+        """Cancel the selected download; with more than `confirm_over` bytes on disk, ask first (pausing keeps them)."""
+        job = self.current()
+        if job is None:
+            return
+        done = max(self._on_disk.get(job.id, 0), job.progress.bytes_done if job.progress else 0)
+        if done <= confirm_over:
+            self.ctx.downloads().cancel(job.id)
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "Cancel the download?",
+                          f"{fmt_bytes(done)} of {job.label} is already downloaded. Cancelling deletes it; pausing "
+                          "keeps it, to resume later.", parent=self)
+        delete = box.addButton("Cancel and delete", QMessageBox.ButtonRole.DestructiveRole)
+        pause = box.addButton("Pause instead", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Keep downloading", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(pause)
+
+        def answered() -> None:
+            clicked = box.clickedButton()
+            if clicked is delete:
+                self.ctx.downloads().cancel(job.id)
+            elif clicked is pause:
+                self.ctx.downloads().pause(job.id)
+            self.confirm = None
+            box.deleteLater()
+
+        box.finished.connect(lambda _result: answered())
+        self.confirm = box
+        box.open()  # window-modal and asynchronous: the transfer goes on while the user reads
+
+    def _done_path(self) -> Path | None:
+        job = self.current()
+        if job is None or job.state != DownloadState.DONE or job.result is None or not job.result.paths:
+            return None
+        return job.result.paths[0]
+
+    def open_folder(self) -> None:
+        path = self._done_path()
+        if path is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path.parent)))
+
+    def benchmark_selected(self) -> None:
+        path = self._done_path()
+        if path is not None:
+            self.ctx.benchmark([path])
+
+    def clear_finished(self) -> None:
+        for position in reversed(range(self.table.rowCount())):
+            if self.table.row(position).state in FINISHED:
+                self.table.remove(position)
+        self._selection_changed(QItemSelection(), QItemSelection())
 
     def shown(self) -> None:
         self.view.setFocus()

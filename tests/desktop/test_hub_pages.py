@@ -133,6 +133,7 @@ def test_a_download_stopped_by_quitting_is_offered_again(window, qtbot, hub, big
     page = again.pages["downloads"]
     qtbot.waitUntil(lambda: page.leftover_box.isVisibleTo(page), timeout=10_000)
     assert "1 download stopped" in page.leftover_label.text()
+    assert "acme/Big-GGUF/big-Q8_0.gguf (" in page.leftover_label.text()  # which one, by name
     qtbot.mouseClick(page.leftover_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.table.rowCount() == 1 and page.table.row(0).state == DownloadState.DONE,
                     timeout=30_000)
@@ -259,3 +260,101 @@ def test_an_unreachable_hub_is_said_at_once_and_retried_quietly(window, qtbot, h
         assert page.status.text() == "1 repos."
     finally:
         silent.close()
+
+
+def test_downloads_open_benchmark_retry_clear_and_ask_before_deleting(window, qtbot, hub, big_gguf: Path,
+                                                                     tiny_gguf: Path) -> None:
+    from PySide6.QtCore import QObject, QUrl, Slot
+    from PySide6.QtGui import QDesktopServices
+
+    from models.hub.download_queue import pending_downloads
+    from models.hub.repos import repo_files
+
+    class Opened(QObject):
+        """Qt's own hook for QDesktopServices: records the URL instead of starting a file manager."""
+
+        urls: list[QUrl] = []
+
+        @Slot(QUrl)
+        def open(self, url: QUrl) -> None:
+            self.urls.append(url)
+
+    hub.add_repo("acme/Tiny-GGUF", {"tiny-Q4_K_M.gguf": tiny_gguf})
+    hub.add_repo("acme/Big-GGUF", {"big-Q8_0.gguf": big_gguf})
+    tiny, big = repo_files("acme/Tiny-GGUF"), repo_files("acme/Big-GGUF")
+    window.show_page("downloads")
+    page = window.pages["downloads"]
+    queue = window.ctx.downloads()
+    done = queue.add(DownloadRequest(tiny.repo_id, tiny.models[0].files, revision=tiny.commit))
+    qtbot.waitUntil(lambda: done.state == DownloadState.DONE, timeout=20_000)
+    page.view.selectRow(0)
+    qtbot.waitUntil(lambda: page.buttons["folder"].isEnabled() and page.buttons["benchmark"].isEnabled(),
+                    timeout=5_000)
+    opened = Opened()
+    QDesktopServices.setUrlHandler("file", opened, "open")
+    try:
+        qtbot.mouseClick(page.buttons["folder"], Qt.MouseButton.LeftButton)
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+    assert [Path(url.toLocalFile()) for url in opened.urls] == [done.result.paths[0].parent]
+    qtbot.mouseClick(page.buttons["benchmark"], Qt.MouseButton.LeftButton)
+    assert window.current_page() == "benchmark" and window.pages["benchmark"].picked() == [done.result.paths[0]]
+    window.show_page("downloads")
+
+    # A paused download has not ended.
+    hub.faults.throttle_bps = 150_000
+    running = queue.add(DownloadRequest(big.repo_id, big.models[0].files, revision=big.commit))
+    qtbot.waitUntil(lambda: running.progress is not None and running.progress.bytes_done > 50_000, timeout=20_000)
+    page.view.selectRow(1)
+    qtbot.mouseClick(page.pause_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: running.state == DownloadState.PAUSED and "paused" in page.status.text(),
+                    timeout=20_000)
+    assert "ended" not in page.status.text() and page.status.text().startswith("1 paused")
+
+    # Cancelling with much on disk asks; "Keep downloading" and "Pause instead" keep the bytes.
+    def answer(text: str) -> None:
+        qtbot.waitUntil(lambda: page.confirm is not None and page.confirm.isVisible(), timeout=5_000)
+        assert "already downloaded" in page.confirm.text()
+        button = next(b for b in page.confirm.buttons() if b.text() == text)
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: page.confirm is None, timeout=5_000)
+
+    qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: running.state == DownloadState.RUNNING, timeout=20_000)
+    page.cancel_selected(confirm_over=20_000)
+    answer("Keep downloading")
+    assert running.state == DownloadState.RUNNING
+    page.cancel_selected(confirm_over=20_000)
+    answer("Pause instead")
+    qtbot.waitUntil(lambda: running.state == DownloadState.PAUSED, timeout=20_000)
+    assert any(info["filename"] == "big-Q8_0.gguf" and info["bytes_done"] > 0 for info in pending_downloads())
+    qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: running.state == DownloadState.RUNNING, timeout=20_000)
+    page.cancel_selected(confirm_over=20_000)
+    answer("Cancel and delete")
+    qtbot.waitUntil(lambda: running.state == DownloadState.CANCELLED, timeout=20_000)
+    assert not any(info["filename"] == "big-Q8_0.gguf" for info in pending_downloads())
+
+    # Retry: a cancelled download starts again as a new row and finishes.
+    hub.faults.throttle_bps = None
+    page.view.selectRow(1)
+    qtbot.waitUntil(page.buttons["retry"].isEnabled, timeout=5_000)
+    qtbot.mouseClick(page.buttons["retry"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.table.rowCount() == 2 and page.table.row(1).state == DownloadState.DONE,
+                    timeout=30_000)
+    # ... and a failed one is tried again in place.
+    hub.faults.fail.append(["tiny-Q4_K_M.gguf", 403, 1])
+    hub.add_repo("acme/Again-GGUF", {"tiny-Q4_K_M.gguf": tiny_gguf})
+    again = repo_files("acme/Again-GGUF")
+    failed = queue.add(DownloadRequest(again.repo_id, again.models[0].files, revision=again.commit))
+    qtbot.waitUntil(lambda: failed.state == DownloadState.FAILED and page.table.rowCount() == 3, timeout=30_000)
+    # The page follows the queue's report, which reaches the GUI thread just after the state changes.
+    qtbot.waitUntil(lambda: page.status.text() == "All downloads have ended; 1 failed (Retry tries again).",
+                    timeout=10_000)
+    page.view.selectRow(2)
+    qtbot.waitUntil(page.buttons["retry"].isEnabled, timeout=5_000)
+    qtbot.mouseClick(page.buttons["retry"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: failed.state == DownloadState.DONE, timeout=30_000)
+    assert page.table.rowCount() == 3
+    qtbot.mouseClick(page.buttons["clear"], Qt.MouseButton.LeftButton)
+    assert page.table.rowCount() == 0 and page.status.text().startswith("No downloads yet")
