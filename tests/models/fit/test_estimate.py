@@ -293,3 +293,12 @@ def test_split_model_is_counted_whole(tmp_path: Path) -> None:
     shards[2].unlink()
     with pytest.raises(ModelFileError, match="Missing part of the split model"):
         read_model_header(shards[0])
+
+
+def test_a_file_without_tensors_is_refused(tmp_path: Path) -> None:
+    # No layers claimed, so the reader accepts it; llama.cpp still refuses it ("tensor 'token_embd.weight' not
+    # found"), and so must the estimate.
+    arch = struct.pack("<Q", 20) + b"general.architecture" + struct.pack("<IQ", 8, 5) + b"llama"
+    (tmp_path / "m.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + arch)
+    with pytest.raises(ModelFileError, match="holds no tensors"):
+        estimate_memory(read_gguf_header(tmp_path / "m.gguf"), n_ctx=512)
