@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from models.bench.fields import (RESULT_FIELDS, csv_header, csv_line, field_named, json_object, params_text,
@@ -138,7 +138,7 @@ class MarkdownPrinter(Printer):
         self.out.write(printable(f"\nbuild: {commit} ({number})", newlines=True) + "\n")
 
 
-def markdown_columns(values: dict[str, Iterable[Any]], *, cpu_backend: bool) -> list[str]:
+def markdown_columns(values: Mapping[str, Iterable[Any]], *, cpu_backend: bool) -> list[str]:
     """Which parameter columns llama-bench would show: varied ones, non-default ones, threads on CPU, ngl on GPU."""
     defaults = {"n_batch": DEFAULT_N_BATCH, "n_ubatch": DEFAULT_N_UBATCH, "type_k": "f16", "type_v": "f16",
                 "flash_attn": "auto", "use_mmap": True}
@@ -158,10 +158,10 @@ def sweep_values(sweep: BenchSweep) -> dict[str, list[Any]]:
     """The swept lists by BenchResult field name."""
     return {"n_threads": sweep.n_threads, "n_batch": sweep.n_batch, "n_ubatch": sweep.n_ubatch,
             "type_k": sweep.type_k, "type_v": sweep.type_v, "flash_attn": sweep.flash_attn,
-            "use_mmap": sweep.use_mmap}
+            "use_mmap": [True if value is None else value for value in sweep.use_mmap]}  # None: load mode auto
 
 
-def make_printer(fmt: str, out: TextIO, *, values: dict[str, Iterable[Any]] | None = None,
+def make_printer(fmt: str, out: TextIO, *, values: Mapping[str, Iterable[Any]] | None = None,
                  cpu_backend: bool = True) -> Printer:
     """A printer for one of FORMATS; `values` (swept lists by field) picks the markdown columns."""
     if fmt == "md":

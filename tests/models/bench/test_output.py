@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,33 @@ def test_markdown_shows_varied_parameters_and_failures() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="Unknown output format"):
         format_results(RESULTS, "xml")
+
+
+def test_ttft_not_measured_is_an_empty_cell_not_zero() -> None:
+    measured = _result(ttft_ms=41.5, ttft_samples_ms=[41.0, 42.0])
+    text = format_results([RESULTS[0], measured], "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[0]["ttft_ms"] == "" and rows[1]["ttft_ms"] == "41.500000"
+    data = json.loads(format_results([RESULTS[0], measured], "json"))
+    assert data[0]["ttft_ms"] is None and data[1]["ttft_ms"] == 41.5
+    db = sqlite3.connect(":memory:")
+    db.executescript(format_results([RESULTS[0]], "sql"))
+    assert db.execute("SELECT ttft_ms FROM llama_bench").fetchone() == (None,)
+
+
+def test_bench_output_and_reports_write_the_same_cells(tmp_path: Path) -> None:
+    """One serializer: a result's fields read the same in `bench -o csv` and in a csv report of it."""
+    from models.results.reports import render
+    from models.results.store import ResultsStore
+
+    with ResultsStore(tmp_path / "s.sqlite3") as store:
+        runs = store.get_runs([store.record_result(r, machine={"machine_id": "m", "cpu": "Test CPU"})
+                               for r in RESULTS])
+    bench = list(csv.reader(io.StringIO(format_results(RESULTS, "csv"))))
+    report = list(csv.reader(io.StringIO(render(runs, "csv"))))
+    width = len(bench[0])
+    assert report[0][:width] == bench[0] and [row[:width] for row in report[1:]] == bench[1:]
+    assert bench[1][bench[0].index("avg_ts")] == "512.500000"  # C++ std::to_string, as llama-bench writes it
+    bench_json = json.loads(format_results(RESULTS, "json"))
+    report_json = json.loads(render(runs, "json"))
+    assert [{k: r[k] for k in b} for b, r in zip(bench_json, report_json)] == bench_json
