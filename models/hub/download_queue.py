@@ -12,6 +12,7 @@ from pathlib import Path
 
 from models.errors import DownloadError
 from models.hub.download import DownloadProgress, DownloadRequest, DownloadResult, DownloadState, download
+from models.hub.partial_lock import PartialLock
 from models.hub.transfer import DownloadCancelled, DownloadPaused, StopToken
 from models.paths import downloads_state_dir
 
@@ -161,8 +162,18 @@ def discard_partials(request: DownloadRequest) -> int:
     wanted = {(request.repo_id, f.filename) for f in request.files}
     for info, state in _states():
         if (info.get("repo_id"), info.get("filename")) in wanted:
-            state.with_suffix(".part").unlink(missing_ok=True)
-            state.unlink(missing_ok=True)
+            lock = PartialLock(state.with_suffix(".lock"), what=f"{info.get('repo_id')}/{info.get('filename')}",
+                               timeout_s=0)
+            try:
+                lock.acquire()
+            except DownloadError as busy:  # another process is writing it: its partial is not ours to delete
+                log.info("Partial file kept: %s", busy)
+                continue
+            try:
+                state.with_suffix(".part").unlink(missing_ok=True)
+                state.unlink(missing_ok=True)
+            finally:
+                lock.release()
             removed += 1
     return removed
 

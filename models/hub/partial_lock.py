@@ -56,6 +56,8 @@ def _holder(path: Path) -> str:
         text = path.read_text(encoding="ascii", errors="replace").split("\0")[0].strip()
     except OSError:
         return "another process"
+    if text == str(os.getpid()):
+        return "another download in this process"
     return f"process {text}" if text.isdigit() else "another process"
 
 

@@ -220,3 +220,31 @@ def test_a_server_that_ignores_range_still_finishes_in_one_more_request(hub: Hub
     result = download(request, backoff_s=0.01)
     assert result.verified and _sha(result.paths[0]) == _sha(big_repo)
     assert len(hub.file_requests(NAME)) == 2  # the cut one, then the whole file taken from its first byte
+
+
+def test_a_held_partial_is_neither_downloaded_twice_nor_discarded(hub: HubServer, big_repo: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.hub.download_queue import discard_partials
+    from models.hub.partial_lock import PartialLock
+
+    request = plan_download(REPO, "Q8_0")
+    stop = StopToken()
+
+    def write_then_pause(fd: int, data: memoryview) -> int:
+        stop.pause()
+        return os.write(fd, data)
+
+    monkeypatch.setattr(transfer, "_write", write_then_pause)
+    with pytest.raises(DownloadError):
+        download(request, stop=stop)
+    monkeypatch.setattr(transfer, "_write", os.write)
+    state = next(downloads_state_dir().glob("*.json"))
+    kept = state.with_suffix(".part").stat().st_size
+    # The app's queue holds the file (as a running job would) while the user starts it again elsewhere.
+    with PartialLock(state.with_suffix(".lock"), what="x"):
+        with pytest.raises(DownloadError, match="already being downloaded by another download in this process"):
+            download(request, lock_timeout_s=0.2)
+        assert discard_partials(request) == 0  # cancelling a queued copy must not delete the running one's bytes
+        assert state.with_suffix(".part").stat().st_size == kept
+    result = download(request)
+    assert result.verified and hub.file_requests(NAME)[-1].range_start == kept
