@@ -145,7 +145,7 @@ def _empty_kv_projection(header: GGUFHeader, name: str) -> bool:
     """A K/V projection of a layer with no KV heads is (n_embd, 0): the one zero-size shape llama.cpp expects."""
     match = re.match(r"^blk\.(\d+)\.attn_[kv]\.", name)
     heads = header.head_count_kv_per_layer
-    return bool(match) and int(match.group(1)) < len(heads) and heads[int(match.group(1))] == 0
+    return match is not None and int(match.group(1)) < len(heads) and heads[int(match.group(1))] == 0
 
 
 def _row_bytes(type_name: str, n: int) -> int:
@@ -357,6 +357,6 @@ def estimate_for_job(job: BenchJob, test: BenchTest, *, header: GGUFHeader | Non
     p = job.params
     e = estimate_memory(header, n_ctx=max(test.n_ctx, 1), type_k=p.type_k, type_v=p.type_v, n_batch=p.n_batch,
                         n_ubatch=p.n_ubatch, n_gpu_layers=p.n_gpu_layers, flash_attn=p.flash_attn,
-                        swa_full=False, gpu=gpu, use_mmap=p.use_mmap, cpu_flags=cpu_flags)
+                        swa_full=False, gpu=gpu, use_mmap=p.use_mmap is not False, cpu_flags=cpu_flags)
     return {"buf_model": e.weights, "buf_kv": e.kv, "buf_compute": e.compute, "buf_output": e.output,
             "total": e.total}

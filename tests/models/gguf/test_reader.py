@@ -249,5 +249,6 @@ def test_a_layer_count_the_tensors_cannot_hold_is_refused_before_any_allocation(
     split = body + kv("split.count", 2, struct.pack("<H", 2)) + kv("split.no", 2, struct.pack("<H", 0))
     fails(with_tensors(7, split + kv("split.tensors.count", 5, struct.pack("<i", 7)), 3), "only 7 tensors")
     ok = split.replace(struct.pack("<I", 2**32 - 1), struct.pack("<I", 6))
-    h = read_gguf_header(CountingSource(with_tensors(7, ok + kv("split.tensors.count", 5, struct.pack("<i", 9)), 3)))  # type: ignore[arg-type]
+    source = CountingSource(with_tensors(7, ok + kv("split.tensors.count", 5, struct.pack("<i", 9)), 3))
+    h = read_gguf_header(source)  # type: ignore[arg-type]
     assert (h.block_count, len(h.head_count_per_layer), h.split_tensors) == (6, 6, 9)
