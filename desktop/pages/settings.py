@@ -11,12 +11,18 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QListWidget, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
+from desktop.choices import ChoiceList
 from desktop.context import AppContext
 from desktop.jobs import Change, run_job
 from desktop.pages import SPACING, Page
 from models.settings import Settings, describe_settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
+
+# Settings whose values form a set are chosen, not typed: a typo ("EURO", "eur ") would show in every report.
+CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY", "CNY", "INR", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK",
+              "HUF", "BRL", "MXN", "KRW", "SGD", "HKD", "ZAR", "TRY")
+CHOICES: dict[str, tuple[str, ...]] = {"currency": CURRENCIES}
 
 
 
@@ -57,7 +63,15 @@ class SettingsPage(Page):
         for info in describe_settings(self.settings):
             value = getattr(self.settings, info.name)
             editor: QWidget
-            if isinstance(info.default, str):
+            if info.name in CHOICES:
+                # A value saved by hand in the file that is not in the list is kept as one more choice.
+                values = CHOICES[info.name] + (() if value in CHOICES[info.name] else (str(value),))
+                editor = ChoiceList(values)
+                editor.setText(str(value))
+                editor.textEdited.connect(self._changed)
+                if info.name == "currency":
+                    editor.textEdited.connect(self._currency_changed)
+            elif isinstance(info.default, str):
                 editor = QLineEdit(value)
                 editor.textEdited.connect(self._changed)
             elif isinstance(info.default, int) and not isinstance(info.default, bool):
@@ -71,7 +85,7 @@ class SettingsPage(Page):
                 editor.setRange(float(info.minimum or 0), 1e9)
                 editor.setValue(float(value))
                 editor.valueChanged.connect(self._changed)
-            if info.unit and hasattr(editor, "setSuffix"):
+            if info.unit and isinstance(editor, (QSpinBox, QDoubleSpinBox)):
                 editor.setSuffix(f" {info.unit}")
             if info.name == "default_threads":
                 editor.setSpecialValueText("physical cores")
@@ -89,10 +103,19 @@ class SettingsPage(Page):
     def _changed(self, *_args: Any) -> None:
         self._save_timer.start()
 
+    def _currency_changed(self, currency: str) -> None:
+        """The units that name the currency ("EUR/kWh") follow it at once, not after a restart."""
+        draft = Settings()
+        draft.currency = currency
+        for info in describe_settings(draft):
+            editor = self.editors.get(info.name)
+            if info.unit and isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                editor.setSuffix(f" {info.unit}")
+
     def read_form(self) -> Settings:
         settings = load_settings()
         for name, editor in self.editors.items():
-            if isinstance(editor, QLineEdit):
+            if isinstance(editor, (QLineEdit, ChoiceList)):
                 setattr(settings, name, editor.text().strip())
             else:
                 setattr(settings, name, editor.value())  # type: ignore[attr-defined]

@@ -392,3 +392,85 @@ def test_a_failed_change_still_notifies_and_a_deleted_page_is_not_called(qtbot) 
     run_change(lambda: 1, changes=Change.LIBRARY | Change.RESULTS, notifier=notifier)
     qtbot.waitUntil(lambda: len(seen) == 3)
     assert seen == ["library", "library", "results"]
+
+
+# -- choices instead of free text --
+
+# The offscreen platform cannot grab the keyboard for a popup list; that is its limit, not the widget's.
+POPUP_NOISE = pytest.mark.qt_log_ignore(r"This plugin does not support (propagateSizeHints|raise|grabbing the keyboard)")
+
+def _click_choice(qtbot, box, value: str) -> None:
+    """Open the box's list and click the row of `value`, as a user does."""
+    box.showPopup()
+    view = box.view()
+    qtbot.waitUntil(view.isVisible, timeout=5_000)
+    rect = view.visualRect(box.model().index(box.values.index(value), 0))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+@POPUP_NOISE
+def test_a_choice_list_ticks_values_into_a_comma_list_for_sweeps(qtbot) -> None:
+    from desktop.choices import ChoiceList
+
+    box = ChoiceList(["auto", "on", "off"], multiple=True)
+    qtbot.addWidget(box)
+    box.show()
+    edits: list[str] = []
+    box.textEdited.connect(edits.append)
+    box.setText("off")
+    assert box.text() == "off" and edits == []  # set by the program: no "edited" signal
+    _click_choice(qtbot, box, "auto")
+    assert box.view().isVisible()  # the list stays open for the next tick
+    _click_choice(qtbot, box, "on")
+    assert box.text() == "auto, on, off"  # the set's order, whatever the order of the clicks
+    assert edits == ["auto, off", "auto, on, off"]
+    for value in ("auto", "off"):
+        _click_choice(qtbot, box, value)
+    _click_choice(qtbot, box, "on")  # the last ticked value cannot be unticked: a sweep over nothing
+    assert box.text() == "on"
+    box.hidePopup()
+    assert box.lineEdit().text() == "on"
+    box.setText(" on ,off")  # what a preset or a saved form may hold
+    assert box.checked() == ["on", "off"]
+    with pytest.raises(ValueError, match="maybe is not one of auto, on, off"):
+        box.setText("on, maybe")
+    assert box.text() == "on, off"  # a refused value changes nothing
+
+
+def test_a_single_choice_refuses_a_list_and_unknown_values(qtbot) -> None:
+    from desktop.choices import ChoiceList
+
+    box = ChoiceList(["f16", "q8_0", "q4_0"])
+    qtbot.addWidget(box)
+    box.setText("q8_0")
+    assert box.text() == "q8_0" and box.currentText() == "q8_0"
+    with pytest.raises(ValueError, match="one value"):
+        box.setText("f16, q4_0")
+    with pytest.raises(ValueError, match="q9 is not one of f16, q8_0, q4_0"):
+        box.setText("q9")
+
+
+@POPUP_NOISE
+def test_settings_offers_the_currency_as_a_choice_and_units_follow_it(window, qtbot) -> None:
+    import json
+
+    from PySide6.QtWidgets import QDoubleSpinBox
+
+    from desktop.choices import ChoiceList
+    from models.paths import settings_path
+
+    window.show_page("settings")
+    page = window.pages["settings"]
+    currency = page.editors["currency"]
+    assert isinstance(currency, ChoiceList) and currency.text() == "EUR"
+    price = page.editors["electricity_price_per_kwh"]
+    assert isinstance(price, QDoubleSpinBox) and price.suffix() == " EUR/kWh"
+    currency.showPopup()
+    view = currency.view()
+    qtbot.waitUntil(view.isVisible, timeout=5_000)
+    rect = view.visualRect(currency.model().index(currency.values.index("CHF"), 0))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert currency.text() == "CHF"
+    assert price.suffix() == " CHF/kWh"  # at once, not after a restart
+    qtbot.waitUntil(lambda: settings_path().exists()
+                    and json.loads(settings_path().read_text()).get("currency") == "CHF", timeout=10_000)
