@@ -136,9 +136,11 @@ class DownloadQueue:
                     return
                 job = next(j for j in self._jobs if j.state == DownloadState.QUEUED)
                 job.state = DownloadState.RUNNING
+            def report(progress: DownloadProgress, job: DownloadJob = job) -> None:
+                self._report(job, progress)
+
             try:
-                job.result = download(job.request, token=self._token, stop=job._stop,
-                                      on_progress=lambda p, job=job: self._report(job, p),
+                job.result = download(job.request, token=self._token, stop=job._stop, on_progress=report,
                                       **self._options)  # type: ignore[arg-type]
                 state = DownloadState.DONE
             except DownloadPaused:

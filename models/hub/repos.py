@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 SortKey = Literal["downloads", "likes", "trending", "last_modified"]
 SORT_KEYS: tuple[str, ...] = ("downloads", "likes", "trending", "last_modified")
-_HF_SORT = {"downloads": "downloads", "likes": "likes", "trending": "trending_score", "last_modified": "last_modified"}
+_HfSort = Literal["downloads", "likes", "trending_score", "last_modified"]
+_HF_SORT: dict[str, _HfSort] = {"downloads": "downloads", "likes": "likes", "trending": "trending_score",
+                                "last_modified": "last_modified"}
 _SEARCH_FIELDS = ["author", "downloads", "likes", "trendingScore", "lastModified", "gated", "tags", "gguf"]
 
 # Quant labels as they appear in file names; the longest alternatives come first so Q4_K_M beats Q4_K.
