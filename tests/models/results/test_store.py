@@ -207,12 +207,18 @@ def test_a_read_only_location_is_a_clear_message(tmp_path: Path, existing: bool)
             store.record_result(make_result(), machine=MACHINE_A)
         before = _digest(db)
     with _read_only(folder):
-        with pytest.raises(StoreError, match="read-only"):
-            store = ResultsStore(db)
-            store.record_result(make_result(), machine=MACHINE_A)
-        if existing:
+        if existing:  # read-only media: listed as it is, and a write says why it cannot be done
+            with ResultsStore(db) as store:
+                assert store.read_only and len(store.list_runs()) == 1
+                with pytest.raises(StoreError, match="read-only"):
+                    store.record_result(make_result(), machine=MACHINE_A)
             assert _digest(db) == before
+            assert sorted(p.name for p in folder.iterdir()) == ["results.sqlite3"]
         else:
+            with pytest.raises(StoreError, match="read-only"):
+                ResultsStore(db)
+            with ResultsStore(db, create=False) as store:  # only reading: a missing store is an empty one
+                assert store.list_runs() == []
             assert not db.exists()
 
 
