@@ -208,10 +208,10 @@ class Transfer:
         self.repo_id, self.token, self.stop = repo_id, token, stop
         self.backoff_s, self.max_retries = backoff_s, max_retries
 
-    def retrying(self, what: str, attempt_fn: Callable[[], T], *, progress: Callable[[int], bool] | None = None) -> T:
+    def retrying(self, what: str, attempt_fn: Callable[[], T], *, progressed: Callable[[], bool] | None = None) -> T:
         """Call attempt_fn until it succeeds; back off on dropped connections, 5xx and short bodies; a pause interrupts.
 
-        `progress(0)` says whether the last attempt moved the file further than ever before: only such an
+        `progressed()` says whether the last attempt moved the file further than ever before: only such an
         attempt starts the count again, so a server that keeps cutting the same body off (or ignores Range and
         restarts it) ends in a clear error after max_retries attempts instead of a loop.
         """
@@ -221,31 +221,22 @@ class Transfer:
                 raise self.stopped()
             try:
                 return attempt_fn()
-            except (httpx2.HTTPError, hf_errors.HfHubHTTPError) as error:
-                if not _retryable(error):
+            except (httpx2.HTTPError, hf_errors.HfHubHTTPError, _Incomplete) as error:
+                if not isinstance(error, _Incomplete) and not _retryable(error):
                     raise friendly_error(self.repo_id, error) from error
-                if progress is not None and progress(0):
+                if progressed is not None and progressed():
                     failures = 0
-                    continue
+                    continue  # at once: the connection worked a moment ago
                 if failures >= self.max_retries:
+                    if isinstance(error, _Incomplete):
+                        raise DownloadError(
+                            f"{self.repo_id}/{what}: no progress in {failures + 1} attempts ({error.reason}); gave "
+                            "up. The partial file is kept: run the download again later to resume.") from None
                     raise friendly_error(self.repo_id, error) from error
                 failures += 1
-                delay = min(self.backoff_s * 2 ** (failures - 1), 30.0)
-                log.warning("%s failed (%s); retry %d in %.1f s", what, error, failures, delay)
-                if self.stop.wait(delay):
-                    raise self.stopped() from error
-            except _Incomplete as short:
-                if progress is not None and progress(0):
-                    failures = 0
-                    continue
-                if failures >= self.max_retries:
-                    raise DownloadError(
-                        f"{self.repo_id}/{what}: no progress in {failures + 1} attempts ({short.reason}); gave up. "
-                        "The partial file is kept: run the download again later to resume.") from None
-                failures += 1
-                delay = min(self.backoff_s * 2 ** (failures - 1), 30.0) if short.wait else 0.0
-                log.warning("%s: %s; attempt %d without progress, next in %.1f s", what, short.reason, failures,
-                            delay)
+                wait = error.wait if isinstance(error, _Incomplete) else True
+                delay = min(self.backoff_s * 2 ** (failures - 1), 30.0) if wait else 0.0
+                log.warning("%s: %s; retry %d of %d in %.1f s", what, error, failures, self.max_retries, delay)
                 if delay and self.stop.wait(delay):
                     raise self.stopped() from None
 
@@ -283,7 +274,7 @@ class Transfer:
                 hasher.abandon()
                 hasher = None
 
-        def progressed(_: int) -> bool:
+        def progressed() -> bool:
             nonlocal best
             now = on_disk()
             if now > best:
@@ -330,7 +321,7 @@ class Transfer:
                 raise _Incomplete(f"the server ended the body at byte {now} of {part.size}")
 
         try:
-            self.retrying(part.remote.filename, attempt, progress=progressed)
+            self.retrying(part.remote.filename, attempt, progressed=progressed)
         except BaseException:
             if hasher is not None:
                 hasher.abandon()  # its thread would otherwise wait for bytes for ever
