@@ -12,6 +12,7 @@ from PySide6.QtGui import QColor
 from desktop.tables import Column
 from desktop.units import fmt_bytes, fmt_count, fmt_ms, fmt_rate
 from models.bench.spec import BenchResult
+from models.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ def _samples_tip(result: BenchResult) -> str:
     if not result.samples_ts:
         return TIPS["avg_ts"]
     samples = ", ".join(f"{value:.1f}" for value in result.samples_ts)
-    text = f"{fmt_rate(result.avg_ts, result.stddev_ts)} over {len(result.samples_ts)} repetitions: {samples} t/s"
+    text = (f"{fmt_rate(result.avg_ts, result.stddev_ts)} over {plural(len(result.samples_ts), 'repetition')}: "
+            f"{samples} t/s")
     warning = spread_warning(result)
     return f"{warning}\n{text}" if warning else text

@@ -37,3 +37,8 @@ def printable(value: object, *, newlines: bool = False) -> str:
     if not any(is_control(ch) for ch in text):
         return text
     return "".join(_escaped(ch) if is_control(ch) and not (newlines and ch == "\n") else ch for ch in text)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """"1 run", "2 runs": the count with the word in the form it takes (`many` for irregular plurals)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"

@@ -15,6 +15,7 @@ from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
 from desktop.units import fmt_bytes, fmt_count
 from models.hub.library import LibraryEntry
+from models.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ class LibraryPage(Page):
         self.table.set_rows(entries)
         self.view.resizeColumnsToContents()
         total = sum(entry.size for entry in entries)
-        self.status.setText(f"{len(entries)} models, {fmt_bytes(total)} on disk. Double-click one to benchmark it.")
+        self.status.setText(f"{plural(len(entries), 'model')}, {fmt_bytes(total)} on disk. "
+                            "Double-click one to benchmark it.")
 
     def selected(self) -> list[LibraryEntry]:
         return [self.table.row(self.proxy.mapToSource(index).row())

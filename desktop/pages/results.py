@@ -16,8 +16,9 @@ from desktop.metrics import result_columns
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
 from models.results.compare import Comparison, compare_runs
-from models.results.reports import FORMATS
+from models.results.report_rows import FORMATS
 from models.results.store import RunRecord
+from models.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class ResultsPage(Page):
     def _loaded(self, runs: list[RunRecord]) -> None:
         self.runs.set_rows(runs)
         self.view.resizeColumnsToContents()
-        self.count.setText(f"{len(runs)} runs stored." if runs else
+        self.count.setText(f"{plural(len(runs), 'run')} stored." if runs else
                            "No runs yet: benchmark a model and its results appear here.")
         self.update_comparison()
 
@@ -182,9 +183,10 @@ class ResultsPage(Page):
         from models.results.reports import export_report
 
         settings = self.ctx.settings()
+        baseline = self.baseline if self.baseline in {rec.id for rec in runs} else None  # exported as shown
         self.status.setText(f"Writing {path.name} …")
-        run_job(lambda: export_report(runs, path, fmt=fmt, settings=settings),
-                on_done=lambda written: self.status.setText(f"Saved {len(runs)} runs to {written}"))
+        run_job(lambda: export_report(runs, path, fmt=fmt, settings=settings, baseline=baseline),
+                on_done=lambda written: self.status.setText(f"Saved {plural(len(runs), 'run')} to {written}"))
 
     def import_report(self, path: Path | None = None) -> None:
         path = path or self.ask_open_path()
@@ -198,7 +200,7 @@ class ResultsPage(Page):
 
         def done(counts: tuple[int, int]) -> None:
             added, skipped = counts
-            self.status.setText(f"Imported {added} runs from {path.name}"
+            self.status.setText(f"Imported {plural(added, 'run')} from {path.name}"
                                 + (f" ({skipped} were already here)" if skipped else ""))
             if added:
                 self.ctx.changes.notify(Change.RESULTS)
@@ -209,7 +211,7 @@ class ResultsPage(Page):
         runs = self.selected()
         if not runs:
             return
-        if confirm and QMessageBox.question(self, "Delete runs", f"Delete {len(runs)} runs from the results?") \
+        if confirm and QMessageBox.question(self, "Delete runs", f"Delete {plural(len(runs), 'run')} from the results?") \
                 != QMessageBox.StandardButton.Yes:
             return
         ids = [rec.id for rec in runs]
@@ -218,7 +220,7 @@ class ResultsPage(Page):
             with self.ctx.open_store() as store:
                 return store.delete_runs(ids)
 
-        run_job(work, on_done=lambda count: (self.status.setText(f"Deleted {count} runs."),
+        run_job(work, on_done=lambda count: (self.status.setText(f"Deleted {plural(count, 'run')}."),
                                              self.ctx.changes.notify(Change.RESULTS)))
 
 

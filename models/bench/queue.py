@@ -16,6 +16,7 @@ from models.bench.events import (BenchEvent, Failure, Log, Memory, Progress, Res
                                  TypedEvent)
 from models.bench.spec import BenchJob, BenchResult
 from models.errors import BenchmarkError
+from models.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class BenchItem:
         p = self.job.params
         tests = ", ".join(t.name for t in self.job.tests)
         # The parameters first: in a sweep they are what tells two runs apart; the tests are the same.
-        return (f"{p.n_threads} threads · ngl {p.n_gpu_layers} · batch {p.n_batch}/{p.n_ubatch} · fa {p.flash_attn}"
+        return (f"{plural(p.n_threads, 'thread')} · ngl {p.n_gpu_layers} · batch {p.n_batch}/{p.n_ubatch} "
+                f"· fa {p.flash_attn}"
                 f" · KV {p.type_k}/{p.type_v} · ×{self.job.repetitions} · {tests}")
 
     def apply(self, event: TypedEvent) -> None:

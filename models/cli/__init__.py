@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from models import __version__
 from models.errors import TokenometerError
+from models.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cancelled", file=sys.stderr)
         return 130
     except TokenometerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(printable(f"error: {error}", newlines=True), file=sys.stderr)  # messages quote names from outside
         return 1
 
 

@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from models.text import printable
+
 log = logging.getLogger(__name__)
 
 
@@ -83,7 +85,7 @@ def _search(args: argparse.Namespace) -> int:
             _emit(hit)
         else:
             flags = " gated" if hit.gated else ""
-            print(f"{hit.repo_id:60} {hit.downloads:>10} dl {hit.likes:>6} likes{flags}")
+            print(f"{printable(hit.repo_id):60} {hit.downloads:>10} dl {hit.likes:>6} likes{flags}")
     return 0
 
 
@@ -99,13 +101,14 @@ def _files(args: argparse.Namespace) -> int:
         return 0
     facts = ", ".join(f"{k} {v}" for k, v in (("arch", repo.architecture), ("context", repo.context_length),
                                                 ("params", repo.n_params), ("licence", repo.license)) if v)
-    print(f"{repo.repo_id}{' (gated: a token is needed)' if repo.gated else ''}{' - ' + facts if facts else ''}")
+    print(printable(f"{repo.repo_id}{' (gated: a token is needed)' if repo.gated else ''}"
+                    f"{' - ' + facts if facts else ''}"))
     for model in repo.models:
         shards = f" ({len(model.files)} shards)" if model.is_split else ""
         check = "sha256" if model.verifiable else "no sha256"
-        print(f"  {model.quant:12} {_size(model.total_size):>10}  {model.name}{shards}  [{check}]")
+        print(printable(f"  {model.quant:12} {_size(model.total_size):>10}  {model.name}{shards}  [{check}]"))
     for missing in repo.incomplete_splits:
-        print(f"  incomplete split model: {missing}")
+        print(printable(f"  incomplete split model: {missing}"))
     return 0
 
 
@@ -123,7 +126,7 @@ def _download(args: argparse.Namespace) -> int:
             return
         total = f"/{_size(p.bytes_total)}" if p.bytes_total else ""
         eta = f" ETA {p.eta_s:.0f}s" if p.eta_s is not None else ""
-        print(f"\r{p.state.value:9} {p.filename[-40:]:40} {_size(p.bytes_done)}{total} "
+        print(f"\r{p.state.value:9} {printable(p.filename)[-40:]:40} {_size(p.bytes_done)}{total} "
               f"{p.speed_bps / 1e6:.1f} MB/s{eta}   ", end="", file=sys.stderr, flush=True)
 
     finished = threading.Event()
@@ -149,7 +152,7 @@ def _download(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     error = outcome.get("error")
     if isinstance(error, DownloadPaused):
-        print(f"paused: {error}", file=sys.stderr)
+        print(printable(f"paused: {error}"), file=sys.stderr)
         return 130
     if error is not None:
         raise error
@@ -158,8 +161,9 @@ def _download(args: argparse.Namespace) -> int:
         _emit({"event": "done", **_plain(result)})
     else:
         for path in result.paths:
-            print(path)
-        print("sha256 verified" if result.verified else "UNVERIFIED: " + " ".join(result.notes), file=sys.stderr)
+            print(printable(path))
+        print("sha256 verified" if result.verified else printable("UNVERIFIED: " + " ".join(result.notes)),
+              file=sys.stderr)
     return 0
 
 
@@ -173,5 +177,6 @@ def _models(args: argparse.Namespace) -> int:
         header = entry.header
         facts = (f"{header.architecture} {header.file_type_name} ctx {header.context_length}"
                  if header else (entry.header_error or ""))
-        print(f"{entry.source:9} {_size(entry.size):>10}  {entry.label or entry.repo_id or ''} {entry.path}  {facts}")
+        print(printable(f"{entry.source:9} {_size(entry.size):>10}  {entry.label or entry.repo_id or ''} "
+                        f"{entry.path}  {facts}"))
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from models.errors import TokenometerError
 from models.gguf.reader import GGUFHeader
+from models.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def _hardware(args: argparse.Namespace) -> int:
         print(json.dumps(info.to_json(), indent=2))
         return 0
     cpu = info.cpu
-    print(f"CPU        {cpu.model} ({cpu.physical_cores} cores, {cpu.logical_cores} threads, {cpu.arch})")
+    print(f"CPU        {cpu.model} ({plural(cpu.physical_cores, 'core')}, {plural(cpu.logical_cores, 'thread')}, "
+          f"{cpu.arch})")
     print(f"Features   {' '.join(cpu.flags) or '-'}")
     if cpu.caches:
         print(f"Caches     {', '.join(f'{k} {_size(v)}' for k, v in cpu.caches.items())}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.errors import ReportError
+from models.text import plural, printable
 
 if TYPE_CHECKING:  # the store and comparison modules load only when a results command runs
     from models.results.compare import Comparison
@@ -45,6 +46,9 @@ def _store() -> ResultsStore:
 
 
 def _selected(store: ResultsStore, specs: list[str]) -> list[RunRecord]:
+    """The runs the specs name; with no specs, the last benchmark (every test of the newest run's job)."""
+    if not specs:
+        return _last_benchmark(store)
     ids = _run_ids(specs)
     runs = store.list_runs() if ids is None else store.get_runs(ids)
     if not runs:
@@ -52,8 +56,22 @@ def _selected(store: ResultsStore, specs: list[str]) -> list[RunRecord]:
     return runs
 
 
+def _last_benchmark(store: ResultsStore) -> list[RunRecord]:
+    newest = store.list_runs(limit=1)
+    if not newest:
+        raise ReportError("No runs stored yet: run `tokenometer bench MODEL` first.")
+    last = newest[0]
+    runs = sorted((r for r in store.list_runs() if r.job == last.job), key=lambda r: r.id) if last.job else [last]
+    ids = [r.id for r in runs]
+    named = str(ids[0]) if len(ids) == 1 else f"{ids[0]}-{ids[-1]}" if ids == list(range(ids[0], ids[-1] + 1)) \
+        else ",".join(map(str, ids))
+    print(f"The last benchmark: {plural(len(runs), 'run')} ({named}).", file=sys.stderr)
+    return runs
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from models.results.reports import report_row
+    from models.results.compare import settings_label
+    from models.results.report_rows import report_row
     from models.results.store import RunFilter
 
     filters = RunFilter(model=args.model or "", status=args.status or "",
@@ -67,13 +85,15 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("No runs stored yet. Run `tokenometer bench MODEL` first.")
         return 0
-    print(f"{'id':>5}  {'time':<19}  {'model':<36}  {'test':<16}  {'t/s':>18}  {'n':>2}  machine")
+    print(f"{'id':>5}  {'time':<19}  {'model':<36}  {'test':<16}  {'t/s':>18}  {'n':>2}  {'settings':<52}  machine")
     for rec in runs:
         r = rec.result
         speed = f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}" if r.status == "ok" else r.status
         origin = f" (imported from {rec.imported_from})" if rec.imported_from else ""
-        print(f"{rec.id:>5}  {rec.started_at[:19]:<19}  {rec.model.get('file', '')[:36]:<36}  {r.test[:16]:<16}  "
-              f"{speed:>18}  {len(r.samples_ts):>2}  {rec.machine_label}{origin}")
+        # Names come from model files and imported reports: printable() keeps their escape codes off the terminal.
+        print(printable(f"{rec.id:>5}  {rec.started_at[:19]:<19}  {rec.model.get('file', '')[:36]:<36}  "
+                        f"{r.test[:16]:<16}  {speed:>18}  {len(r.samples_ts):>2}  {settings_label(rec.settings):<52}  "
+                        f"{rec.machine_label}{origin}"))
     return 0
 
 
@@ -89,33 +109,35 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         json.dump(comparison.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(format_comparison(comparison))
+        sys.stdout.write(printable(format_comparison(comparison), newlines=True))
     if args.cost:
         _print_costs(comparison)
     return 0
 
 
 def _print_costs(comparison: Comparison) -> None:
-    from models.results.compare import model_label
     from models.results.cost import format_tokens, row_cost
+    from models.results.report_rows import row_labels
     from models.settings import load_settings
 
     settings = load_settings()
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    cur = settings.currency
+    cur = printable(settings.currency)
     print(f"\nCost per 1M generated tokens ({settings.electricity_price_per_kwh:g} {cur}/kWh, hardware "
           f"{settings.hardware_cost:,.0f} {cur} over {settings.hardware_lifetime_years:g} y at "
           f"{settings.hardware_hours_per_day:g} h/day; API {settings.api_price_per_mtok:g} {cur}/1M):")
-    for row in comparison.rows:
+    for row, label in zip(comparison.rows, row_labels(comparison.rows)):
         cost = row_cost(row, settings=settings)
-        name = f"{model_label(row.model)} [{row.machine_label}]"
+        name = printable(label)  # unique: says what differs (repo, settings, machine) or numbers the rows
         if cost is None:
             print(f"  {name}: no generation test, or no energy figure and no system_power_watts setting")
             continue
         even = (f"break-even at {format_tokens(cost.break_even_tokens_per_month)} tokens/month"
                 if cost.break_even_tokens_per_month is not None else "the API is cheaper than the electricity")
-        print(f"  {name}: {cost.total_per_mtok:.4f} {cur} (energy {cost.energy_per_mtok:.4f}"
+        # Rate and energy both come from this one test: say which.
+        print(f"  {name} [{cost.test} at {cost.tokens_per_second:.1f} t/s]: {cost.total_per_mtok:.4f} {cur} "
+              f"(energy {cost.energy_per_mtok:.4f}"
               f"{', estimated' if cost.energy_is_estimate else ''}, hardware {cost.hardware_per_mtok:.4f}); "
               f"API {cost.api_per_mtok:g} {cur}; {even}; capacity "
               f"{format_tokens(cost.capacity_tokens_per_month)} tokens/month")
@@ -128,8 +150,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     fmt = args.format or format_of(args.output)
     with _store() as store:
         runs = _selected(store, args.runs)
-    path = export_report(runs, args.output, fmt=fmt, settings=load_settings() if fmt == "html" else None)
-    print(f"Wrote {len(runs)} runs to {path} ({fmt}).")
+        if args.baseline is not None and args.baseline not in {r.id for r in runs}:
+            runs += store.get_runs([args.baseline])
+    path = export_report(runs, args.output, fmt=fmt, settings=load_settings() if fmt == "html" else None,
+                         baseline=args.baseline)
+    print(printable(f"Wrote {plural(len(runs), 'run')} to {path} ({fmt})."))
     return 0
 
 
@@ -140,8 +165,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
     with _store() as store:
         added, skipped = store.import_runs(records, source=args.file.name)
     machines = sorted({r.machine_label for r in records})
-    print(f"Imported {added} runs from {args.file.name}" + (f" ({skipped} already present)" if skipped else "")
-          + f"; machine{'s' if len(machines) > 1 else ''}: {', '.join(machines)}.")
+    print(printable(f"Imported {plural(added, 'run')} from {args.file.name}"
+                    + (f" ({skipped:,} already present)" if skipped else "")
+                    + f"; machine{'s' if len(machines) > 1 else ''}: {', '.join(machines)}."))
     return 0
 
 
@@ -158,7 +184,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     runs.set_defaults(handler=_cmd_runs)
 
     compare = subparsers.add_parser("compare", help="compare runs side by side (mean ± spread, n)")
-    compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids (7, 3-5) or all")
+    compare.add_argument("runs", nargs="*", metavar="RUN",
+                         help="run ids (7, 3-5) or all (default: the last benchmark's runs)")
     compare.add_argument("--baseline", type=int, metavar="RUN", help="show changes against this run's row")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     compare.add_argument("--cost", action="store_true",
@@ -166,7 +193,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.set_defaults(handler=_cmd_compare)
 
     report = subparsers.add_parser("report", help="export runs as md, csv, json, jsonl, sql or html")
-    report.add_argument("runs", nargs="+", metavar="RUN", help="run ids (7, 3-5) or all")
+    report.add_argument("runs", nargs="*", metavar="RUN",
+                        help="run ids (7, 3-5) or all (default: the last benchmark's runs)")
+    report.add_argument("--baseline", type=int, metavar="RUN",
+                        help="the comparison's baseline run (added to the report if not selected)")
     report.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                         help="the report file; its extension picks the format")
     report.add_argument("--format", choices=("md", "csv", "json", "jsonl", "sql", "html"),

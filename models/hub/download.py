@@ -26,6 +26,7 @@ from huggingface_hub import errors as hf_errors
 
 from models.hub import library
 from models.errors import DownloadError, HubError
+from models.text import has_control
 from models.hub.repos import RemoteFile, file_checksums
 from models.hub.partial_lock import PartialLock
 from models.hub.reach import require_hub
@@ -87,6 +88,8 @@ def safe_relative(filename: str) -> PurePosixPath:
     if (not filename or "\\" in filename or "\0" in filename or path.is_absolute() or ".." in path.parts
             or (path.parts and ":" in path.parts[0])):
         raise DownloadError(f"Refusing the file name {filename!r}: it would leave the download folder.")
+    if has_control(filename):  # an escape code in a name on disk would run in every terminal that lists it
+        raise DownloadError(f"Refusing the file name {filename!r}: it holds control characters.")
     return path
 
 

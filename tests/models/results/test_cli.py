@@ -50,7 +50,8 @@ def test_report_writes_each_format(tmp_path: Path, suffix: str, capsys: pytest.C
     assert main(["report", "all", "-o", str(target)]) == 0
     assert f"Wrote 32 runs to {target}" in capsys.readouterr().out
     text = target.read_text()
-    assert {"md": "| model | size |", "csv": '"build_commit"', "json": '"samples_ns"', "jsonl": '"run_uid"',
+    assert {"md": "| model | repo | size |", "csv": "build_commit,build_number,", "json": '"samples_ns"',
+            "jsonl": '"run_uid"',
             "sql": "CREATE TABLE IF NOT EXISTS llama_bench", "html": "<svg class=\"chart\""}[suffix] in text
 
 
