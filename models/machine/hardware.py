@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import platform
 import re
 import shutil
@@ -15,6 +14,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class HardwareInfo:
 
     @property
     def gpu_summary(self) -> str:
-        return ", ".join(f"{g.name} ({g.memory_total / 2**30:.1f} GiB)" for g in self.gpus) or "CPU only"
+        return ", ".join(f"{g.name} ({fmt_bytes(g.memory_total)})" for g in self.gpus) or "CPU only"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,11 +259,11 @@ def _model_folders() -> list[Path]:
 @functools.lru_cache(maxsize=1)
 def llama_build(timeout: float = 120.0) -> LlamaBuild:
     """The llama.cpp build's backends and devices, asked once per process in a child (llama.cpp never loads here)."""
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    from models.child import PROJECT_ROOT, child_env
+
     try:
         proc = subprocess.run([sys.executable, "-m", "models.machine.probe_worker"], capture_output=True, text=True,
-                              timeout=timeout, env=env, cwd=root)
+                              timeout=timeout, env=child_env(), cwd=PROJECT_ROOT)
     except (OSError, subprocess.SubprocessError) as error:
         return LlamaBuild(error=f"llama.cpp probe could not run: {error}")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
