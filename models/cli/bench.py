@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from models.errors import BenchmarkError
+from models.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +163,14 @@ def run_bench(args: argparse.Namespace) -> int:
         elif event.kind == "progress" and args.progress:
             d = event.data
             step = f" {d.get('rep', 0) + 1}/{d.get('of', 0)}" if d.get("phase") in ("rep", "depth", "ttft") else ""
-            print(f"{where}: {job.model_path.name} {d.get('test') or ''} {d.get('phase')}{step}".replace("  ", " "),
+            name = printable(job.model_path.name)  # a file name can hold escape codes
+            print(f"{where}: {name} {d.get('test') or ''} {d.get('phase')}{step}".replace("  ", " "),
                   file=sys.stderr, flush=True)
         elif event.kind == "failure" and args.progress:
-            print(f"{where}: failed: {event.data.get('message')}", file=sys.stderr, flush=True)
+            print(f"{where}: failed: {printable(event.data.get('message'), newlines=True)}", file=sys.stderr,
+                  flush=True)
         elif event.kind == "log" and verbose:
-            print(f"[worker] {event.data.get('message')}", file=sys.stderr)
+            print(f"[worker] {printable(event.data.get('message'), newlines=True)}", file=sys.stderr)
 
     runner = BenchRunner(on_event=_saving(on_event) if args.save else on_event)
     outcome: dict[str, Any] = {}

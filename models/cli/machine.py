@@ -10,7 +10,7 @@ from typing import Any
 
 from models.errors import TokenometerError
 from models.gguf.reader import GGUFHeader
-from models.text import plural
+from models.text import plural, printable
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": model, "verdict": verdict.to_json(), "estimate": estimate.to_json()}, indent=2))
         return 0
-    print(f"Model      {header.name or where} ({header.architecture}, {header.n_params / 1e9:.2f} B params, "
+    print(f"Model      {printable(header.name or where)} ({header.architecture}, {header.n_params / 1e9:.2f} B params, "
           f"{header.file_type_name}, {_size(header.tensor_bytes)}, {header.block_count} layers, "
           f"{f', {header.split_count} parts' if header.is_split else ''}, trained context {header.context_length})")
     print(f"Estimate   n_ctx {estimate.n_ctx}, n_gpu_layers {estimate.n_gpu_layers}, KV {args.type_k}/{args.type_v}, "

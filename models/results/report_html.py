@@ -43,7 +43,7 @@ path.line{fill:none;stroke-width:2}rect[data-point]{stroke:none}.err{stroke:var(
 table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:right;vertical-align:top}
 th{font-weight:600;background:var(--card);position:sticky;top:0}td.l,th.l{text-align:left}
-td,th{overflow-wrap:anywhere}.num{white-space:nowrap}
+td,th{overflow-wrap:anywhere}.num{white-space:nowrap}td.l:first-child{min-width:8em}
 @media print{main{max-width:none;padding:0}table{font-size:10px}th{position:static}.card,tr{break-inside:avoid}}
 tr:last-child td{border-bottom:0}.up{color:var(--s2)}.down{color:var(--s3)}.tag{color:var(--muted);font-size:12px}
 .empty{color:var(--muted);font-style:italic;padding:8px 0}footer{margin-top:48px;color:var(--muted);font-size:12px}
@@ -122,9 +122,10 @@ def _bars(labels: Sequence[str], series: Sequence[tuple[str, Sequence[tuple[floa
         out.append(f'<text x="{left - 8}" y="{y0 + group / 2 - 2:.1f}" text-anchor="end"><title>{escape(label)}'
                    f'</title>{escape(short)}</text>')
         for i, (name, values) in enumerate(series):
-            if values[row] is None:
+            value = values[row]
+            if value is None:
                 continue
-            mean, spread = values[row]
+            mean, spread = value
             y = y0 + i * bar
             out.append(f'<rect data-point class="s{i % SERIES}" x="{left}" y="{y:.1f}" width="{max(mean * scale, 1):.1f}"'
                        f' height="{bar - 3}" rx="2"><title>{escape(label)} — {escape(name)}: {_fmt(mean)} {escape(unit)}'
