@@ -54,8 +54,9 @@ class Field:
 # samples after them; Tokenometer's own result fields follow.
 LLAMA_BENCH_FIELDS = (
     "build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_filename", "model_type",
-    "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "type_k", "type_v", "n_gpu_layers",
-    "flash_attn", "use_mmap", "n_prompt", "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts",
+    "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "cpu_mask", "cpu_strict", "poll",
+    "type_k", "type_v", "n_gpu_layers", "split_mode", "main_gpu", "no_kv_offload", "flash_attn", "tensor_split",
+    "load_mode", "use_mmap", "n_prompt", "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts",
     "stddev_ts")
 SAMPLE_FIELDS = ("samples_ns", "samples_ts")
 RESULT_EXTRAS = tuple(f.name for f in fields(BenchResult) if f.name not in LLAMA_BENCH_FIELDS + SAMPLE_FIELDS)

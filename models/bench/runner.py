@@ -15,9 +15,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any
 
+from models.child import child_env
 from models.bench.events import BenchEvent
 from models.bench.lifeline import PARENT_ENV
 from models.bench.record import blank_result
@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[BenchJob, BenchEvent], None]
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _KNOWN_BEFORE_TESTS = ("build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_type",
-                       "model_size", "model_n_params", "system_info", "llama_cpp_python_version", "load_ms")
+                       "model_size", "model_n_params", "system_info", "llama_cpp_python_version", "load_ms",
+                       "load_page_cache", "load_cached_fraction", "use_mmap")
 _KILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL; there both end in TerminateProcess
 _TAIL_IN_ERROR = 15  # log lines quoted in a failed result's message
 _SIGNAL_REASONS = {
@@ -84,11 +84,8 @@ class _Worker:
     """One running worker process and the threads that read its pipes."""
 
     def __init__(self, command: list[str], job: BenchJob, tail: deque[str], tail_lock: threading.Lock) -> None:
-        env = dict(os.environ)
-        # The child must find this very package even when the project is not installed.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        env[PARENT_ENV] = str(os.getpid())  # the worker checks it is still ours after asking for the death signal
+        # The worker checks it is still ours after asking for the death signal.
+        env = child_env(extra={PARENT_ENV: str(os.getpid())})
         kwargs: dict[str, Any] = {}
         if os.name == "posix":
             # Own session and process group: Ctrl-C in a terminal reaches the parent only, which then cancels

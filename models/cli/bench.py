@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import threading
-import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from models.cli.jobs import run_cancellable
 from models.errors import BenchmarkError
 from models.text import printable
 
@@ -47,6 +49,25 @@ def _flash(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"expected on, off or auto (comma-separated), got {text!r}") from None
 
 
+def _split_modes(text: str) -> list[str]:
+    modes = [part.lower() for part in _strs(text)]
+    for mode in modes:
+        if mode not in ("none", "layer", "row", "tensor"):
+            raise argparse.ArgumentTypeError(f"split mode must be none, layer, row or tensor, got {mode!r}")
+    return modes
+
+
+def _tensor_splits(text: str) -> list[tuple[float, ...]]:
+    """llama-bench's -ts: comma-separated splits, each a share per GPU joined by "/" (or ";")."""
+    out = []
+    for split in _strs(text):
+        try:
+            out.append(tuple(float(x) for x in split.replace(";", "/").split("/") if x.strip()))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"-ts takes shares like 3/1 (comma-separated), got {split!r}") from None
+    return out
+
+
 def _pair(text: str) -> tuple[int, int]:
     values = _ints(text)
     if len(values) != 2:
@@ -72,16 +93,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-n", "--n-gen", action="append", type=_ints, metavar="N[,N]", help="generation sizes (default 128)")
     add("-pg", action="append", type=_pair, metavar="PP,TG", help="a combined prompt+generation test")
     add("-d", "--n-depth", action="append", type=_ints, metavar="N[,N]", help="context depth before the test (0)")
-    add("-t", "--threads", action="append", type=_ints, metavar="N[,N]", help="threads (default: physical cores)")
-    add("-ngl", "--n-gpu-layers", action="append", type=_ints, metavar="N[,N]", help="layers on the GPU (99)")
+    add("-t", "--threads", action="append", type=_ints, metavar="N[,N]",
+        help="threads (default: llama.cpp's math cores: physical cores, performance cores only on hybrid CPUs)")
+    add("-C", "--cpu-mask", action="append", type=_strs, metavar="HEX[,HEX]",
+        help="CPUs the threadpool may use, a hex mask (default 0x0: no pinning)")
+    add("--cpu-strict", action="append", type=_bools, metavar="0|1", help="one thread per CPU of the mask (0)")
+    add("--poll", action="append", type=_ints, metavar="0..100", help="threadpool polling level (50)")
+    add("-ngl", "--n-gpu-layers", action="append", type=_ints, metavar="N[,N]",
+        help="layers on the GPU (default -1: every layer and the output)")
+    add("-sm", "--split-mode", action="append", type=_split_modes, metavar="none|layer|row|tensor",
+        help="how to split the model across GPUs (layer)")
+    add("-mg", "--main-gpu", action="append", type=_ints, metavar="I[,I]", help="the GPU for split mode none (0)")
+    add("-ts", "--tensor-split", action="append", type=_tensor_splits, metavar="T0/T1/..",
+        help="share of the model per GPU (default: llama.cpp decides)")
+    add("-nkvo", "--no-kv-offload", action="append", type=_bools, metavar="0|1",
+        help="keep the KV cache in host memory (0)")
     add("-b", "--batch-size", action="append", type=_ints, metavar="N[,N]", help="n_batch (2048)")
     add("-ub", "--ubatch-size", action="append", type=_ints, metavar="N[,N]", help="n_ubatch (512)")
     add("-fa", "--flash-attn", action="append", type=_flash, metavar="on|off|auto", help="flash attention (auto)")
     add("-ctk", "--cache-type-k", action="append", type=_strs, metavar="TYPE", help="K cache type (f16)")
     add("-ctv", "--cache-type-v", action="append", type=_strs, metavar="TYPE", help="V cache type (f16)")
-    add("-mmp", "--mmap", action="append", type=_bools, metavar="0|1", help="map the model file (1)")
+    add("-mmp", "--mmap", action="append", type=_bools, metavar="0|1",
+        help="1: map the model file, 0: read it into memory (default: llama-bench's load mode auto, which maps "
+             "unless a device cannot)")
     add("-r", "--repetitions", type=int, default=None, metavar="N", help="repetitions per test (5)")
-    add("--ttft", type=int, default=0, metavar="N", help="also time the first token of an N-token chat prompt")
+    add("--ttft", type=int, default=0, metavar="N",
+        help="also measure time to first token: a real N-token chat prompt (the model's template) prefilled and "
+             "its first token sampled; not LocalScore's TTFT (random-token prefill plus one decode)")
+    add("--numa", choices=("distribute", "isolate", "numactl"), default=None, help="NUMA mode (default: disabled)")
+    add("--prio", type=int, choices=(-1, 0, 1, 2, 3), default=0, metavar="-1|0|1|2|3",
+        help="process and thread priority: low, normal, medium, high, realtime (0)")
+    add("--delay", type=int, default=0, metavar="SECONDS", help="rest before each test (0)")
     add("-o", "--output", choices=("md", "csv", "json", "jsonl", "sql"), default="md", help="output format (md)")
     add("--progress", action="store_true", help="print progress to stderr")
     add("--no-save", dest="save", action="store_false",
@@ -102,7 +144,9 @@ def build_sweep(args: argparse.Namespace) -> Any:
     pairs = {"n_prompt": args.n_prompt, "n_gen": args.n_gen, "n_depth": args.n_depth, "n_threads": args.threads,
              "n_gpu_layers": args.n_gpu_layers, "n_batch": args.batch_size, "n_ubatch": args.ubatch_size,
              "flash_attn": args.flash_attn, "type_k": args.cache_type_k, "type_v": args.cache_type_v,
-             "use_mmap": args.mmap}
+             "use_mmap": args.mmap, "cpu_mask": args.cpu_mask, "cpu_strict": args.cpu_strict, "poll": args.poll,
+             "split_mode": args.split_mode, "main_gpu": args.main_gpu, "tensor_split": args.tensor_split,
+             "no_kv_offload": args.no_kv_offload}
     for name, lists in pairs.items():
         values = _flatten(lists)
         if values is not None:
@@ -114,26 +158,33 @@ def build_sweep(args: argparse.Namespace) -> Any:
     if args.ttft < 0:
         raise BenchmarkError(f"--ttft must be at least 0, got {args.ttft}.")
     sweep.ttft_prompt_tokens = args.ttft
+    sweep.numa = args.numa or "disabled"
+    sweep.prio = args.prio
+    sweep.delay = args.delay
     return sweep
 
 
-def _saving(on_event: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
-    """Wrap on_event so each result is committed to the results store as it arrives (as the app does)."""
-    from models.machine.energy import EnergyMeter
-    from models.errors import StoreError
-    from models.machine.hardware import machine_fingerprint
-    from models.results.store import ResultsStore, record_events
-    from models.settings import load_settings
+def _saving(on_event: Callable[[Any, Any], None], recovery: Any) -> Callable[[Any, Any], None]:
+    """Wrap on_event so each result is printed, then committed to the results store as it arrives (as the app
+    does). A store that stays locked past its busy timeout, is full or read-only does not lose the result:
+    it goes to the recovery file, and the command ends non-zero saying where."""
+    from models.results.recorder import open_recorder
 
-    try:
-        store = ResultsStore()
-    except StoreError as error:  # the numbers still matter more than keeping them
-        print(f"warning: results will not be saved: {error}", file=sys.stderr)
-        return on_event
-    watts = load_settings().system_power_watts or None
-    meter = EnergyMeter(fallback_watts=watts)
-    return record_events(store, machine=machine_fingerprint(), energy_meter=meter if meter.available else None,
-                         then=on_event)
+    def keep(record: Any, error: Any) -> None:
+        if not recovery.records:
+            print(f"warning: {printable(str(error))}; keeping results in a recovery file", file=sys.stderr)
+        recovery.keep(record, error)
+
+    # The store stays open until the command exits: every result is committed as it arrives.
+    record, _close = open_recorder(on_save_error=keep)
+
+    def print_then_save(job: Any, event: Any) -> None:
+        try:
+            on_event(job, event)  # first: a row on screen is never held back by a busy store
+        finally:
+            record(job, event)
+
+    return print_then_save
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -172,35 +223,51 @@ def run_bench(args: argparse.Namespace) -> int:
         elif event.kind == "log" and verbose:
             print(f"[worker] {printable(event.data.get('message'), newlines=True)}", file=sys.stderr)
 
-    runner = BenchRunner(on_event=_saving(on_event) if args.save else on_event)
+    from models.results.recovery import RecoveryFile
+
+    recovery = RecoveryFile()
+    runner = BenchRunner(on_event=_saving(on_event, recovery) if args.save else on_event)
     outcome: dict[str, Any] = {}
-    done = threading.Event()
 
     def work() -> None:
-        try:
-            outcome["results"] = runner.run(jobs)
-        except BaseException as error:  # re-raised on the main thread
-            outcome["error"] = error
-        finally:
-            done.set()
+        outcome["results"] = runner.run(jobs)
 
-    thread = threading.Thread(target=work, name="tokenometer-bench", daemon=True)
-    thread.start()
-    cancelled = False
-    while not done.is_set():
-        try:
-            # A sleep, not thread.join: Ctrl-C during join can mark a running thread as finished.
-            time.sleep(0.1)
-        except KeyboardInterrupt:
-            # Ctrl-C: stop the worker cleanly and still print what finished.
-            cancelled = True
-            print("\ncancelling ...", file=sys.stderr, flush=True)
-            runner.cancel()
-    if "error" in outcome:
-        raise outcome["error"]
+    with _signals_cancel() as received:
+        # Ctrl-C (and SIGTERM/SIGHUP, raised as one) cancels the worker; what finished is still printed.
+        cancelled = run_cancellable(work, cancel=runner.cancel, name="tokenometer-bench")
     results = outcome.get("results", state["results"])
     if state["printer"] is not None:
         state["printer"].footer(results)
+    if recovery.records:
+        print(f"error: {printable(recovery.summary())}", file=sys.stderr)
+    if received:  # SIGTERM/SIGHUP: the shell's convention, 128 + the signal
+        return 128 + received[0]
     if cancelled or any(r.status == "cancelled" for r in results):
         return EXIT_CANCELLED
-    return EXIT_FAILED if any(r.status != "ok" for r in results) else 0
+    return EXIT_FAILED if recovery.records or any(r.status != "ok" for r in results) else 0
+
+
+class _CancelSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled as Ctrl-C is: cancel the worker, print what finished."""
+
+
+@contextlib.contextmanager
+def _signals_cancel() -> Iterator[list[int]]:
+    """While benchmarking, SIGTERM and SIGHUP cancel like Ctrl-C (else the worker would be left running);
+    the list gets the signal's number."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        raise _CancelSignal()
+
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in wanted:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

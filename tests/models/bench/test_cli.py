@@ -93,3 +93,44 @@ def test_every_run_is_saved_to_the_results_store_unless_asked_not_to(starter_mod
         runs = store.list_runs()
     assert sorted(run.result.test for run in runs) == ["pp16", "tg4"]
     assert all(run.result.fit_estimate and run.machine.get("cpu") for run in runs)
+
+
+def test_llama_bench_process_and_gpu_flags(starter_model: Path) -> None:
+    args = build_parser().parse_args([
+        "bench", str(starter_model), "-sm", "none,row", "-ts", "3/1,1;1", "-mg", "1", "-nkvo", "1",
+        "-C", "0x3", "--cpu-strict", "1", "--poll", "0,100", "--numa", "distribute", "--prio", "-1",
+        "--delay", "2", "-ngl", "-1"])
+    sweep = build_sweep(args)
+    assert sweep.split_mode == ["none", "row"] and sweep.tensor_split == [(3.0, 1.0), (1.0, 1.0)]
+    assert sweep.main_gpu == [1] and sweep.no_kv_offload == [True] and sweep.n_gpu_layers == [-1]
+    assert sweep.cpu_mask == ["0x3"] and sweep.cpu_strict == [True] and sweep.poll == [0, 100]
+    assert (sweep.numa, sweep.prio, sweep.delay) == ("distribute", -1, 2)
+    jobs = sweep.jobs()
+    assert len(jobs) == 2 * 2 * 2  # split mode x tensor split x poll
+    first = jobs[0]
+    assert first.numa == "distribute" and first.prio == -1 and first.delay == 2
+    assert first.params.split_mode == "none" and first.params.tensor_split == (3.0, 1.0)
+    # Through the worker's wire format unchanged.
+    from models.bench.spec import BenchJob
+
+    assert BenchJob.from_json(json.loads(json.dumps(first.to_json()))) == first
+    defaults = build_sweep(build_parser().parse_args(["bench", str(starter_model)]))
+    assert defaults.use_mmap == [None] and defaults.n_gpu_layers == [-1] and defaults.poll == [50]
+
+
+def test_bad_llama_bench_flags_are_refused() -> None:
+    bad_mask = _cli("-C", "0xZZ", "-r", "1")
+    assert bad_mask.returncode == 1 and "'Z' is not a hex digit" in bad_mask.stderr
+    bad_mode = _cli("-sm", "diagonal", "-r", "1")
+    assert bad_mode.returncode == 2 and "split mode must be none, layer, row or tensor" in bad_mode.stderr
+
+
+def test_json_rows_carry_llama_bench_thread_and_load_fields(starter_model: Path) -> None:
+    done = _cli(str(starter_model), "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-C", "0x1", "--poll", "0",
+                "-o", "json", "--no-save")
+    assert done.returncode == 0, done.stderr
+    row, = json.loads(done.stdout)
+    assert row["cpu_mask"] == "0x1" and row["poll"] == 0 and row["cpu_strict"] is False
+    assert row["load_mode"] == "auto" and row["use_mmap"] is True and row["n_gpu_layers"] == -1
+    assert row["split_mode"] == "layer" and row["tensor_split"] == "0.00" and row["no_kv_offload"] is False
+    assert row["load_page_cache"] in ("cold", "partial", "warm")
