@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +13,7 @@ from huggingface_hub import HfApi
 
 from models.errors import HubError
 from models.hub.messages import HUB_FAILURES, hub_error_message
-from models.hub.names import shard_name
+from models.hub.names import parse_quant, shard_name
 from models.hub.reach import require_hub
 
 log = logging.getLogger(__name__)
@@ -25,12 +24,6 @@ _HfSort = Literal["downloads", "likes", "trending_score", "last_modified"]
 _HF_SORT: dict[str, _HfSort] = {"downloads": "downloads", "likes": "likes", "trending": "trending_score",
                                 "last_modified": "last_modified"}
 _SEARCH_FIELDS = ["author", "downloads", "likes", "trendingScore", "lastModified", "gated", "tags", "gguf"]
-
-# Quant labels as they appear in file names; the longest alternatives come first so Q4_K_M beats Q4_K.
-_QUANT = re.compile(
-    r"(?:^|[-_.\s/])(?P<q>(?:UD-)?(?:I?Q\d+(?:_[0-9]+)?(?:_K)?(?:_(?:XXS|XS|XL|NL|S|M|L))?(?:_\d_\d)?"
-    r"|TQ\d_\d|MXFP4(?:_MOE)?|NVFP4|BF16|FP?16|FP?32|F64))(?=$|[-_.\s/])",
-    re.IGNORECASE)
 
 T = TypeVar("T")
 
@@ -111,21 +104,6 @@ class RepoFiles:
             raise HubError(f"{self.repo_id} has several {selector} files ({names}); name the file instead.")
         quants = ", ".join(sorted({m.quant for m in self.models})) or "none"
         raise HubError(f"{self.repo_id} has no GGUF named or quantized '{selector}' (quants here: {quants}).")
-
-
-def parse_quant(filename: str) -> str | None:
-    """The quant label in a GGUF file name (Q4_K_M, IQ2_XS, BF16, UD-Q4_K_XL, ...), upper-cased; None if absent."""
-    path = PurePosixPath(filename)
-    stem = path.name
-    shard = shard_name(stem)
-    stem = shard.base if shard else re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
-    # The file name decides; a folder named after the quant (unsloth's layout) is the fallback.
-    for text in (stem, *reversed(path.parent.parts)):
-        found = [m.group("q") for m in _QUANT.finditer(text)]
-        if found:
-            label = found[-1].upper()
-            return {"FP16": "F16", "FP32": "F32"}.get(label, label)
-    return None
 
 
 def group_quants(files: list[RemoteFile]) -> tuple[list[QuantModel], list[str]]:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import uuid
@@ -19,12 +18,10 @@ from typing import Any
 
 from models.bench.spec import BenchResult
 from models.errors import StoreError
+from models.hub.names import parse_quant
 from models.results.schema import MIGRATIONS, SCHEMA_VERSION, check_store_file, open_connection, store_error, user_version
 
 log = logging.getLogger(__name__)
-
-_QUANT = re.compile(r"(?i)(?:^|[._-])((?:IQ|Q)\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=[._-]|$)")
-
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -75,9 +72,8 @@ def repo_of_path(path: str) -> str:
 def model_identity_from_result(result: BenchResult) -> dict[str, Any]:
     """What can be known of the model from a result alone (the repo from an HF cache path)."""
     file = Path(result.model_filename or result.model_path).name
-    match = _QUANT.search(file)
     return {"repo": repo_of_path(result.model_path or result.model_filename), "file": file,
-            "sha256": result.model_sha256, "quant": match.group(1).upper() if match else "",
+            "sha256": result.model_sha256, "quant": parse_quant(file) or "",
             "n_params": result.model_n_params, "size": result.model_size, "model_type": result.model_type}
 
 

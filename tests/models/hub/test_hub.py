@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from models.errors import HubError
-from models.hub.repos import RemoteFile, group_quants, parse_quant, repo_files, search_models
+from models.hub.names import parse_quant
+from models.hub.repos import RemoteFile, group_quants, repo_files, search_models
 from tests.models.hub.hubserver import HubServer
 
 
