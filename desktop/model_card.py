@@ -58,6 +58,7 @@ class ModelCard(QTextBrowser):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setOpenLinks(False)
+        self.document().setDocumentMargin(12)
         self.anchorClicked.connect(self._open)
         self.refused: list[str] = []  # resources asked for and not loaded (a test checks that none was)
 

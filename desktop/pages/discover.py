@@ -189,6 +189,7 @@ class DiscoverPage(Page):
         self._retry.timeout.connect(self._probe_hub)
         self._probing = False
         self._search_pending = False
+        self._opening: str | None = None
         ctx.watch(Change.LIBRARY, self._mark_local, owner=self)  # a finished download is now on disk
 
     # -- searching --
@@ -210,8 +211,13 @@ class DiscoverPage(Page):
                 return  # a newer search was sent meanwhile
             self._search_pending = False
             self._hub_back()
+            shown = self._shown_repo
             self.repos.set_rows(found)
-            self._clear_repo()  # the files and card of a repo from the previous search would mislead
+            ids = [repo.repo_id for repo in found]
+            if shown in ids:
+                self.repo_view.selectRow(ids.index(shown))  # still found: its files stay, and its row is marked
+            else:
+                self._clear_repo()  # the files and card of a repo the new search did not find would mislead
             self.status.setText(f"{len(found)} repos" + (" (the first 50)" if len(found) == 50 else "") + ".")
 
         def failed(error: BaseException) -> None:
@@ -260,6 +266,7 @@ class DiscoverPage(Page):
     # -- one repo's files --
     def _clear_repo(self) -> None:
         self._repo_generation += 1  # an answer still on its way for the old repo is dropped
+        self._opening = None
         self.repo_files = None
         self.files.set_rows([])
         self.card.clear()
@@ -268,14 +275,20 @@ class DiscoverPage(Page):
 
     def _repo_selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
         rows = self.repo_view.selectionModel().selectedRows()
-        if rows:
+        if rows and self.repos.row(rows[0].row()).repo_id != self._shown_repo:
             self.open_repo(self.repos.row(rows[0].row()).repo_id)
+
+    @property
+    def _shown_repo(self) -> str | None:
+        """The repo whose files are shown or being listed."""
+        return self._opening
 
     def open_repo(self, repo_id: str) -> None:
         from models.hub.repos import repo_files
 
         self._repo_generation += 1
         generation = self._repo_generation
+        self._opening = repo_id
         self.files.set_rows([])
         self.card.clear()
         self.repo_title.setText(f"{repo_id}: listing files …")
@@ -301,6 +314,7 @@ class DiscoverPage(Page):
 
         def failed(error: BaseException) -> None:
             if generation == self._repo_generation:
+                self._opening = None  # picking it again tries again
                 self.repo_title.setText(f"{repo_id}: {error}")
 
         run_job(work, on_done=done, on_error=failed)

@@ -217,7 +217,11 @@ def test_discover_orders_by_size_marks_what_is_on_disk_and_shows_the_card(window
     assert page.card.document().toMarkdown().count("|") >= 6  # the table came through as a table
     assert not [s for s in hub.served if s.path.endswith((".png",))]
 
-    # A new search: the old repo's files and card go at once, not when a new repo is picked.
+    # A new search that still finds the repo keeps its files; one that does not clears them at once.
+    searches = page.searches
+    page.sort.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: page.searches == searches + 1 and page.status.text() == "1 repos.", timeout=20_000)
+    assert page.files.rowCount() == 3 and [i.row() for i in page.repo_view.selectionModel().selectedRows()] == [0]
     page.search.clear()
     qtbot.keyClicks(page.search, "plain")
     qtbot.waitUntil(lambda: page.repos.rowCount() == 1 and page.repos.row(0).repo_id == "acme/Plain-GGUF",
