@@ -19,9 +19,9 @@ if TYPE_CHECKING:  # the store and comparison modules load only when a results c
 log = logging.getLogger(__name__)
 
 
-def _run_ids(specs: list[str]) -> list[int] | None:
-    """Run ids from "7", "3-5" or "3,4"; None for "all"."""
-    ids: list[int] = []
+def _run_ids(specs: list[str]) -> list[int | tuple[int, int]] | None:
+    """Run ids ("7", "3,4") and ranges ("3-5", kept as a pair: 1-999999999 is never expanded); None for "all"."""
+    ids: list[int | tuple[int, int]] = []
     for spec in specs:
         for part in spec.split(","):
             part = part.strip()
@@ -30,7 +30,7 @@ def _run_ids(specs: list[str]) -> list[int] | None:
             try:
                 if "-" in part:
                     first, last = (int(x) for x in part.split("-", 1))
-                    ids += list(range(first, last + 1))
+                    ids.append((first, last))
                 elif part:
                     ids.append(int(part))
             except ValueError:
@@ -39,10 +39,25 @@ def _run_ids(specs: list[str]) -> list[int] | None:
     return list(dict.fromkeys(ids))
 
 
-def _store() -> ResultsStore:
+def _resolve(store: ResultsStore, items: list[int | tuple[int, int]]) -> list[int]:
+    """Ids in the order asked; a range stands for the stored ids inside it (found in SQL), a single id must exist."""
+    ids: list[int] = []
+    for item in items:
+        if isinstance(item, tuple):
+            found = store.ids_in_ranges([item])
+            if not found:
+                raise ReportError(f"No runs with ids in {item[0]}-{item[1]} in the results database.")
+            ids += found
+        else:
+            ids.append(item)
+    return list(dict.fromkeys(ids))
+
+
+def _store(*, writing: bool = False) -> ResultsStore:
+    """The store; to read only, a missing store is an empty one (nothing is created) and read-only media work."""
     from models.results.store import ResultsStore
 
-    return ResultsStore()
+    return ResultsStore(create=writing)
 
 
 def _selected(store: ResultsStore, specs: list[str]) -> list[RunRecord]:
@@ -50,7 +65,7 @@ def _selected(store: ResultsStore, specs: list[str]) -> list[RunRecord]:
     if not specs:
         return _last_benchmark(store)
     ids = _run_ids(specs)
-    runs = store.list_runs() if ids is None else store.get_runs(ids)
+    runs = store.list_runs() if ids is None else store.get_runs(_resolve(store, ids))
     if not runs:
         raise ReportError("No runs selected (the results database is empty).")
     return runs
@@ -162,7 +177,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from models.results.reports import read_report
 
     records = read_report(args.file)
-    with _store() as store:
+    with _store(writing=True) as store:
         added, skipped = store.import_runs(records, source=args.file.name)
     machines = sorted({r.machine_label for r in records})
     print(printable(f"Imported {plural(added, 'run')} from {args.file.name}"

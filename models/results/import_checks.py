@@ -99,8 +99,9 @@ def _number(where: str, name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ReportError(f"{where}: {name} is {value!r}, not a number; nothing was imported.")
     if not low <= value <= high:
-        raise ReportError(f"{where}: {name} is {value:.6g}, outside {low:,.6g} to {high:,.6g}; the report is "
-                          "damaged or not from Tokenometer, and nothing was imported.")
+        bounds = " to ".join(f"{b:,}" if isinstance(b, int) else f"{b:g}" for b in (low, high))
+        raise ReportError(f"{where}: {name} is {value:.6g}, outside {bounds}; the report is damaged or not from "
+                          "Tokenometer, and nothing was imported.")
 
 
 def check_values(result: BenchResult, *, machine: Any, energy: tuple[float, float] | None, where: str) -> None:
