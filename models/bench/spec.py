@@ -142,6 +142,52 @@ class BenchJob:
                    delay=int(data.get("delay", 0)))
 
 
+def check_job(job: BenchJob) -> str | None:
+    """Why a job cannot run (impossible parameters), or None: the one set of rules, used by the sweep before it
+    expands and by the runner before any process starts (a job can come from the GUI, a queue or a file)."""
+    p = job.params
+    for name, value in (("threads", p.n_threads), ("n_batch", p.n_batch), ("n_ubatch", p.n_ubatch),
+                        ("repetitions", job.repetitions)):
+        if value < 1:
+            return f"{name} must be at least 1, got {value}."
+    if p.n_gpu_layers < -1:
+        return f"n_gpu_layers must be -1 (all) or more, got {p.n_gpu_layers}."
+    if p.main_gpu < 0:
+        return f"main_gpu must be at least 0, got {p.main_gpu}."
+    if p.n_ubatch > p.n_batch:
+        return f"n_ubatch ({p.n_ubatch}) cannot be larger than n_batch ({p.n_batch})."
+    for kind in (p.type_k, p.type_v):
+        if kind not in KV_TYPES:
+            return f"Unknown KV cache type {kind!r}; use one of {', '.join(KV_TYPES)}."
+    if p.flash_attn not in ("on", "off", "auto"):
+        return f"flash_attn must be on, off or auto, got {p.flash_attn!r}."
+    if not 0 <= p.poll <= 100:
+        return f"poll must be 0 to 100, got {p.poll}."
+    try:
+        parse_cpu_mask(p.cpu_mask)
+    except BenchmarkError as error:
+        return str(error)
+    if p.split_mode not in SPLIT_MODES:
+        return f"split mode must be one of {', '.join(SPLIT_MODES)}, got {p.split_mode!r}."
+    if any(share < 0 for share in p.tensor_split):
+        return f"tensor split shares cannot be negative: {'/'.join(map(str, p.tensor_split))}."
+    if job.numa not in NUMA_MODES:
+        return f"numa must be one of {', '.join(NUMA_MODES)}, got {job.numa!r}."
+    if job.prio not in PRIORITIES:
+        return f"prio must be one of -1, 0, 1, 2, 3 (low .. realtime), got {job.prio}."
+    if job.delay < 0:
+        return f"delay must be at least 0 seconds, got {job.delay}."
+    if not job.tests:
+        return "The job has no tests."
+    for test in job.tests:
+        if min(test.n_prompt, test.n_gen, test.n_depth) < 0 or test.n_prompt + test.n_gen == 0:
+            return (f"Test {test.name!r} has impossible sizes (prompt {test.n_prompt}, gen {test.n_gen}, "
+                    f"depth {test.n_depth}).")
+    if job.ttft_prompt_tokens < 0:
+        return f"The TTFT prompt length must be at least 0, got {job.ttft_prompt_tokens}."
+    return None
+
+
 @dataclass
 class BenchSweep:
     """Every parameter as a list; the cross product is benchmarked (llama-bench's comma lists)."""
@@ -173,50 +219,31 @@ class BenchSweep:
     delay: int = 0
 
     def validate(self) -> None:
-        """Refuse impossible parameters before any worker starts, with a message naming the parameter."""
+        """Refuse impossible parameters before any worker starts, with a message naming the parameter. What a
+        list means is checked here; every parameter set then goes through check_job, as the runner's jobs do."""
         if not self.models:
             raise BenchmarkError("No model to benchmark.")
-        checks: list[tuple[str, list[int], int]] = [
-            ("threads", self.n_threads, 1), ("n_batch", self.n_batch, 1), ("n_ubatch", self.n_ubatch, 1),
-            ("n_prompt", self.n_prompt, 0), ("n_gen", self.n_gen, 0), ("depth", self.n_depth, 0),
-            ("n_gpu_layers", self.n_gpu_layers, -1), ("main_gpu", self.main_gpu, 0), ("poll", self.poll, 0),
-        ]
-        for name, values, minimum in checks:
-            if not values:
-                raise BenchmarkError(f"{name}: the list is empty.")
+        lists = ("n_prompt", "n_gen", "n_depth", "n_threads", "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn",
+                 "type_k", "type_v", "use_mmap", "cpu_mask", "cpu_strict", "poll", "split_mode", "main_gpu",
+                 "tensor_split", "no_kv_offload")
+        labels = {"n_threads": "threads", "n_depth": "depth"}
+        for name in lists:
+            if not getattr(self, name):
+                raise BenchmarkError(f"{labels.get(name, name)}: the list is empty.")
+        # tests() leaves out sizes of 0 (llama-bench's "-p 0"); a negative one would vanish there unsaid.
+        for name, values in (("n_prompt", self.n_prompt), ("n_gen", self.n_gen)):
             for value in values:
-                if int(value) < minimum:
-                    raise BenchmarkError(f"{name} must be at least {minimum}, got {value}.")
-        if self.repetitions < 1:
-            raise BenchmarkError(f"repetitions must be at least 1, got {self.repetitions}.")
-        for n_batch, n_ubatch in itertools.product(self.n_batch, self.n_ubatch):
-            if n_ubatch > n_batch:
-                raise BenchmarkError(f"n_ubatch ({n_ubatch}) cannot be larger than n_batch ({n_batch}).")
-        for value in (*self.type_k, *self.type_v):
-            if value not in KV_TYPES:
-                raise BenchmarkError(f"Unknown KV cache type {value!r}; use one of {', '.join(KV_TYPES)}.")
-        for value in self.flash_attn:
-            if value not in ("on", "off", "auto"):
-                raise BenchmarkError(f"flash_attn must be on, off or auto, got {value!r}.")
-        for poll in self.poll:
-            if poll > 100:
-                raise BenchmarkError(f"poll must be 0 to 100, got {poll}.")
-        for mask in self.cpu_mask:
-            parse_cpu_mask(mask)
-        for mode in self.split_mode:
-            if mode not in SPLIT_MODES:
-                raise BenchmarkError(f"split mode must be one of {', '.join(SPLIT_MODES)}, got {mode!r}.")
-        for shares in self.tensor_split:
-            if any(share < 0 for share in shares):
-                raise BenchmarkError(f"tensor split shares cannot be negative: {'/'.join(map(str, shares))}.")
-        if self.numa not in NUMA_MODES:
-            raise BenchmarkError(f"numa must be one of {', '.join(NUMA_MODES)}, got {self.numa!r}.")
-        if self.prio not in PRIORITIES:
-            raise BenchmarkError(f"prio must be one of -1, 0, 1, 2, 3 (low .. realtime), got {self.prio}.")
-        if self.delay < 0:
-            raise BenchmarkError(f"delay must be at least 0 seconds, got {self.delay}.")
-        if not self.tests():
+                if int(value) < 0:
+                    raise BenchmarkError(f"{name} must be at least 0, got {value}.")
+        tests = self.tests()
+        if not tests:
             raise BenchmarkError("Nothing to run: every test has 0 prompt and 0 generated tokens.")
+        for params in self.params():
+            problem = check_job(BenchJob(model_path=Path(self.models[0]), params=params, tests=tests,
+                                         repetitions=self.repetitions, ttft_prompt_tokens=self.ttft_prompt_tokens,
+                                         numa=self.numa, prio=self.prio, delay=self.delay))
+            if problem:
+                raise BenchmarkError(problem)
 
     def tests(self) -> tuple[BenchTest, ...]:
         """The tests in llama-bench's order: every pp, then every tg, then every pg, each at every depth."""

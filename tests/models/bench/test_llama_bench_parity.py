@@ -11,8 +11,8 @@ import pytest
 
 from models.bench.cores import cpu_get_num_math, physical_cores
 from models.bench.events import BenchEvent
-from models.bench.runner import BenchRunner, check_job
-from models.bench.spec import BenchJob, BenchSweep, BenchTest, default_threads, parse_cpu_mask
+from models.bench.runner import BenchRunner
+from models.bench.spec import BenchJob, BenchSweep, BenchTest, check_job, default_threads, parse_cpu_mask
 from models.errors import BenchmarkError
 
 
