@@ -109,7 +109,6 @@ class ChoiceList(QComboBox):
             state = Qt.CheckState.Checked if value in chosen else Qt.CheckState.Unchecked
             model.item(row).setData(state, Qt.ItemDataRole.CheckStateRole)
         self.lineEdit().setText(self.text())
-        self.setToolTip(self.text())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
         if not self.multiple:

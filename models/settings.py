@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from models.bench.spec import KV_TYPES
 from models.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,15 @@ log = logging.getLogger(__name__)
 SETTINGS_VERSION = 1
 
 
-def _setting(default: Any, label: str, unit: str = "", minimum: float | None = 0) -> Any:
-    meta = {"label": label, "unit": unit, "minimum": minimum}
+# The values llama.cpp accepts for the settings below that form a set (the GUI offers them as choices).
+FLASH_ATTN_CHOICES = ("auto", "on", "off")
+KV_TYPE_CHOICES = KV_TYPES
+MMAP_CHOICES = ("on", "off")
+
+
+def _setting(default: Any, label: str, unit: str = "", minimum: float | None = 0,
+             choices: tuple[str, ...] = ()) -> Any:
+    meta = {"label": label, "unit": unit, "minimum": minimum, "choices": choices}
     return field(default=default, metadata=meta)
 
 
@@ -35,6 +43,11 @@ class Settings:
     system_power_watts: float = _setting(0.0, "System power under load (used where no sensor reads energy)", "W")
     api_price_per_mtok: float = _setting(0.50, "Hosted API price", "{currency} per 1M tokens")
     default_threads: int = _setting(0, "Default threads (0: physical cores)", "threads")
+    # Where the Benchmark page's Custom preset starts; each may be a comma list, swept like llama-bench's.
+    bench_flash_attn: str = _setting("auto", "Flash attention", "", None, FLASH_ATTN_CHOICES)
+    bench_type_k: str = _setting("f16", "KV cache type K", "", None, KV_TYPE_CHOICES)
+    bench_type_v: str = _setting("f16", "KV cache type V", "", None, KV_TYPE_CHOICES)
+    bench_use_mmap: str = _setting("on", "Map the model file (mmap)", "", None, MMAP_CHOICES)
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -45,13 +58,15 @@ class Settings:
 
 @dataclass(frozen=True)
 class SettingInfo:
-    """What the GUI shows next to a setting: its label, unit (currency filled in) and default."""
+    """What the GUI shows next to a setting: its label, unit (currency filled in), default, and the values allowed
+    where they form a set (a comma list of them is allowed too)."""
 
     name: str
     label: str
     unit: str
     default: Any
     minimum: float | None
+    choices: tuple[str, ...] = ()
 
 
 def describe_settings(settings: Settings | None = None) -> list[SettingInfo]:
@@ -59,16 +74,20 @@ def describe_settings(settings: Settings | None = None) -> list[SettingInfo]:
     currency = (settings or Settings()).currency
     defaults = Settings()
     return [SettingInfo(name=f.name, label=f.metadata["label"], unit=f.metadata["unit"].format(currency=currency),
-                        default=getattr(defaults, f.name), minimum=f.metadata["minimum"])
+                        default=getattr(defaults, f.name), minimum=f.metadata["minimum"],
+                        choices=f.metadata["choices"])
             for f in fields(Settings) if f.name != "warnings"]
 
 
-def _coerce(name: str, value: Any, default: Any, minimum: float | None) -> Any:
+def _coerce(name: str, value: Any, default: Any, minimum: float | None, choices: tuple[str, ...] = ()) -> Any:
     """The value in the type of its default, or ValueError; bool is refused where a number is wanted."""
     if isinstance(default, str):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty text")
-        return value.strip()
+        words = [word.strip() for word in value.split(",")]
+        if choices and not all(word in choices for word in words):
+            raise ValueError(f"{name} must be one of {', '.join(choices)} (or a comma list of them)")
+        return ", ".join(words) if choices else value.strip()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number")
     if not math.isfinite(value) or abs(value) > 1e15:  # 1e999 reads as inf; neither is a price or a wattage
@@ -128,7 +147,8 @@ def load_settings(*, path: Path | None = None) -> Settings:
         if f.name == "warnings" or f.name not in data:
             continue
         try:
-            setattr(settings, f.name, _coerce(f.name, data[f.name], getattr(settings, f.name), f.metadata["minimum"]))
+            setattr(settings, f.name, _coerce(f.name, data[f.name], getattr(settings, f.name), f.metadata["minimum"],
+                                                     f.metadata["choices"]))
         except ValueError as error:
             message = f"Setting {error}; the default {getattr(settings, f.name)!r} is used."
             log.warning(message)
@@ -144,5 +164,6 @@ def save_settings(settings: Settings, *, path: Path | None = None) -> Path:
     defaults = Settings()
     for f in fields(Settings):
         if f.name != "warnings":
-            _coerce(f.name, getattr(settings, f.name), getattr(defaults, f.name), f.metadata["minimum"])
+            _coerce(f.name, getattr(settings, f.name), getattr(defaults, f.name), f.metadata["minimum"],
+                    f.metadata["choices"])
     return atomic_write_text(path, json.dumps(settings.to_json(), indent=2) + "\n")

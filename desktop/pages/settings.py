@@ -15,7 +15,7 @@ from desktop.choices import ChoiceList
 from desktop.context import AppContext
 from desktop.jobs import Change, run_job
 from desktop.pages import SPACING, Page
-from models.settings import Settings, describe_settings, load_settings, save_settings
+from models.settings import SettingInfo, Settings, describe_settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ class SettingsPage(Page):
         column = QVBoxLayout(content)
         column.setSpacing(SPACING)
         column.setContentsMargins(0, 0, SPACING, 0)
-        column.addWidget(self._costs_box())
+        infos = describe_settings(self.settings)
+        column.addWidget(self._costs_box([info for info in infos if not info.name.startswith("bench_")]))
+        column.addWidget(self._bench_box([info for info in infos if info.name.startswith("bench_")]))
         column.addWidget(self._token_box())
         column.addWidget(self._folders_box())
         column.addStretch(1)
@@ -56,49 +58,70 @@ class SettingsPage(Page):
         self._save_timer.timeout.connect(self.save)
 
     # -- costs and defaults, from the core's own descriptions --
-    def _costs_box(self) -> QGroupBox:
+    def _costs_box(self, infos: list[SettingInfo]) -> QGroupBox:
         box = QGroupBox("Costs and defaults")
         form = QFormLayout(box)
         form.setHorizontalSpacing(SPACING * 2)
-        for info in describe_settings(self.settings):
-            value = getattr(self.settings, info.name)
-            editor: QWidget
-            if info.name in CHOICES:
-                # A value saved by hand in the file that is not in the list is kept as one more choice.
-                values = CHOICES[info.name] + (() if value in CHOICES[info.name] else (str(value),))
-                editor = ChoiceList(values)
-                editor.setText(str(value))
-                editor.textEdited.connect(self._changed)
-                if info.name == "currency":
-                    editor.textEdited.connect(self._currency_changed)
-            elif isinstance(info.default, str):
-                editor = QLineEdit(value)
-                editor.textEdited.connect(self._changed)
-            elif isinstance(info.default, int) and not isinstance(info.default, bool):
-                editor = QSpinBox()
-                editor.setRange(int(info.minimum or 0), 1_000_000)
-                editor.setValue(int(value))
-                editor.valueChanged.connect(self._changed)
-            else:
-                editor = QDoubleSpinBox()
-                editor.setDecimals(4 if "price" in info.name else 2)
-                editor.setRange(float(info.minimum or 0), 1e9)
-                editor.setValue(float(value))
-                editor.valueChanged.connect(self._changed)
-            if info.unit and isinstance(editor, (QSpinBox, QDoubleSpinBox)):
-                editor.setSuffix(f" {info.unit}")
-            if info.name == "default_threads":
-                editor.setSpecialValueText("physical cores")
-            editor.setObjectName(f"setting-{info.name}")
-            editor.setToolTip(f"{info.label}. Default: {info.default!r}.")
-            self.editors[info.name] = editor
-            form.addRow(info.label, editor)
+        for info in infos:
+            form.addRow(info.label, self._editor(info))
         note = QLabel("These figures turn measured speed and energy into a cost per million tokens "
                       "in the HTML report and the comparison.")
         note.setObjectName("muted")
         note.setWordWrap(True)
         form.addRow(note)
         return box
+
+    def _bench_box(self, infos: list[SettingInfo]) -> QGroupBox:
+        box = QGroupBox("Benchmark defaults")
+        form = QFormLayout(box)
+        form.setHorizontalSpacing(SPACING * 2)
+        for info in infos:
+            form.addRow(info.label, self._editor(info))
+        note = QLabel("Where the Benchmark page's settings start. Tick several values to sweep them "
+                      "(like llama-bench's comma lists): each combination is one run.")
+        note.setObjectName("muted")
+        note.setWordWrap(True)
+        form.addRow(note)
+        return box
+
+    def _editor(self, info: SettingInfo) -> QWidget:
+        """The editor for one setting: a choice where the values form a set, a number box for numbers."""
+        value = getattr(self.settings, info.name)
+        editor: QWidget
+        if info.choices:
+            editor = ChoiceList(info.choices, multiple=True)
+            editor.setText(str(value))
+            editor.textEdited.connect(self._changed)
+        elif info.name in CHOICES:
+            # A value saved by hand in the file that is not in the list is kept as one more choice.
+            values = CHOICES[info.name] + (() if value in CHOICES[info.name] else (str(value),))
+            editor = ChoiceList(values)
+            editor.setText(str(value))
+            editor.textEdited.connect(self._changed)
+            if info.name == "currency":
+                editor.textEdited.connect(self._currency_changed)
+        elif isinstance(info.default, str):
+            editor = QLineEdit(value)
+            editor.textEdited.connect(self._changed)
+        elif isinstance(info.default, int) and not isinstance(info.default, bool):
+            editor = QSpinBox()
+            editor.setRange(int(info.minimum or 0), 1_000_000)
+            editor.setValue(int(value))
+            editor.valueChanged.connect(self._changed)
+        else:
+            editor = QDoubleSpinBox()
+            editor.setDecimals(4 if "price" in info.name else 2)
+            editor.setRange(float(info.minimum or 0), 1e9)
+            editor.setValue(float(value))
+            editor.valueChanged.connect(self._changed)
+        if info.unit and isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+            editor.setSuffix(f" {info.unit}")
+        if info.name == "default_threads" and isinstance(editor, QSpinBox):
+            editor.setSpecialValueText("physical cores")
+        editor.setObjectName(f"setting-{info.name}")
+        editor.setToolTip(f"{info.label}. Default: {info.default}.")
+        self.editors[info.name] = editor
+        return editor
 
     def _changed(self, *_args: Any) -> None:
         self._save_timer.start()

@@ -474,3 +474,43 @@ def test_settings_offers_the_currency_as_a_choice_and_units_follow_it(window, qt
     assert price.suffix() == " CHF/kWh"  # at once, not after a restart
     qtbot.waitUntil(lambda: settings_path().exists()
                     and json.loads(settings_path().read_text()).get("currency") == "CHF", timeout=10_000)
+
+
+@POPUP_NOISE
+def test_benchmark_defaults_are_ticked_not_typed_and_the_benchmark_page_starts_from_them(window, qtbot) -> None:
+    import json
+
+    from desktop.choices import ChoiceList
+    from models.paths import settings_path
+
+    window.show_page("settings")
+    page = window.pages["settings"]
+    for name in ("bench_flash_attn", "bench_type_k", "bench_type_v", "bench_use_mmap"):
+        assert isinstance(page.editors[name], ChoiceList) and page.editors[name].multiple
+    kv = page.editors["bench_type_k"]
+    assert kv.text() == "f16" and "q8_0" in kv.values
+    _click_choice(qtbot, kv, "q8_0")  # two K types: a sweep
+    _click_choice(qtbot, page.editors["bench_use_mmap"], "off")
+    kv.hidePopup()
+    qtbot.waitUntil(lambda: settings_path().exists()
+                    and json.loads(settings_path().read_text()).get("bench_use_mmap") == "on, off", timeout=10_000)
+    assert json.loads(settings_path().read_text())["bench_type_k"] == "f16, q8_0"
+    window.show_page("benchmark")
+    bench = window.pages["benchmark"]
+    bench.set_preset("Standard")
+    assert bench.fields["type_k"].text() == "f16, q8_0" and bench.fields["use_mmap"].text() == "on, off"
+    sweep = bench.sweep([Path("model.gguf")])
+    assert sweep.type_k == ["f16", "q8_0"] and sweep.use_mmap == [True, False]
+
+
+def test_a_hand_edited_choice_outside_the_set_falls_back_with_a_warning(tmp_path: Path) -> None:
+    import json
+
+    from models.settings import load_settings
+
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"bench_type_k": "q8_0,f16", "bench_flash_attn": "sometimes"}))
+    settings = load_settings(path=path)
+    assert settings.bench_type_k == "q8_0, f16"
+    assert settings.bench_flash_attn == "auto"
+    assert any("bench_flash_attn must be one of auto, on, off" in warning for warning in settings.warnings)
