@@ -231,7 +231,7 @@ class DiscoverPage(Page):
 
     # -- the Hub's reachability --
     def _probe_hub(self) -> None:
-        from desktop.hub_probe import hub_unreachable
+        from models.hub.reach import hub_unreachable
 
         if self._probing:
             return
