@@ -47,7 +47,7 @@ class RecoveryFile:
                 atomic_write_text(path, text)
             except OSError as failure:
                 self.write_error = f"{path}: {failure.strerror or failure}"
-                log.warning("Cannot keep unsaved runs in %s: %s", path, failure)
+                log.info("Cannot keep unsaved runs in %s: %s", path, failure)
                 continue
             if self.path is not None and self.path != path:
                 self.path.unlink(missing_ok=True)  # an older, shorter copy elsewhere would only confuse
