@@ -10,7 +10,7 @@ from typing import Any
 from PySide6.QtGui import QColor
 
 from desktop.tables import Column
-from desktop.units import fmt_bytes, fmt_count, fmt_ms, fmt_rate
+from models.units import fmt_bytes, fmt_count, fmt_ms, fmt_rate
 from models.bench.spec import BenchResult
 from models.text import plural
 

@@ -13,7 +13,7 @@ from desktop.context import AppContext
 from desktop.jobs import Change, run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, sortable, table_view
-from desktop.units import fmt_bytes, fmt_count
+from models.units import fmt_bytes, fmt_count
 from models.hub.library import LibraryEntry
 from models.text import plural
 

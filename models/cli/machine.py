@@ -11,17 +11,11 @@ from typing import Any
 from models.errors import TokenometerError
 from models.gguf.reader import GGUFHeader
 from models.text import plural, printable
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
-
-
-def _size(n: int | float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,25 +55,26 @@ def _hardware(args: argparse.Namespace) -> int:
           f"{cpu.arch})")
     print(f"Features   {' '.join(cpu.flags) or '-'}")
     if cpu.caches:
-        print(f"Caches     {', '.join(f'{k} {_size(v)}' for k, v in cpu.caches.items())}")
-    print(f"RAM        {_size(info.ram_total)} total, {_size(info.ram_available)} available; "
-          f"swap {_size(info.swap_total)} ({_size(info.swap_free)} free)")
+        print(f"Caches     {', '.join(f'{k} {fmt_bytes(v)}' for k, v in cpu.caches.items())}")
+    print(f"RAM        {fmt_bytes(info.ram_total)} total, {fmt_bytes(info.ram_available)} available; "
+          f"swap {fmt_bytes(info.swap_total)} ({fmt_bytes(info.swap_free)} free)")
     if not info.gpus:
         print("GPU        none found: CPU only")
     for gpu in info.gpus:
         extra = f", driver {gpu.driver}" if gpu.driver else ""
         extra += f", power limit {gpu.power_limit_w:.0f} W" if gpu.power_limit_w else ""
         extra += ", unified memory" if gpu.unified_memory else ""
-        print(f"GPU {gpu.index}      {gpu.name}: {_size(gpu.memory_total)} ({_size(gpu.memory_free)} free){extra}")
+        print(f"GPU {gpu.index}      {gpu.name}: {fmt_bytes(gpu.memory_total)} "
+              f"({fmt_bytes(gpu.memory_free)} free){extra}")
     for disk in info.disks:
-        print(f"Disk       {disk.path}: {_size(disk.free)} free of {_size(disk.total)}")
+        print(f"Disk       {disk.path}: {fmt_bytes(disk.free)} free of {fmt_bytes(disk.total)}")
     if info.llama is not None and not info.llama.error:
         b = info.llama
         print(f"llama.cpp  llama-cpp-python {b.llama_cpp_python_version}, commit {b.commit or '?'}, "
               f"backends {', '.join(b.backends) or '?'}, GPU offload {'yes' if b.supports_gpu_offload else 'no'}")
         for dev in b.devices:
             print(f"  device   {dev['name']} ({dev['type']}): {dev['description']}, "
-                  f"{_size(dev['memory_free'])} free of {_size(dev['memory_total'])}")
+                  f"{fmt_bytes(dev['memory_free'])} free of {fmt_bytes(dev['memory_total'])}")
     for note in info.notes:
         print(f"note       {note}")
     return 0
@@ -127,19 +122,20 @@ def _fit(args: argparse.Namespace) -> int:
         print(json.dumps({"model": model, "verdict": verdict.to_json(), "estimate": estimate.to_json()}, indent=2))
         return 0
     print(f"Model      {printable(header.name or where)} ({header.architecture}, {header.n_params / 1e9:.2f} B params, "
-          f"{header.file_type_name}, {_size(header.tensor_bytes)}, {header.block_count} layers, "
+          f"{header.file_type_name}, {fmt_bytes(header.tensor_bytes)}, {header.block_count} layers, "
           f"{f', {header.split_count} parts' if header.is_split else ''}, trained context {header.context_length})")
     print(f"Estimate   n_ctx {estimate.n_ctx}, n_gpu_layers {estimate.n_gpu_layers}, KV {args.type_k}/{args.type_v}, "
           f"flash attention {'on' if estimate.flash_attn else 'off'}")
     for dev in estimate.devices:
         if dev.total:
-            print(f"  {dev.device:<8} weights {_size(dev.weights)}, KV {_size(dev.kv)}, compute {_size(dev.compute)}, "
-                  f"output {_size(dev.output)} = {_size(dev.total)}")
+            print(f"  {dev.device:<8} weights {fmt_bytes(dev.weights)}, KV {fmt_bytes(dev.kv)}, "
+                  f"compute {fmt_bytes(dev.compute)}, "
+                  f"output {fmt_bytes(dev.output)} = {fmt_bytes(dev.total)}")
     if estimate.expert_weights:
-        print(f"  experts  {_size(estimate.expert_weights)} of the weights are MoE experts")
+        print(f"  experts  {fmt_bytes(estimate.expert_weights)} of the weights are MoE experts")
     print(f"Verdict    {verdict.summary}")
-    print(f"Suggested  n_gpu_layers {verdict.n_gpu_layers}; headroom RAM {_size(verdict.headroom_ram)}"
-          + (f", VRAM {_size(verdict.headroom_vram)}" if verdict.headroom_vram else ""))
+    print(f"Suggested  n_gpu_layers {verdict.n_gpu_layers}; headroom RAM {fmt_bytes(verdict.headroom_ram)}"
+          + (f", VRAM {fmt_bytes(verdict.headroom_vram)}" if verdict.headroom_vram else ""))
     for note in verdict.notes:
         print(f"note       {note}")
     return 0
