@@ -139,7 +139,8 @@ def _ids_text(ids: Sequence[int]) -> str:
 
 def settings_label(settings: dict[str, Any]) -> str:
     """Short settings text in llama-bench's option words."""
-    kv = settings["type_k"] if settings["type_k"] == settings["type_v"] else f"{settings['type_k']}/{settings['type_v']}"
+    same = settings["type_k"] == settings["type_v"]
+    kv = settings["type_k"] if same else f"{settings['type_k']}/{settings['type_v']}"
     text = (f"threads {settings['n_threads']} · ngl {settings['n_gpu_layers']} · batch {settings['n_batch']}/"
             f"{settings['n_ubatch']} · fa {settings['flash_attn']} · kv {kv}")
     return text if settings.get("use_mmap", True) else text + " · no mmap"
@@ -305,7 +306,8 @@ def format_comparison(comparison: Comparison) -> str:
                  row.machine_label + (" (imported)" if row.imported else ""), row.settings_label,
                  row.sitting + (" (runs disagree)" if row.disagrees else "")]
         for col in comparison.columns:
-            text = format_stat(row.cells.get(col.key))
+            # J/token is a small number: two decimals would round most of it away.
+            text = format_stat(row.cells.get(col.key), digits=4 if col.kind == "energy" else 2)
             if col.key in row.diffs and not row.is_baseline:
                 text += f" {row.diffs[col.key]:+.1f}%"
             cells.append(text)
