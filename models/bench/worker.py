@@ -21,13 +21,14 @@ from models.bench.estimate import FitEstimator, fit_estimator
 from models.bench.events import BenchEvent
 from models.bench.lifeline import die_with_parent, watch_stdin
 from models.bench.llamalog import LlamaLog
-from models.bench.memguard import limit_private_memory
 from models.bench.pagecache import cached_fraction, page_cache_label
 from models.bench.procmem import process_memory
 from models.bench.record import blank_result
-from models.bench.spec import NUMA_MODES, SPLIT_MODES, BenchJob, BenchResult, BenchTest
+from models.bench.setup import (BenchTestFailure, WorkerFailure, build_info, check_model_file,  # noqa: F401
+                                prepare_process)
+from models.bench.spec import SPLIT_MODES, BenchJob, BenchResult, BenchTest
 from models.bench.stats import summarize
-from models.bench.threadpool import Threadpools, ThreadpoolError, set_process_priority
+from models.bench.threadpool import Threadpools, ThreadpoolError
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ FAULT_ENV = "TOKENOMETER_WORKER_FAULT"  # "segfault" | "abort" | "exit", after t
 GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20,
               "bf16": 30}
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
-_GGML_MAGICS = {b"ggml", b"ggmf", b"ggjt", b"ggla", b"ggsn"}
 
 
 class Emitter:
@@ -53,31 +53,6 @@ class Emitter:
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
-
-
-class WorkerFailure(Exception):
-    """The job as a whole cannot go on; the message is for the user."""
-
-
-class BenchTestFailure(Exception):
-    """One test cannot run (the others still may); the message is for the user."""
-
-
-def check_model_file(path: Path) -> None:
-    """Refuse a missing, unreadable or non-GGUF file before llama.cpp sees it, with a clear reason."""
-    if not path.exists():
-        raise WorkerFailure(f"Model file not found: {path}")
-    if not path.is_file():
-        raise WorkerFailure(f"{path} is not a file.")
-    try:
-        with path.open("rb") as handle:
-            magic = handle.read(4)
-    except OSError as error:
-        raise WorkerFailure(f"Cannot read the model file {path}: {error.strerror or error}") from error
-    if magic != b"GGUF":
-        if magic in _GGML_MAGICS or magic[::-1] in _GGML_MAGICS:
-            raise WorkerFailure(f"{path.name} is an old GGML-format file; llama.cpp needs GGUF (convert it first).")
-        raise WorkerFailure(f"{path.name} is not a GGUF model file (it starts with {magic!r}, not b'GGUF').")
 
 
 class Bench:
@@ -345,20 +320,6 @@ class Bench:
         return [free for free, _total in self.llog.devices.gpu_memory()]
 
 
-def build_info(llama: Any, devices: Any) -> dict[str, Any]:
-    """What llama.cpp build this is and what it runs on, as llama-bench reports it."""
-    import importlib.metadata
-
-    try:
-        version = importlib.metadata.version("llama_cpp_python")
-    except importlib.metadata.PackageNotFoundError:
-        version = getattr(llama, "__version__", "")
-    return {"build_commit": devices.commit(), "build_number": 0, "cpu_info": devices.cpu_info(),
-            "gpu_info": devices.gpu_info(), "backends": devices.backends(),
-            "system_info": (llama.llama_print_system_info() or b"").decode("utf-8", "replace").strip(),
-            "llama_cpp_python_version": version}
-
-
 def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
     """Run every test of the job; returns the exit code (0 when the job ran, even if some tests failed)."""
     emit("started", job=job.to_json(), pid=os.getpid())
@@ -372,23 +333,9 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
             raise WorkerFailure(f"llama-cpp-python cannot be loaded: {error}") from error
         llog = LlamaLog(llama_cpp, emit)
         llama_cpp.llama_backend_init()
-        if job.numa != "disabled":
-            llama_cpp.llama_numa_init(NUMA_MODES.index(job.numa))
-        try:
-            set_process_priority(job.prio)
-        except ThreadpoolError as error:
-            raise WorkerFailure(str(error)) from error
         common = build_info(llama_cpp, llog.devices)
+        pools = prepare_process(llama_cpp, job, emit, gpu=bool(common["gpu_info"]))
         estimate = fit_estimator(job, gpu=bool(common["gpu_info"]), emit=emit)
-        if not common["gpu_info"]:  # GPU drivers reserve address space in ways a data limit may trip over
-            limit = limit_private_memory()
-            if limit is not None:
-                emit("log", level="info", message=f"Worker memory limit (RLIMIT_DATA): {limit / 2**30:.2f} GiB")
-        try:
-            pools: Threadpools | None = Threadpools(llama_cpp)
-        except (ThreadpoolError, OSError, AttributeError) as error:
-            pools = None  # an old or unusual build: ggml's own per-compute threads, as before
-            emit("log", level="warning", message=f"No ggml threadpool (ggml makes its own per compute): {error}")
         bench = Bench(llama_cpp, job, emit, llog, perf=perf, pools=pools, estimate=estimate)
         bench.info.update(common)
         bench.load()
