@@ -49,10 +49,10 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
 
 
 def _warn_about_a_broken_pyside() -> None:
-    from PySide6 import QtCore
+    from PySide6 import __version__ as pyside_version
 
     # 6.12.0 loses a reference on each signal emission on Python 3.11 and aborts after a few thousand.
-    if QtCore.__version__ == "6.12.0" and sys.version_info < (3, 12):
+    if pyside_version == "6.12.0" and sys.version_info < (3, 12):
         log.warning("PySide6 6.12.0 crashes on Python %d.%d after many signals (a benchmark sends thousands); "
                     "install another release, e.g. pip install 'PySide6==6.11.3'.", *sys.version_info[:2])
 

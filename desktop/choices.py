@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QComboBox, QWidget
+from PySide6.QtWidgets import QComboBox, QLineEdit, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ChoiceList(QComboBox):
         if multiple:
             # The closed box shows the comma list in a read-only line edit; a click anywhere on it opens the list.
             self.setEditable(True)
-            line = self.lineEdit()
+            line = self._line()
             line.setReadOnly(True)
             line.installEventFilter(self)
             self.view().viewport().installEventFilter(self)
@@ -82,6 +82,11 @@ class ChoiceList(QComboBox):
         else:
             self.setCurrentIndex(self.values.index(wanted[0]))
 
+    def _line(self) -> QLineEdit:
+        line = self.lineEdit()
+        assert line is not None, "a multiple choice is an editable combo box"
+        return line
+
     # -- ticking --
     def checked(self) -> list[str]:
         model = self.model()
@@ -108,12 +113,12 @@ class ChoiceList(QComboBox):
         for row, value in enumerate(self.values):
             state = Qt.CheckState.Checked if value in chosen else Qt.CheckState.Unchecked
             model.item(row).setData(state, Qt.ItemDataRole.CheckStateRole)
-        self.lineEdit().setText(self.text())
+        self._line().setText(self.text())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
         if not self.multiple:
             return False
-        if watched is self.lineEdit() and event.type() == QEvent.Type.MouseButtonRelease:
+        if watched is self._line() and event.type() == QEvent.Type.MouseButtonRelease:
             self.showPopup()
             return True
         if watched is self.view().viewport() and event.type() == QEvent.Type.MouseButtonRelease:
@@ -127,4 +132,4 @@ class ChoiceList(QComboBox):
         super().hidePopup()
         if self.multiple:
             # QComboBox writes the current item's text into the line edit on close; the list is what counts.
-            self.lineEdit().setText(self.text())
+            self._line().setText(self.text())

@@ -44,7 +44,7 @@ class AppContext(QObject):
         self._downloads: Any = None
         # Download progress arrives on the queue's thread; the bridge re-emits it on the GUI thread.
         self.download_bridge = Bridge(self)
-        self.download_bridge.event.connect(self._download_event)
+        self.download_bridge.arrived.connect(self._download_event)
         self._hardware: Any = None
         self._hardware_probing = False
         # One probe at a time: each asks llama.cpp about itself in a child process, which is not cheap.

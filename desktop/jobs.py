@@ -4,7 +4,6 @@ a change operation also tells every page that shows the changed data."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from enum import Flag, auto
 from typing import Any, Generic, TypeVar
@@ -86,60 +85,14 @@ def run_job(fn: Callable[[], T], *, on_done: Callable[[T], None] | None = None,
     return job
 
 
-class Stream(QObject):
-    """A long-running core call on its own thread whose plain callback becomes the `event` signal.
-
-    `work(emit)` receives a callable to hand to the core (`on_event=`, `progress=`); each call of it
-    arrives on the GUI thread as `event(args)`. Used for the bench runner and the download queue,
-    which block for minutes and must not hold a pool thread that searches need.
-    """
-
-    event = Signal(tuple)
-    done = Signal(object)
-    failed = Signal(object)
-
-    def __init__(self, work: Callable[[Callable[..., None]], Any], *, name: str = "tokenometer-stream",
-                 parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._work = work
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def emit(self, *args: Any) -> None:
-        """The plain callback: thread-safe, queued to the GUI thread."""
-        self.event.emit(args)
-
-    def start(self) -> None:
-        _live_streams.add(self)
-        self._thread.start()
-
-    def is_running(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            result = self._work(self.emit)
-        except BaseException as error:  # noqa: BLE001 - the GUI decides what a failure means
-            log.debug("stream %s failed: %r", self._thread.name, error)
-            self.failed.emit(error)
-        else:
-            self.done.emit(result)
-        finally:
-            _live_streams.discard(self)
-
-
-_live_streams: set[Stream] = set()
-
-
 class Bridge(QObject):
-    """Turns a core object's plain callback, called on any thread, into a signal on the GUI thread."""
+    """Turns a core object's plain callback, called on any thread, into a signal on the GUI thread
+    (the download queue's progress: the queue blocks its own thread for minutes, not a pool thread)."""
 
-    event = Signal(tuple)
+    arrived = Signal(tuple)  # the callback's arguments
 
     def __call__(self, *args: Any) -> None:
-        self.event.emit(args)
+        self.arrived.emit(args)
 
 
 # -- change operations (Anki's CollectionOp): the job that changes data says what it changed --

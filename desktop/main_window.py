@@ -76,8 +76,9 @@ class MainWindow(QMainWindow):
             page: Page = module.PAGE(self.ctx)
             old = self.stack.widget(row)
             self.stack.insertWidget(row, page)
-            self.stack.removeWidget(old)
-            old.deleteLater()
+            if old is not None:  # the placeholder the page replaces
+                self.stack.removeWidget(old)
+                old.deleteLater()
             self.pages[name] = page
             log.debug("built page %s in %.0f ms", name, 1000 * (time.perf_counter() - started))
         return self.pages[name]

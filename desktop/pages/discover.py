@@ -359,7 +359,7 @@ class DiscoverPage(Page):
 
         def work() -> list[tuple[FileRow, Any, str]]:
             hardware = self.ctx.probe_hardware()  # once per app; the Hardware page shares it
-            out = []
+            out: list[tuple[FileRow, Any, str]] = []
             for row in rows:
                 try:
                     header = read_remote_header(repo.repo_id, row.model.files[0].filename, revision=repo.commit)

@@ -170,7 +170,7 @@ class DownloadsPage(Page):
         # The most bytes each job has had on disk: a resumed transfer reports 0 for a moment before it finds its
         # partial file, and a cancel in that moment must still ask.
         self._on_disk: dict[str, int] = {}
-        ctx.download_bridge.event.connect(self._progress)
+        ctx.download_bridge.arrived.connect(self._progress)
         if ctx._downloads is not None:  # the queue outlives this page: show what it already holds
             for job in ctx._downloads.jobs():
                 self.table.append(job)

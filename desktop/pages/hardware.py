@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPus
 
 from desktop.context import AppContext
 from desktop.pages import SPACING, Page
-from desktop.units import fmt_bytes
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class HardwarePage(Page):
 
     def _clear(self) -> None:
         while self.columns.count():
-            widget = self.columns.takeAt(0).widget()
+            item = self.columns.takeAt(0)
+            widget = item.widget() if item is not None else None
             if widget is not None:
                 widget.deleteLater()
 

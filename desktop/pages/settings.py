@@ -274,11 +274,11 @@ class SettingsPage(Page):
         from models.hub.library import add_folder
 
         if folder is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Add a model folder", str(Path.home()))
-            folder = Path(chosen) if chosen else None
+            picked = QFileDialog.getExistingDirectory(self, "Add a model folder", str(Path.home()))
+            folder = Path(picked) if picked else None
         if folder is None:
             return
-        chosen = folder
+        chosen: Path = folder
         self.ctx.change(lambda: add_folder(chosen), changes=Change.LIBRARY)
 
     def remove_folder(self) -> None:

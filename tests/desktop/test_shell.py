@@ -120,23 +120,18 @@ def test_a_failed_job_without_a_handler_reaches_the_error_dialog(window, qtbot) 
     error_dialog.error_dialog().close()
 
 
-def test_a_stream_turns_callbacks_into_signals(qtbot) -> None:
-    from desktop.jobs import Stream
+def test_a_bridge_turns_callbacks_from_any_thread_into_signals_on_the_gui_thread(qtbot) -> None:
+    from desktop.jobs import Bridge
 
+    bridge = Bridge()
+    gui = threading.get_ident()
     seen: list[tuple] = []
-    done: list[object] = []
-
-    def work(emit) -> str:
-        for number in range(5):
-            emit("tick", number)
-        return "over"
-
-    stream = Stream(work)
-    stream.event.connect(seen.append)
-    stream.done.connect(done.append)
-    stream.start()
-    qtbot.waitUntil(lambda: done == ["over"])
-    assert seen == [("tick", n) for n in range(5)]
+    bridge.arrived.connect(lambda args: seen.append((*args, threading.get_ident() == gui)))
+    worker = threading.Thread(target=lambda: [bridge("tick", n) for n in range(5)])
+    worker.start()
+    worker.join()
+    qtbot.waitUntil(lambda: len(seen) == 5)
+    assert seen == [("tick", n, True) for n in range(5)]
 
 
 def test_the_installed_pyside_survives_many_signal_emissions() -> None:
