@@ -42,9 +42,24 @@ BEFORE = "3124cdb^"  # the last commit with the lap-share energy, pooled compari
 IDLE_W, CORE_W = 8.0, 12.0
 
 
+def _source_at(commit: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _old_record_events() -> Any:
+    """The record_events of BEFORE, run against today's store (only the function: the store itself moved on)."""
+    from models.results import store
+
+    source = _source_at(BEFORE, "models/results/store.py")
+    namespace = dict(vars(store))
+    exec(compile("from __future__ import annotations\n" + source[source.index("def record_events("):],
+                 f"{BEFORE}:models/results/store.py", "exec"), namespace)
+    return namespace["record_events"]
+
+
 def _module_at(commit: str, path: str, name: str) -> types.ModuleType:
-    source = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout
+    source = _source_at(commit, path)
     module = types.ModuleType(name)
     module.__file__ = f"{commit}:{path}"
     sys.modules[name] = module  # dataclasses resolve their module by name
@@ -111,7 +126,7 @@ def main() -> int:
         from models.hub.starter import ensure_starter_model
 
         args.model = ensure_starter_model()
-    store_old = _module_at(BEFORE, "models/results/store.py", "before_store")
+    old_record_events = _old_record_events()
     compare_old = _module_at(BEFORE, "models/results/compare.py", "before_compare")
     sys.modules["models.results.compare_before"] = compare_old
     cost_old = _module_at(BEFORE, "models/results/cost.py", "before_cost")
@@ -134,7 +149,7 @@ def main() -> int:
         sensor = "+".join(real.sources) if rapl is None else \
             f"simulated RAPL ({IDLE_W:g} W idle + {CORE_W:g} W per busy core of the real worker)"
         with ResultsStore(work / "before.sqlite3") as before, ResultsStore(work / "after.sqlite3") as after:
-            record_before = store_old.record_events(before, machine=machine, energy_meter=meter())
+            record_before = old_record_events(before, machine=machine, energy_meter=meter())
             record_after = record_events(after, machine=machine, energy_meter=meter())
 
             def on_event(j: Any, event: Any) -> None:
