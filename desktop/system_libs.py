@@ -156,7 +156,13 @@ def check_gui_libraries(argv: Sequence[str] | None = None, environ: Mapping[str,
     if platform not in ("xcb", "wayland", "offscreen", "minimal", "eglfs", "vnc", "linuxfb"):
         return None  # a plugin this table knows nothing about: let Qt speak for itself
     missing = missing_libraries(platform, libraries=libraries)
-    if not missing:
-        return None
-    log.debug("missing for Qt's %s platform: %s", platform, [lib.soname for lib in missing])
-    return install_message(missing, read_os_release(os_release))
+    if missing:
+        log.debug("missing for Qt's %s platform: %s", platform, [lib.soname for lib in missing])
+        return install_message(missing, read_os_release(os_release))
+    env = os.environ if environ is None else environ
+    if platform == "xcb" and not env.get("DISPLAY"):
+        # Over SSH or in a container Qt would abort with "could not connect to display".
+        return ("Tokenometer cannot open its window: there is no X display (DISPLAY is not set). Start it from a "
+                "desktop session, or over SSH with `ssh -X`; the command-line tools (tokenometer --help) need no "
+                "display.")
+    return None

@@ -509,3 +509,17 @@ def test_a_hand_edited_choice_outside_the_set_falls_back_with_a_warning(tmp_path
     assert settings.bench_type_k == "q8_0, f16"
     assert settings.bench_flash_attn == "auto"
     assert any("bench_flash_attn must be one of auto, on, off" in warning for warning in settings.warnings)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the check runs on Linux only")
+def test_no_display_is_said_in_one_sentence_instead_of_a_qt_abort(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(QT_QPA_PLATFORM="xcb", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    proc = subprocess.run([sys.executable, "-m", "desktop.launch"], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("Tokenometer cannot open its window: there is no X display")
+    assert "qt.qpa" not in proc.stderr and "Aborted" not in proc.stderr
