@@ -10,15 +10,11 @@ from typing import Any
 
 from models.bench.spec import BenchJob, BenchTest
 from models.errors import BenchmarkError
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
-GIB = 1 << 30
 _ALL_LAYERS = 1 << 30  # n_gpu_layers -1 ("all"): the estimate clamps it to the model's layers plus the output
-
-
-def _gib(n: int) -> str:
-    return f"{n / GIB:.2f} GiB"
 
 
 def resolved_job(job: BenchJob) -> BenchJob:
@@ -68,10 +64,10 @@ def check_fits(need: HostNeed, what: str, *, available: int | None = None) -> No
     free = available_memory() if available is None else available
     if need.total <= free:
         return
-    parts = [f"{name} {_gib(size)}" for name, size in (("weights", need.weights), ("KV cache", need.kv),
+    parts = [f"{name} {fmt_bytes(size)}" for name, size in (("weights", need.weights), ("KV cache", need.kv),
                                                         ("compute", need.compute), ("output", need.output)) if size]
     raise BenchmarkError(
-        f"{what} needs about {_gib(need.total)} of memory ({', '.join(parts)}) but only {_gib(free)} is free; "
+        f"{what} needs about {fmt_bytes(need.total)} of memory ({', '.join(parts)}) but only {fmt_bytes(free)} is free; "
         "refused before llama.cpp allocates it. Use fewer tokens (-p/-n/-d), a quantized KV cache (-ctk/-ctv q8_0) "
         "or close other programs.")
 

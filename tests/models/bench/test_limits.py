@@ -39,8 +39,9 @@ def test_check_fits_gives_the_numbers() -> None:
     with pytest.raises(BenchmarkError) as caught:
         check_fits(HostNeed(kv=22 << 30, compute=1 << 29), "pp1000000", available=20 << 30)
     message = str(caught.value)
-    assert "pp1000000 needs about 22.50 GiB" in message and "KV cache 22.00 GiB" in message
-    assert "compute 0.50 GiB" in message and "only 20.00 GiB is free" in message
+    # Sizes as everywhere else (models.units: binary units, as llama.cpp logs them).
+    assert "pp1000000 needs about 22.5 GiB" in message and "KV cache 22.0 GiB" in message
+    assert "compute 512.0 MiB" in message and "only 20.0 GiB is free" in message
 
 
 def test_huge_prompt_on_a_huge_context_model_is_refused_before_allocating(huge_context_model: Path) -> None:
