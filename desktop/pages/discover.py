@@ -188,6 +188,7 @@ class DiscoverPage(Page):
         self._retry.setInterval(HUB_RETRY_MS)
         self._retry.timeout.connect(self._probe_hub)
         self._probing = False
+        self._offline = False  # the notice is up (its isVisible() is False while another page is shown)
         self._search_pending = False
         self._opening: str | None = None
         ctx.watch(Change.LIBRARY, self._mark_local, owner=self)  # a finished download is now on disk
@@ -202,8 +203,8 @@ class DiscoverPage(Page):
         sort = self.sort.currentData()
         self.searches += 1
         self._search_pending = True
-        self.status.setText("Searching …" if not self.offline.isVisible() else "Waiting for the Hub …")
-        if not self.offline.isVisible():
+        self.status.setText("Searching …" if not self._offline else "Waiting for the Hub …")
+        if not self._offline:
             self._probe_hub()  # answers in a few seconds where the search itself may wait half a minute
 
         def done(found: list[RepoSummary]) -> None:
@@ -224,7 +225,7 @@ class DiscoverPage(Page):
             if generation == self._search_generation:
                 self._search_pending = False
                 # With the Hub unreachable the notice above already says so; one message is enough.
-                self.status.setText("Not connected." if self.offline.isVisible() else f"Search failed: {error}")
+                self.status.setText("Not connected." if self._offline else f"Search failed: {error}")
 
         run_job(lambda: list(search_models(query or None, sort=sort, author=author, limit=50)),
                 on_done=done, on_error=failed)
@@ -240,14 +241,16 @@ class DiscoverPage(Page):
         def done(reason: str | None) -> None:
             self._probing = False
             if reason is None:
-                if self.offline.isVisible():
+                if self._offline:
                     self._hub_back()
                     self.run_search()
                 return
-            self.offline.setText(f"The Hugging Face Hub cannot be reached ({reason}). Trying again every "
-                                 f"{HUB_RETRY_MS // 1000} s; the models already on this machine are in the Library "
-                                 f"(Ctrl+3).")
-            self.offline.setVisible(True)
+            if not self._offline:  # said once; the quiet retries do not rewrite it
+                self._offline = True
+                self.offline.setText(f"The Hugging Face Hub cannot be reached ({reason}). Trying again every "
+                                     f"{HUB_RETRY_MS // 1000} s; the models already on this machine are in the "
+                                     "Library (Ctrl+3).")
+                self.offline.setVisible(True)
             # The status line must not say it a second time (a failed search's "cannot reach the Hub").
             self.status.setText("Waiting for the Hub …" if self._search_pending else "Not connected.")
             if not self._retry.isActive():
@@ -261,6 +264,7 @@ class DiscoverPage(Page):
 
     def _hub_back(self) -> None:
         self._retry.stop()
+        self._offline = False
         self.offline.setVisible(False)
 
     # -- one repo's files --
