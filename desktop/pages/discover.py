@@ -128,6 +128,7 @@ class DiscoverPage(Page):
         self.offline = QLabel()
         self.offline.setObjectName("notice")
         self.offline.setWordWrap(True)
+        self.offline.setTextFormat(Qt.TextFormat.PlainText)  # an error's words, never markup
         self.offline.setVisible(False)
         self.body.addWidget(self.offline)
         self.repos = RowTable(REPO_COLUMNS, parent=self)

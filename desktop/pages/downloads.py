@@ -8,7 +8,7 @@ from typing import Any
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, QUrl
+from PySide6.QtCore import QItemSelection, Qt, QUrl
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
 
@@ -154,6 +154,7 @@ class DownloadsPage(Page):
         self.leftover: list[dict[str, Any]] = []
         self.leftover_label = QLabel()
         self.leftover_label.setWordWrap(True)
+        self.leftover_label.setTextFormat(Qt.TextFormat.PlainText)  # names from files on disk, never markup
         self.leftover_button = QPushButton("Resume them")
         self.leftover_button.setToolTip("Queue them again; each continues from the bytes already on disk.")
         self.leftover_button.clicked.connect(self.resume_leftovers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection
+from PySide6.QtCore import QItemSelection, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton, QWidget
 
@@ -97,6 +97,7 @@ class LibraryPage(Page):
         self.error = QLabel()
         self.error.setObjectName("formError")
         self.error.setWordWrap(True)
+        self.error.setTextFormat(Qt.TextFormat.PlainText)  # a file name may hold anything, even "<b>"
         self.error.setVisible(False)
         self.body.addWidget(self.error)
         self.body.addWidget(self.status)
