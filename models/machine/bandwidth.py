@@ -1,0 +1,302 @@
+"""This machine's memory bandwidth: a multi-threaded read/copy test on the CPU, NVIDIA GPUs from NVML."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import platform
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.units import fmt_bytes
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+DEFAULT_BUFFER = 512 * MIB  # far beyond any L3 (an EPYC's 256 MiB is the largest common one), so RAM is read
+CACHE_FILE = "bandwidth.json"
+CACHE_DAYS = 30  # a machine's RAM does not change often; the user can measure again at any time
+
+
+@dataclass
+class CpuBandwidth:
+    """The best of several barrier-synchronised passes over a buffer much larger than the caches (STREAM's rule)."""
+
+    read: float  # bytes/s, every thread summing its own block: what a generated token does to the weights
+    copy: float  # bytes/s, counted as STREAM counts it (bytes read + bytes written)
+    threads: int
+    buffer_bytes: int
+    repeats: int
+    read_samples: list[float] = field(default_factory=list)  # bytes/s per pass
+    copy_samples: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # the whole measurement
+    measured_at: str = ""
+
+    @property
+    def read_spread(self) -> float:
+        """(best - median) / best of the read passes: how far a typical pass fell short of the best."""
+        if not self.read_samples or self.read <= 0:
+            return 0.0
+        return (self.read - statistics.median(self.read_samples)) / self.read
+
+
+@dataclass
+class GpuBandwidth:
+    """A GPU's peak memory bandwidth from its memory clock and bus width (double data rate), as NVML reports them."""
+
+    index: int
+    name: str
+    peak: float  # bytes/s
+    memory_clock_mhz: int
+    bus_width_bits: int
+    source: str = "nvml"
+
+
+@dataclass
+class MachineBandwidth:
+    """What a token can read per second on each device; an empty part is 'not measured', never an error."""
+
+    cpu: CpuBandwidth | None = None
+    gpus: list[GpuBandwidth] = field(default_factory=list)
+    machine: str = ""  # the key of the machine it was measured on (bandwidth_key)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_read(self) -> float:
+        return self.cpu.read if self.cpu else 0.0
+
+    @property
+    def gpu_peak(self) -> float:
+        """The first GPU's (llama.cpp's main device): the one layers are offloaded to."""
+        return self.gpus[0].peak if self.gpus else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MachineBandwidth:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, found {type(data).__name__}")
+        cpu = data.get("cpu")
+        return cls(cpu=CpuBandwidth(**cpu) if isinstance(cpu, dict) else None,
+                   gpus=[GpuBandwidth(**g) for g in data.get("gpus") or [] if isinstance(g, dict)],
+                   machine=str(data.get("machine", "")), notes=[str(n) for n in data.get("notes") or []])
+
+    def summary(self) -> str:
+        parts = []
+        if self.cpu:
+            parts.append(f"CPU {fmt_rate_bytes(self.cpu.read)} read, {fmt_rate_bytes(self.cpu.copy)} copy "
+                         f"({self.cpu.threads} threads)")
+        parts += [f"GPU {g.index} {fmt_rate_bytes(g.peak)} peak" for g in self.gpus]
+        return "; ".join(parts) or "not measured"
+
+
+def fmt_rate_bytes(bytes_per_s: float) -> str:
+    """A memory bandwidth in decimal GB/s, the unit memory is sold in."""
+    return f"{bytes_per_s / 1e9:.1f} GB/s" if bytes_per_s > 0 else "not measured"
+
+
+def _default_threads() -> int:
+    import psutil
+
+    # llama.cpp's default thread count is the physical cores; the same number reads the weights.
+    return max(psutil.cpu_count(logical=False) or psutil.cpu_count() or 1, 1)
+
+
+def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int = DEFAULT_BUFFER,
+                          repeats: int = 5) -> CpuBandwidth:
+    """Read and copy bandwidth of RAM with `threads` threads, each over its own block of `buffer_bytes / threads`.
+
+    numpy releases the GIL inside a reduction or a copy of a large array, so the threads run in parallel.
+    Integer sums are used for reading: float sums are pairwise and compute-bound on one core, int64 adds are not.
+    """
+    import numpy as np
+
+    threads = _default_threads() if threads is None else threads
+    if threads < 1 or repeats < 1:
+        raise ValueError(f"threads and repeats must be at least 1 (got {threads}, {repeats}).")
+    if buffer_bytes < threads * MIB:
+        raise ValueError(f"A {fmt_bytes(buffer_bytes)} buffer is too small for {threads} threads (1 MiB each).")
+    words = buffer_bytes // threads // 8
+    blocks: list[Any] = [None] * threads
+    copies: list[Any] = [None] * threads
+    start = time.perf_counter()
+    barrier = threading.Barrier(threads + 1)
+    mode = ["read"]
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            # Allocated and first touched by the thread that reads it, so a NUMA system places it near.
+            blocks[i] = np.ones(words, dtype=np.int64)
+            copies[i] = np.zeros(words, dtype=np.int64)
+        except BaseException as error:  # noqa: BLE001 - reported by the caller after the barrier
+            errors.append(error)
+        barrier.wait()
+        while True:
+            barrier.wait()
+            if mode[0] == "stop":
+                return
+            if not errors:
+                if mode[0] == "read":
+                    np.add.reduce(blocks[i])
+                else:
+                    np.copyto(copies[i], blocks[i])
+            barrier.wait()
+
+    pool = [threading.Thread(target=work, args=(i,), daemon=True, name=f"bandwidth-{i}") for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()  # every block allocated
+
+    def timed(kind: str) -> float:
+        mode[0] = kind
+        t0 = time.perf_counter()
+        barrier.wait()
+        barrier.wait()
+        return time.perf_counter() - t0
+
+    total = words * 8 * threads
+    read_samples: list[float] = []
+    copy_samples: list[float] = []
+    try:
+        if errors:
+            raise MemoryError(f"Could not allocate {fmt_bytes(2 * total)} for the bandwidth test: {errors[0]}")
+        timed("read")  # warm-up: page faults and frequency ramp-up are not bandwidth
+        timed("copy")
+        for _ in range(repeats):
+            read_samples.append(total / timed("read"))
+            copy_samples.append(2 * total / timed("copy"))
+    finally:
+        mode[0] = "stop"
+        barrier.wait()
+        for thread in pool:
+            thread.join()
+    return CpuBandwidth(read=max(read_samples), copy=max(copy_samples), threads=threads, buffer_bytes=total,
+                        repeats=repeats, read_samples=read_samples, copy_samples=copy_samples,
+                        seconds=time.perf_counter() - start, measured_at=_now())
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _nvml_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def nvidia_bandwidth(notes: list[str], *, nvml: Any = None) -> list[GpuBandwidth]:
+    """Peak bandwidth per NVIDIA GPU: max memory clock x 2 (double data rate) x bus width.
+
+    Checked against the data sheets: an H100 SXM reports 2619 MHz x 5120 bits = 3.35 TB/s, an RTX 4090
+    10501 MHz x 384 bits = 1.01 TB/s. No NVML, no driver or no GPU is an empty list and a note.
+    """
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            notes.append("nvidia-ml-py is not installed: GPU bandwidth not read")
+            return []
+    try:
+        nvml.nvmlInit()
+    except Exception as error:  # NVMLError_LibraryNotFound / DriverNotLoaded: the usual answer without a GPU
+        log.debug("NVML not available: %s", error)
+        return []
+    out: list[GpuBandwidth] = []
+    try:
+        for index in range(nvml.nvmlDeviceGetCount()):
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                name = _nvml_text(nvml.nvmlDeviceGetName(handle))
+                clock = int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_MEM))
+                width = int(nvml.nvmlDeviceGetMemoryBusWidth(handle))
+            except Exception as error:  # an older driver lacks the bus width query
+                notes.append(f"GPU {index}: memory clock or bus width not readable ({error})")
+                continue
+            if clock <= 0 or width <= 0:
+                notes.append(f"GPU {index}: NVML reports memory clock {clock} MHz, bus {width} bits: not measured")
+                continue
+            out.append(GpuBandwidth(index=index, name=name, peak=clock * 1e6 * 2 * width / 8,
+                                    memory_clock_mhz=clock, bus_width_bits=width))
+    except Exception as error:
+        notes.append(f"NVML query failed ({error})")
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except Exception as error:
+            log.debug("nvmlShutdown: %s", error)
+    return out
+
+
+def bandwidth_key() -> str:
+    """What must stay the same for a stored measurement to hold: CPU, core count, RAM size (to 1 GiB), host."""
+    import psutil
+
+    from models.machine.hardware import probe_cpu
+
+    cpu = probe_cpu([])
+    ram = round(psutil.virtual_memory().total / 2**30)
+    return f"{cpu.model}|{cpu.physical_cores}/{cpu.logical_cores}|{ram}GiB|{platform.node()}"
+
+
+def cache_path() -> Path:
+    from models.paths import data_dir
+
+    return data_dir() / CACHE_FILE
+
+
+def load_bandwidth(*, key: str | None = None, max_age_days: float = CACHE_DAYS) -> MachineBandwidth | None:
+    """The stored measurement of this machine, if there is a recent one; anything unreadable is no measurement."""
+    path = cache_path()
+    try:
+        data = json.loads(path.read_text())
+        stored = MachineBandwidth.from_json(data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        log.warning("Ignoring the stored bandwidth in %s: %s", path, error)
+        return None
+    if stored.machine != (key or bandwidth_key()) or stored.cpu is None:
+        return None
+    try:
+        when = _dt.datetime.fromisoformat(stored.cpu.measured_at)
+    except ValueError:
+        return None
+    if (_dt.datetime.now(_dt.timezone.utc) - when).total_seconds() > max_age_days * 86400:
+        return None
+    return stored
+
+
+def save_bandwidth(bandwidth: MachineBandwidth) -> Path:
+    from models.files import atomic_write_text
+
+    return atomic_write_text(cache_path(), json.dumps(bandwidth.to_json(), indent=2))
+
+
+def machine_bandwidth(*, refresh: bool = False, measure: bool = True, threads: int | None = None,
+                      buffer_bytes: int = DEFAULT_BUFFER, repeats: int = 5) -> MachineBandwidth:
+    """This machine's bandwidth: the stored measurement, else (`measure`) a new one that is then stored.
+
+    GPUs are read from NVML every time (cheap, and a driver update can change the clocks).
+    """
+    key = bandwidth_key()
+    result = None if refresh else load_bandwidth(key=key)
+    if result is None:
+        result = MachineBandwidth(machine=key)
+        if measure:
+            try:
+                result.cpu = measure_cpu_bandwidth(threads=threads, buffer_bytes=buffer_bytes, repeats=repeats)
+            except (MemoryError, ValueError) as error:
+                result.notes.append(f"CPU bandwidth not measured: {error}")
+            if result.cpu is not None:
+                try:
+                    save_bandwidth(MachineBandwidth(cpu=result.cpu, machine=key))
+                except OSError as error:  # a read-only home still gets the figure, just not kept
+                    result.notes.append(f"bandwidth not saved: {error}")
+    result.gpus = nvidia_bandwidth(result.notes)
+    return result
