@@ -233,31 +233,43 @@ def check_store_file(path: Path) -> None:
     except sqlite3.Error as error:
         raise StoreError(f"The results database {path} cannot be opened: {error}.") from error
     try:
+        problem = _problem(probe, path)
+    finally:
+        probe.close()
+    if problem is None:
+        # Accepted: side files stay. Another process may have just switched the store to WAL, and removing
+        # a -shm it has mapped would split the processes onto two indexes and lose commits.
+        return
+    wal = side_files[0]
+    if wal not in existing and wal.exists() and wal.stat().st_size == 0:
+        for created in side_files:  # refused: leave the file as it was found
+            if created not in existing:
+                created.unlink(missing_ok=True)
+    raise StoreError(problem)
+
+
+def _problem(probe: sqlite3.Connection, path: Path) -> str | None:
+    """Why the file is not a store this version can use, or None."""
+    try:
         app_id = probe.execute("PRAGMA application_id").fetchone()[0]
         version = probe.execute("PRAGMA user_version").fetchone()[0]
         tables = probe.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         check = probe.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.OperationalError:
-        return  # locked, or not openable here (read-only media): the normal open reports it clearly
+        return None  # locked, or not openable here (read-only media): the normal open reports it clearly
     except sqlite3.DatabaseError as error:
-        raise StoreError(f"The results database {path} is damaged ({error}); it was left untouched. "
-                         "Restore a backup or move it away to start a new one.") from error
-    finally:
-        probe.close()
-        wal = side_files[0]
-        if wal not in existing and wal.exists() and wal.stat().st_size == 0:
-            for created in side_files:
-                if created not in existing:
-                    created.unlink(missing_ok=True)
+        return (f"The results database {path} is damaged ({error}); it was left untouched. "
+                "Restore a backup or move it away to start a new one.")
     if app_id != APPLICATION_ID and tables:
-        raise StoreError(f"{path} is an SQLite database of another program, not a Tokenometer results store; "
-                         "it was left untouched.")
+        return (f"{path} is an SQLite database of another program, not a Tokenometer results store; "
+                "it was left untouched.")
     if check != "ok":
-        raise StoreError(f"The results database {path} is damaged ({check}); it was left untouched. "
-                         "Restore a backup or move it away to start a new one.")
+        return (f"The results database {path} is damaged ({check}); it was left untouched. "
+                "Restore a backup or move it away to start a new one.")
     if version > SCHEMA_VERSION:
-        raise StoreError(f"The results database {path} was written by a newer Tokenometer (schema {version}, "
-                         f"this version reads up to {SCHEMA_VERSION}); update Tokenometer to open it.")
+        return (f"The results database {path} was written by a newer Tokenometer (schema {version}, "
+                f"this version reads up to {SCHEMA_VERSION}); update Tokenometer to open it.")
+    return None
 
 
 def store_error(action: str, path: Path, error: sqlite3.Error) -> StoreError:
