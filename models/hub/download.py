@@ -125,7 +125,7 @@ class _Runner:
 
     def resolve(self) -> list[Part]:
         parts = []
-        state_dir = downloads_state_dir()
+        state_dir = downloads_state_dir(create=True)
         for remote in self.request.files:
             safe_relative(remote.filename)
             url = hf_hub_url(self.request.repo_id, remote.filename, revision=self.commit or self.request.revision)
@@ -156,7 +156,7 @@ class _Runner:
         margin = self.margin_bytes if self.margin_bytes is not None else max(256 << 20, total // 50)
         dest = self.request.target_dir or Path(constants.HF_HUB_CACHE)
         dest_probe = next((d for d in [dest, *dest.parents] if d.exists()), Path("/"))
-        state_dir = downloads_state_dir()
+        state_dir = downloads_state_dir(create=True)
         needs = [(state_dir, remaining)]
         if os.stat(dest_probe).st_dev != os.stat(state_dir).st_dev:
             needs.append((dest_probe, total))  # a move across file systems is a copy
