@@ -1,4 +1,4 @@
-"""The headless commands (`tokenometer bench|search|files|download|models|hardware|fit|runs|compare|report|import`)."""
+"""The headless commands (`tokenometer bench|search|files|download|models|hardware|fit|runs|compare|report|import|rpc-server|rpc-probe`)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from models.cli import bench as _bench  # noqa: E402
 from models.cli import hub as _hub  # noqa: E402
 from models.cli import machine as _machine  # noqa: E402
 from models.cli import results as _results  # noqa: E402
+from models.cli import rpc as _rpc  # noqa: E402
 
-_COMMAND_MODULES = (_bench, _hub, _machine, _results)
+_COMMAND_MODULES = (_bench, _hub, _machine, _results, _rpc)
 
 
 def build_parser() -> argparse.ArgumentParser:

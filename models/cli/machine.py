@@ -72,6 +72,9 @@ def _hardware(args: argparse.Namespace) -> int:
         b = info.llama
         print(f"llama.cpp  llama-cpp-python {b.llama_cpp_python_version}, commit {b.commit or '?'}, "
               f"backends {', '.join(b.backends) or '?'}, GPU offload {'yes' if b.supports_gpu_offload else 'no'}")
+        print("RPC        " + ("yes: this build can serve devices (tokenometer rpc-server) and use other machines' "
+                                 "(bench --rpc)" if b.supports_rpc else
+                                 "no: this build has no RPC backend (rebuild it with python3 dev.py install)"))
         for dev in b.devices:
             print(f"  device   {dev['name']} ({dev['type']}): {dev['description']}, "
                   f"{fmt_bytes(dev['memory_free'])} free of {fmt_bytes(dev['memory_total'])}")

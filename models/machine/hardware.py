@@ -78,6 +78,7 @@ class LlamaBuild:
     backends: list[str] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
     supports_gpu_offload: bool = False
+    supports_rpc: bool = False  # the RPC backend: rpc-server, bench --rpc
     system_info: str = ""
     error: str = ""
 
@@ -275,6 +276,7 @@ def llama_build(timeout: float = 120.0) -> LlamaBuild:
         llama_cpp_python_version=data.get("llama_cpp_python_version", ""), commit=data.get("ggml_commit", ""),
         ggml_version=data.get("ggml_version", ""), backends=list(data.get("backends", [])),
         devices=list(data.get("devices", [])), supports_gpu_offload=bool(data.get("supports_gpu_offload")),
+        supports_rpc=bool(data.get("supports_rpc")) or "RPC" in data.get("backends", []),
         system_info=data.get("system_info", ""),
         error=data.get("error", "") or "; ".join(data.get("notes", [])))
 

@@ -117,6 +117,10 @@ def probe() -> dict[str, Any]:
         out["supports_gpu_offload"] = bool(low.llama_supports_gpu_offload())
     except Exception as error:
         notes.append(f"llama_supports_gpu_offload failed: {error}")
+    try:
+        out["supports_rpc"] = bool(low.llama_supports_rpc())
+    except Exception as error:  # older bindings lack the call; the backend list below still names RPC
+        notes.append(f"llama_supports_rpc failed: {error}")
     for key, symbol in (("ggml_commit", "ggml_commit"), ("ggml_version", "ggml_version")):
         try:
             out[key] = _text(_bind(lib, symbol, ctypes.c_char_p, [])())
