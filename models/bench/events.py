@@ -141,7 +141,31 @@ class Finished(TypedEvent):
         return {"ok": self.ok, **({"cancelled": True} if self.cancelled else {})}
 
 
-EVENT_TYPES: tuple[type[TypedEvent], ...] = (Started, Progress, Sample, Log, Memory, Result, Failure, Finished)
+@dataclass(frozen=True)
+class QualityChunk(TypedEvent):
+    """A quality job's progress: chunks done of `of`, with the running perplexity (and KLD against a reference)."""
+
+    kind: ClassVar[str] = "quality_chunk"
+    chunk: int = 0  # chunks done, from 1
+    of: int = 0
+    fraction: float = 0.0
+    ppl: float = 0.0
+    ppl_err: float = 0.0
+    nll: float = 0.0
+    kld: float | None = None
+    same_top: float | None = None
+
+
+@dataclass(frozen=True)
+class Quality(TypedEvent):
+    """A quality job's result: models.bench.perplexity.QualityResult as JSON, plus the text's name."""
+
+    kind: ClassVar[str] = "quality"
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+EVENT_TYPES: tuple[type[TypedEvent], ...] = (Started, Progress, Sample, Log, Memory, Result, Failure, Finished,
+                                              QualityChunk, Quality)
 EVENT_KINDS: tuple[str, ...] = tuple(t.kind for t in EVENT_TYPES)
 _BY_KIND: dict[str, type[TypedEvent]] = {t.kind: t for t in EVENT_TYPES}
 EventKind = str  # one of EVENT_KINDS
