@@ -6,11 +6,11 @@ import logging
 import math
 from collections.abc import Sequence
 
-from PySide6.QtCharts import (QBarCategoryAxis, QBarSeries, QBarSet, QChart, QChartView, QLineSeries,
+from PySide6.QtCharts import (QBarCategoryAxis, QBarSet, QChart, QChartView, QHorizontalBarSeries, QLineSeries,
                               QLogValueAxis, QScatterSeries, QValueAxis)
 from PySide6.QtCore import QMargins, QPointF, Qt
-from PySide6.QtGui import QPainter
-from PySide6.QtWidgets import QWidget
+from PySide6.QtGui import QCursor, QPainter
+from PySide6.QtWidgets import QToolTip, QWidget
 
 from desktop.theme import is_dark
 
@@ -35,7 +35,8 @@ class ChartView(QChartView):
     def __init__(self, chart: QChart, parent: QWidget | None = None) -> None:
         super().__init__(chart, parent)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.setMinimumSize(280, 220)
+        # Small enough that four fit a 1024×700 screen's Results page; the page scrolls when they are taller.
+        self.setMinimumSize(260, 190)
 
 
 class LiveChart(ChartView):
@@ -93,10 +94,14 @@ class LiveChart(ChartView):
 
 
 def bar_chart(title: str, categories: Sequence[str], groups: dict[str, Sequence[float]], *,
-              unit: str) -> ChartView:
-    """Bars per category (a model), one bar set per group (a test or memory kind)."""
+              unit: str, tips: Sequence[str] = ()) -> ChartView:
+    """Horizontal bars per category (a compared row), one bar set per group (a test or memory kind).
+
+    Horizontal, so a row's name is read on one line beside its bars; names are made unique because Qt's
+    category axis silently drops a repeated one and the bars after it lose their row. `tips` are the full
+    names, shown when the pointer is on a bar."""
     chart = _chart(title)
-    series = QBarSeries()
+    series = QHorizontalBarSeries()
     top = 0.0
     for name, values in groups.items():
         bar_set = QBarSet(name)
@@ -105,18 +110,33 @@ def bar_chart(title: str, categories: Sequence[str], groups: dict[str, Sequence[
             top = max(top, float(value))
         series.append(bar_set)
     chart.addSeries(series)
-    x_axis = QBarCategoryAxis()
-    x_axis.append([_short(category) for category in categories])
-    y_axis = QValueAxis()
-    y_axis.setTitleText(unit)
-    y_axis.setRange(0, top * 1.05 if top > 0 else 1)
-    y_axis.applyNiceNumbers()  # round ticks (0, 10, 20, ...) instead of the data's own maximum
-    y_axis.setLabelFormat("%.4g")
+    names = unique_short(list(categories), 36)
+    full = list(tips) or list(categories)
+
+    def hovered(status: bool, index: int, bar_set: QBarSet) -> None:
+        if status and 0 <= index < len(full):
+            QToolTip.showText(QCursor.pos(), f"{full[index]}\n{bar_set.label()}: {bar_set.at(index):.4g} {unit}")
+        else:
+            QToolTip.hideText()
+
+    series.hovered.connect(hovered)
+    y_axis = QBarCategoryAxis()
+    y_axis.append(names)
+    y_axis.setReverse(True)  # the first row at the top, as in the table
+    y_axis.setTruncateLabels(False)  # Qt's "..." would leave every name unreadable; ours are short already
+    x_axis = QValueAxis()
+    x_axis.setTitleText(unit)
+    x_axis.setRange(0, top * 1.05 if top > 0 else 1)
+    x_axis.applyNiceNumbers()  # round ticks (0, 10, 20, ...) instead of the data's own maximum
+    x_axis.setLabelFormat("%.4g")
     chart.addAxis(x_axis, Qt.AlignmentFlag.AlignBottom)
     chart.addAxis(y_axis, Qt.AlignmentFlag.AlignLeft)
     series.attachAxis(x_axis)
     series.attachAxis(y_axis)
-    return ChartView(chart)
+    view = ChartView(chart)
+    # Each row needs room for its bars: a taller chart for many rows (the page scrolls).
+    view.setMinimumHeight(max(190, 130 + len(names) * max(16, 9 * len(groups))))
+    return view
 
 
 def xy_chart(title: str, points: dict[str, Sequence[tuple[float, float]]], *, x_title: str, y_title: str,
@@ -146,7 +166,7 @@ def xy_chart(title: str, points: dict[str, Sequence[tuple[float, float]]], *, x_
             series.setPointsVisible(True)
         else:
             series.setMarkerSize(11)
-        series.setName(_short(name))
+        series.setName(name)
         for x, y in sorted(series_points):
             series.append(QPointF(x, y))
         chart.addSeries(series)
@@ -155,7 +175,31 @@ def xy_chart(title: str, points: dict[str, Sequence[tuple[float, float]]], *, x_
     return ChartView(chart)
 
 
-def _short(name: str, limit: int = 28) -> str:
+def short_name(name: str, limit: int = 28) -> str:
+    """A name cut in the middle: the start names the model, the end holds the quant."""
     name = name.removesuffix(".gguf")
-    # Cut the middle: the start names the model, the end holds the quant or a "#2" that tells rows apart.
-    return name if len(name) <= limit else name[: limit - 9] + "…" + name[-8:]
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) * 3 // 5
+    return name[:head] + "…" + name[len(name) - (limit - 1 - head):]
+
+
+def unique_short(names: Sequence[str], limit: int = 36) -> list[str]:
+    """Names cut to `limit` that stay as distinct as the originals: equal cuts of different names get "#n"."""
+    cut = [short_name(name, limit) for name in names]
+    out = []
+    for name, short in zip(names, cut):
+        twins = [names[i] for i in range(len(names)) if cut[i] == short]
+        distinct = list(dict.fromkeys(twins))
+        if len(distinct) > 1:
+            # Numbered by the order of first appearance, so a name repeated as such keeps one number.
+            short = f"{short_name(name, limit - 4)} #{distinct.index(name) + 1}"
+        out.append(short)
+    # Rows that were equal to start with still need apart names on a category axis.
+    repeated = {short for short in out if out.count(short) > 1}
+    seen: dict[str, int] = {}
+    for position, short in enumerate(out):
+        if short in repeated:
+            seen[short] = seen.get(short, 0) + 1
+            out[position] = f"{short} ({seen[short]})"
+    return out

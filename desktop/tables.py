@@ -9,7 +9,8 @@ from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+                               QTableView)
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +181,12 @@ class ProgressDelegate(QStyledItemDelegate):
         painter.restore()
 
 
-def table_view(model: Any, *, sortable_view: bool = False, multi: bool = False) -> Any:
-    """A QTableView set up the same way on every page: whole rows, one line each, long paths cut in the middle."""
-    from PySide6.QtWidgets import QAbstractItemView, QTableView
-
-    view = QTableView()
+def table_view(model: Any, *, sortable_view: bool = False, multi: bool = False, freeze_first: bool = False) -> Any:
+    """A QTableView set up the same way on every page: whole rows, one line each, long paths cut in the middle;
+    with `freeze_first`, the first column stays on screen when the table scrolls sideways."""
+    view = FrozenColumnView(model) if freeze_first else QTableView()
+    if not freeze_first:
+        view.setModel(model)
     view.setModel(model)
     view.setSortingEnabled(sortable_view)
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -197,4 +199,82 @@ def table_view(model: Any, *, sortable_view: bool = False, multi: bool = False) 
     view.verticalHeader().setDefaultSectionSize(26)
     view.horizontalHeader().setStretchLastSection(True)
     view.horizontalHeader().setHighlightSections(False)
+    if isinstance(view, FrozenColumnView):
+        frozen = view.frozen
+        frozen.setSelectionBehavior(view.selectionBehavior())
+        frozen.setSelectionMode(view.selectionMode())
+        frozen.setWordWrap(False)
+        frozen.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        frozen.setAlternatingRowColors(True)
+        frozen.verticalHeader().setDefaultSectionSize(26)
+        frozen.horizontalHeader().setHighlightSections(False)
     return view
+
+
+class FrozenColumnView(QTableView):
+    """A table view whose first column stays in place while the others scroll sideways (Qt's frozen-column
+    example): a second view over the same model shows only that column, on top, sharing the selection."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.setModel(model)
+        self.frozen = QTableView(self)
+        self.frozen.setObjectName("frozenColumn")
+        self.frozen.setModel(model)
+        self.frozen.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.frozen.verticalHeader().hide()
+        self.frozen.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.frozen.setSelectionModel(self.selectionModel())
+        self.frozen.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.frozen.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.frozen.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.viewport().stackUnder(self.frozen)
+        self.frozen.setStyleSheet("QTableView#frozenColumn { border: none; border-right: 1px solid palette(mid); }")
+        self.horizontalHeader().sectionResized.connect(self._section_resized)
+        self.verticalHeader().sectionResized.connect(
+            lambda index, _old, size: self.frozen.setRowHeight(index, size))
+        self.frozen.verticalScrollBar().valueChanged.connect(self.verticalScrollBar().setValue)
+        self.verticalScrollBar().valueChanged.connect(self.frozen.verticalScrollBar().setValue)
+        # A click on the frozen header sorts like a click on the real one.
+        self.frozen.horizontalHeader().sectionClicked.connect(
+            lambda section: self.horizontalHeader().sectionClicked.emit(section))
+        self.horizontalHeader().sortIndicatorChanged.connect(
+            lambda section, order: self.frozen.horizontalHeader().setSortIndicator(section, order))
+        model.modelReset.connect(self._columns_changed)
+        model.columnsInserted.connect(self._columns_changed)
+        model.columnsRemoved.connect(self._columns_changed)
+        self._columns_changed()
+        self.frozen.show()
+
+    def setSortingEnabled(self, enable: bool) -> None:  # noqa: N802 (Qt's name)
+        super().setSortingEnabled(enable)
+        self.frozen.horizontalHeader().setSortIndicatorShown(enable)
+
+    def _columns_changed(self) -> None:
+        for column in range(self.model().columnCount()):
+            self.frozen.setColumnHidden(column, column != 0)
+        self.frozen.setColumnWidth(0, self.columnWidth(0))
+        self._place()
+
+    def _section_resized(self, index: int, _old: int, size: int) -> None:
+        if index == 0:
+            self.frozen.setColumnWidth(0, size)
+            self._place()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._place()
+
+    def _place(self) -> None:
+        frame = self.frameWidth()
+        self.frozen.setGeometry(self.verticalHeader().width() + frame, frame, self.columnWidth(0),
+                                self.viewport().height() + self.horizontalHeader().height())
+
+    def scrollTo(self, index: Any, hint: Any = QAbstractItemView.ScrollHint.EnsureVisible) -> None:  # noqa: N802
+        # Column 0 is always on screen: scroll to its row without scrolling sideways back to the start.
+        across = self.horizontalScrollBar().value()
+        super().scrollTo(index, hint)
+        if index.column() == 0:
+            self.horizontalScrollBar().setValue(across)

@@ -19,7 +19,7 @@ from desktop.jobs import run_job
 from desktop.metrics import model_where, rate_text, result_columns, spread_warning
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, ProgressDelegate, RowTable, table_view
-from desktop.units import fmt_bytes
+from models.units import fmt_bytes
 from models.bench.spec import KV_TYPES, BenchSweep, default_threads
 from models.errors import BenchmarkError
 
@@ -118,7 +118,7 @@ class BenchmarkPage(Page):
         self.queue_view.setColumnWidth(1, 220)
         self.queue_view.setColumnWidth(2, 240)
         self.queue_view.selectionModel().selectionChanged.connect(self._selected)
-        self.queue_view.setMinimumHeight(26 * 3 + 30)  # header and three rows at least, whatever the splitter does
+        self.queue_view.setMinimumHeight(26 * 2 + 30)  # header and two rows at least, whatever the splitter does
         queue_box = QWidget()
         queue_layout = QVBoxLayout(queue_box)
         queue_layout.setContentsMargins(0, 0, 0, 0)
@@ -126,6 +126,7 @@ class BenchmarkPage(Page):
         queue_layout.addLayout(self._queue_bar())
         queue_layout.addWidget(self.queue_view, 1)
         self.chart = LiveChart()
+        self.chart.setMinimumHeight(150)  # the page must fit a 1024×700 screen under the settings form
         self.results = RowTable(result_columns(), parent=self)
         self.results_view = table_view(self.results)
         self.detail = QPlainTextEdit()
@@ -142,7 +143,7 @@ class BenchmarkPage(Page):
         split.addWidget(queue_box)
         split.addWidget(lower)
         split.setChildrenCollapsible(False)
-        split.setSizes([200, 300])
+        split.setSizes([240, 220])  # the queue gets half the room: four rows or so on a 1024×700 screen
         self.split = split
         self.body.addWidget(split, 1)
 
@@ -293,8 +294,10 @@ class BenchmarkPage(Page):
 
     def _defaults(self) -> dict[str, str]:
         threads = self._default_threads()
+        chosen = self.ctx.settings()  # the Settings page's benchmark defaults (each may be a comma list)
         return {"n_pg": "", "ttft": "0", "n_threads": str(threads), "n_gpu_layers": "99", "n_batch": "2048",
-                "n_ubatch": "512", "flash_attn": "auto", "type_k": "f16", "type_v": "f16", "use_mmap": "1"}
+                "n_ubatch": "512", "flash_attn": chosen.bench_flash_attn, "type_k": chosen.bench_type_k,
+                "type_v": chosen.bench_type_v, "use_mmap": chosen.bench_use_mmap}
 
     def _default_threads(self) -> int:
         settings = self.ctx.settings()
@@ -446,9 +449,20 @@ class BenchmarkPage(Page):
             self._add_model_item(Path(path).name, Path(path), str(path), checked=True)
 
     def _add_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Benchmark a GGUF file", str(Path.home()), "GGUF (*.gguf)")
+        path, _ = QFileDialog.getOpenFileName(self, "Benchmark a GGUF file", str(Path.home()),
+                                              "GGUF models (*.gguf);;All files (*)")
         if path:
-            self._add_model_item(Path(path).name, Path(path), path, checked=True)
+            self.add_file(Path(path))
+
+    def add_file(self, path: Path) -> None:
+        """Read the file's GGUF header off the GUI thread as it is given; add it ticked, or say in words what it
+        is instead (not "starts with b'hell'" when the benchmark runs)."""
+        from desktop.model_files import check_model_file
+
+        self.error.clear()
+        run_job(lambda: check_model_file(path),
+                on_done=lambda _header: self._add_model_item(path.name, path, str(path), checked=True),
+                on_error=lambda error: self.error.setText(f"Not added: {error}"))
 
     # -- running --
     def run_selected(self) -> list[QueueItem]:

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, Qt, QTimer
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton, QSplitter,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton,
+                               QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from desktop.compare_view import comparison_charts, comparison_columns
 from desktop.context import AppContext
@@ -27,9 +27,28 @@ FORMAT_NAMES = {"md": "Markdown", "csv": "CSV", "json": "JSON", "jsonl": "JSON L
 
 def run_columns() -> list[Column[RunRecord]]:
     columns = result_columns(lambda rec: rec.result, with_when=True)
+    # The model first: the view keeps its first column on screen while the figures scroll sideways.
+    columns.insert(0, columns.pop(1))
     columns.insert(2, Column("Machine", lambda rec: rec.machine_label + (" (imported)" if rec.imported_from else ""),
                              tip="The machine the run was measured on."))
     return columns
+
+
+WHEN_COLUMN = 1
+STORE_POLL_MS = 2000  # how often a shown Results page looks whether another process (the CLI) wrote runs
+
+
+def store_stamp(path: Path) -> tuple[tuple[int, int], ...]:
+    """Size and mtime of the database and its WAL: a commit from any process changes one of them (a stat, no
+    SQLite). Missing files stamp as zeros."""
+    stamps = []
+    for file in (path, path.with_name(path.name + "-wal")):
+        try:
+            info = file.stat()
+            stamps.append((info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamps.append((0, 0))
+    return tuple(stamps)
 
 
 class ResultsPage(Page):
@@ -60,27 +79,40 @@ class ResultsPage(Page):
         top.addWidget(self.import_button)
         self.body.addLayout(top)
 
-        self.view = table_view(self.proxy, sortable_view=True, multi=True)
-        self.view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        self.view = table_view(self.proxy, sortable_view=True, multi=True, freeze_first=True)
+        self.view.sortByColumn(WHEN_COLUMN, Qt.SortOrder.DescendingOrder)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.view.setMinimumHeight(26 * 4 + 30)  # the header and four rows, however the splitter is dragged
         self.compare_table = RowTable(comparison_columns(Comparison([], [])), parent=self)
-        self.compare_view = table_view(self.compare_table)
+        self.compare_view = table_view(self.compare_table, freeze_first=True)
         self.charts_holder = QWidget()
         self.charts_layout = QVBoxLayout(self.charts_holder)
         self.charts_layout.setContentsMargins(0, 0, 0, 0)
+        # The charts scroll inside their tab rather than push the window past a small screen.
+        self.charts_scroll = QScrollArea()
+        self.charts_scroll.setWidgetResizable(True)
+        self.charts_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.charts_scroll.setWidget(self.charts_holder)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.charts_holder, "Charts")
+        self.tabs.addTab(self.charts_scroll, "Charts")
         self.tabs.addTab(self.compare_view, "Comparison")
+        self.tabs.setMinimumHeight(160)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.view)
         split.addWidget(self.tabs)
-        split.setSizes([260, 420])
+        split.setChildrenCollapsible(False)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        split.setSizes([330, 400])
+        self.split = split
         self.body.addWidget(split, 1)
 
         bottom = QHBoxLayout()
         self.count = QLabel()
         self.count.setObjectName("muted")
         self.status = QLabel()  # what the last action did; the count beside it changes on every reload
+        for label in (self.count, self.status):
+            label.setWordWrap(True)  # a long error must wrap, not widen the window past the screen
         bottom.addWidget(self.count)
         bottom.addSpacing(SPACING)
         bottom.addWidget(self.status, 1)
@@ -100,11 +132,29 @@ class ResultsPage(Page):
         self._compare_timer.setInterval(150)  # one redraw for a drag-selection, not one per row
         self._compare_timer.timeout.connect(self.update_comparison)
         self._dirty = True
+        self._stamp: tuple[tuple[int, int], ...] | None = None
         ctx.results_changed.connect(self._results_changed)
+        # Runs the CLI (or another app window) stores change the database file: look now and then while shown.
+        self._store_timer = QTimer(self)
+        self._store_timer.setInterval(STORE_POLL_MS)
+        self._store_timer.timeout.connect(self.check_store)
+        self._store_timer.start()
 
     # -- loading --
     def shown(self) -> None:
         if self._dirty:
+            self.reload()
+        else:
+            self.check_store()
+
+    def check_store(self) -> None:
+        """Reload when another process wrote to the results database since the last load (a stat, no query)."""
+        if not self.isVisible() or self._stamp is None:
+            return
+        from models.paths import results_db_path
+
+        if store_stamp(results_db_path()) != self._stamp:
+            log.info("the results database changed outside this window: reloading")
             self.reload()
 
     def _results_changed(self) -> None:
@@ -114,15 +164,21 @@ class ResultsPage(Page):
 
     def reload(self) -> None:
         self._dirty = False
+        from models.paths import results_db_path
 
-        def load() -> list[RunRecord]:
+        path = results_db_path()
+
+        def load() -> tuple[list[RunRecord], tuple[tuple[int, int], ...]]:
             with self.ctx.open_store() as store:
-                return store.list_runs(limit=10_000)
+                runs = store.list_runs(limit=10_000)
+            # Stamped once closed: closing the last connection checkpoints the WAL, which changes the files.
+            return runs, store_stamp(path)
 
         run_job(load, on_done=self._loaded,
                 on_error=lambda error: self.count.setText(f"The results could not be read: {error}"))
 
-    def _loaded(self, runs: list[RunRecord]) -> None:
+    def _loaded(self, loaded: tuple[list[RunRecord], tuple[tuple[int, int], ...]]) -> None:
+        runs, self._stamp = loaded
         self.runs.set_rows(runs)
         self.view.resizeColumnsToContents()
         self.count.setText(f"{plural(len(runs), 'run')} stored." if runs else
@@ -146,14 +202,15 @@ class ResultsPage(Page):
         baseline = self.baseline if self.baseline in {rec.id for rec in runs} else None
         comparison = compare_runs(runs, baseline=baseline)
         self.comparison = comparison
-        self.compare_table.columns = comparison_columns(comparison, settings=self.ctx.settings())
+        self.compare_table.columns = comparison_columns(comparison, settings=self.ctx.settings(), runs=runs)
         self.compare_table.set_rows(comparison.rows)
         self.compare_view.resizeColumnsToContents()
         while self.charts_layout.count():
             old = self.charts_layout.takeAt(0).widget()
             if old is not None:
                 old.deleteLater()
-        self.charts_layout.addWidget(comparison_charts(comparison, runs))
+        self.charts = comparison_charts(comparison, runs)  # the old one lingers until deleted: tests read this
+        self.charts_layout.addWidget(self.charts)
 
     def set_baseline(self) -> None:
         chosen = self.selected()

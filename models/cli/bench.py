@@ -212,11 +212,9 @@ def run_bench(args: argparse.Namespace) -> int:
             state["printer"].row(result)
             state["results"].append(result)
         elif event.kind == "progress" and args.progress:
-            d = event.data
-            step = f" {d.get('rep', 0) + 1}/{d.get('of', 0)}" if d.get("phase") in ("rep", "depth", "ttft") else ""
             name = printable(job.model_path.name)  # a file name can hold escape codes
-            print(f"{where}: {name} {d.get('test') or ''} {d.get('phase')}{step}".replace("  ", " "),
-                  file=sys.stderr, flush=True)
+            # The same words as the GUI's queue: models.bench.events.progress_text.
+            print(f"{where}: {name} {printable(event.typed.text)}", file=sys.stderr, flush=True)
         elif event.kind == "failure" and args.progress:
             print(f"{where}: failed: {printable(event.data.get('message'), newlines=True)}", file=sys.stderr,
                   flush=True)
