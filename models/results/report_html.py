@@ -198,11 +198,16 @@ def _charts(runs: Sequence[RunRecord], comparison: Comparison) -> list[tuple[str
     rows, labels = comparison.rows, _row_labels(comparison.rows)
     charts: list[tuple[str, str]] = []
     pp, tg = _first(comparison, "pp"), _first(comparison, "tg")
-    for key, name in ((pp, "Prompt processing"), (tg, "Generation")):
-        if key:
-            cells = [(r.cells[key].mean, r.cells[key].spread) if key in r.cells else None for r in rows]
-            charts.append((f"{name} ({key}) per model", _bars(labels, [(key, cells)], unit="tokens/s",
-                                                                title=f"{name} throughput per model")))
+    # Every test is charted (not only the first pp and tg), grouped by kind: pp and tg rates differ tenfold,
+    # so each kind gets its own scale.
+    for kind, name in (("pp", "Prompt processing"), ("tg", "Generation"), ("pg", "Prompt and generation")):
+        keys = [c.key for c in comparison.columns if c.kind == "throughput"
+                and ("pg" if "+" in c.key else c.key[:2]) == kind]
+        if keys:
+            series = [(key, [(r.cells[key].mean, r.cells[key].spread) if key in r.cells else None for r in rows])
+                      for key in keys]
+            charts.append((f"{name} per model ({', '.join(keys)})",
+                           _bars(labels, series, unit="tokens/s", title=f"{name} throughput per model")))
     mib = 2**20
     fit = [(r.model, max((rec.result.fit_estimate.get("total", 0) for rec in runs if rec.id in r.run_ids),
                          default=0)) for r in rows]
