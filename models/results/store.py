@@ -200,7 +200,7 @@ class ResultsStore:
             "INSERT INTO machines (fingerprint_sha, machine_id, label, fingerprint, first_seen) VALUES (?,?,?,?,?)",
             (key, str(machine.get("machine_id", "")), machine_label(machine),
              json.dumps(machine, sort_keys=True, default=str), _now()))
-        return int(cursor.lastrowid)
+        return _rowid(cursor)
 
     def _model_ref(self, identity: dict[str, Any]) -> int:
         key = identity.get("sha256") or f"{identity.get('file', '')}:{identity.get('size', 0)}"
@@ -218,7 +218,7 @@ class ResultsStore:
             (key, identity.get("repo", ""), identity.get("file", ""), identity.get("sha256", ""),
              identity.get("quant", ""), int(identity.get("n_params") or 0), int(identity.get("size") or 0),
              identity.get("model_type", "")))
-        return int(cursor.lastrowid)
+        return _rowid(cursor)
 
     def _insert(self, result: BenchResult, *, machine: dict[str, Any], model_identity: dict[str, Any] | None,
                 energy: EnergyFigures | None, uid: str, job: str, ended_at: str, imported_from: str = "") -> int:
@@ -241,7 +241,7 @@ class ResultsStore:
              json.dumps(r.to_json()), energy.joules if energy else None, energy.seconds if energy else None,
              energy.source if energy else "", int(energy.is_estimate) if energy else 0, imported_from,
              _now() if imported_from else ""))
-        return int(cursor.lastrowid)
+        return _rowid(cursor)
 
     @contextlib.contextmanager
     def _write(self, action: str) -> Iterator[None]:
@@ -375,6 +375,13 @@ class ResultsStore:
             rows = self._db.execute("SELECT m.fingerprint_sha, m.label, m.fingerprint, count(r.id) FROM machines m "
                                     "LEFT JOIN runs r ON r.machine_ref = m.id GROUP BY m.id ORDER BY m.id").fetchall()
         return [{"key": k, "label": lbl, "fingerprint": json.loads(fp), "runs": n} for k, lbl, fp, n in rows]
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    """The id an INSERT just gave (always set after a successful INSERT into a rowid table)."""
+    if cursor.lastrowid is None:
+        raise StoreError("The results database gave no id for a new row.")
+    return int(cursor.lastrowid)
 
 
 def _test_name(r: BenchResult) -> str:
