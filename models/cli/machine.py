@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                description="CPU, memory, disk, GPUs and the llama.cpp build's backends and devices.")
     hw.add_argument("--json", action="store_true", help="print JSON instead of text")
     hw.add_argument("--no-llama", action="store_true", help="skip asking the llama.cpp build (no child process)")
+    hw.add_argument("--measure-bandwidth", action="store_true",
+                    help="measure the memory bandwidth again (else the stored figure, measured once when missing)")
+    hw.add_argument("--no-bandwidth", action="store_true", help="do not measure the memory bandwidth")
     hw.set_defaults(handler=_hardware)
 
     fit = subparsers.add_parser("fit", help="will a model run here, and how",
@@ -40,15 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("-ub", "--ubatch", dest="n_ubatch", type=int, default=512)
     fit.add_argument("-fa", "--flash-attn", dest="flash_attn", default="auto", choices=("on", "off", "auto"))
     fit.add_argument("--json", action="store_true", help="print JSON instead of text")
+    fit.add_argument("--no-speed", action="store_true",
+                     help="skip the speed prediction (it measures the memory bandwidth once if none is stored)")
     fit.set_defaults(handler=_fit)
 
 
 def _hardware(args: argparse.Namespace) -> int:
     from models.machine.hardware import probe_hardware
 
+    from models.machine.bandwidth import machine_bandwidth
+
     info = probe_hardware(with_llama=not args.no_llama)
+    bandwidth = machine_bandwidth(refresh=args.measure_bandwidth, measure=not args.no_bandwidth)
     if args.json:
-        print(json.dumps(info.to_json(), indent=2))
+        print(json.dumps({**info.to_json(), "bandwidth": bandwidth.to_json()}, indent=2))
         return 0
     cpu = info.cpu
     print(f"CPU        {cpu.model} ({plural(cpu.physical_cores, 'core')}, {plural(cpu.logical_cores, 'thread')}, "
@@ -78,7 +86,9 @@ def _hardware(args: argparse.Namespace) -> int:
         for dev in b.devices:
             print(f"  device   {dev['name']} ({dev['type']}): {dev['description']}, "
                   f"{fmt_bytes(dev['memory_free'])} free of {fmt_bytes(dev['memory_total'])}")
-    for note in info.notes:
+    print(f"Bandwidth  {bandwidth.summary()}"
+          + (f", measured {bandwidth.cpu.measured_at}" if bandwidth.cpu else ""))
+    for note in info.notes + bandwidth.notes:
         print(f"note       {note}")
     return 0
 
@@ -121,8 +131,15 @@ def _fit(args: argparse.Namespace) -> int:
     model = {"source": where, "architecture": header.architecture, "name": header.name,
              "n_params": header.n_params, "file_type": header.file_type_name, "layers": header.block_count,
              "context_length": header.context_length, "size": header.tensor_bytes, "split_count": header.split_count}
+    speed = None
+    if not args.no_speed:
+        from models.fit.here import predict_here
+
+        speed = predict_here(header, hardware, n_gpu_layers=estimate.n_gpu_layers, type_k=args.type_k,
+                             type_v=args.type_v)
     if args.json:
-        print(json.dumps({"model": model, "verdict": verdict.to_json(), "estimate": estimate.to_json()}, indent=2))
+        print(json.dumps({"model": model, "verdict": verdict.to_json(), "estimate": estimate.to_json(),
+                          "speed": speed.to_json() if speed else None}, indent=2))
         return 0
     print(f"Model      {printable(header.name or where)} ({header.architecture}, {header.n_params / 1e9:.2f} B params, "
           f"{header.file_type_name}, {fmt_bytes(header.tensor_bytes)}, {header.block_count} layers, "
@@ -139,6 +156,11 @@ def _fit(args: argparse.Namespace) -> int:
     print(f"Verdict    {verdict.summary}")
     print(f"Suggested  n_gpu_layers {verdict.n_gpu_layers}; headroom RAM {fmt_bytes(verdict.headroom_ram)}"
           + (f", VRAM {fmt_bytes(verdict.headroom_vram)}" if verdict.headroom_vram else ""))
-    for note in verdict.notes:
+    if speed is not None:
+        print(f"Speed      tg128 {speed.text()}"
+              + (f" (limit {speed.tg_ceiling:.1f} t/s: {fmt_bytes(speed.bytes_per_token)} read per token"
+                 f"; learned from {plural(speed.n_models, 'model')} measured here)" if speed.tg_ceiling else "")
+              + (f"; pp512 ≈ {speed.pp:.0f} t/s ({speed.pp_low:.0f}-{speed.pp_high:.0f})" if speed.pp else ""))
+    for note in verdict.notes + (speed.notes if speed else []):
         print(f"note       {note}")
     return 0

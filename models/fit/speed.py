@@ -359,7 +359,8 @@ def predict_speed(header: GGUFHeader, bandwidth: MachineBandwidth, *, history: I
         correction = fit_correction(history_samples(records, bandwidth, machine_id=machine_id), kind=traffic.kind)
         out.tg_ceiling = 1.0 / seconds
         out.tg = 1.0 / correction.seconds(seconds, traffic.n_layer or 1)
-        out.tg_low, out.tg_high = out.tg * (1 - correction.spread), out.tg * (1 + correction.spread)
+        # A relative spread as a factor either way: a 100% spread never gives a negative low end.
+        out.tg_low, out.tg_high = out.tg / (1 + correction.spread), out.tg * (1 + correction.spread)
         out.n_models = correction.n_models
         if not correction.n_models:
             out.notes.append("no generation results on this machine yet: typical efficiency assumed")

@@ -1,0 +1,52 @@
+"""Speed predicted on this machine: its stored (or newly measured) bandwidth and its own results, read-only."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from models.fit.speed import SpeedPrediction, predict_speed
+from models.gguf.reader import GGUFHeader
+
+if TYPE_CHECKING:
+    from models.machine.bandwidth import MachineBandwidth
+    from models.machine.hardware import HardwareInfo
+    from models.results.store import RunRecord
+
+log = logging.getLogger(__name__)
+
+
+def this_machine_history() -> tuple[str, list[RunRecord]]:
+    """(machine_id, this machine's stored runs); a missing or unreadable store is no history, never an error."""
+    from models.errors import TokenometerError
+    from models.machine.hardware import machine_fingerprint
+    from models.results.store import ResultsStore
+
+    machine_id = str(machine_fingerprint().get("machine_id", ""))
+    try:
+        with ResultsStore(create=False) as store:
+            runs = [r for r in store.list_runs() if r.machine.get("machine_id") == machine_id]
+    except (TokenometerError, OSError) as error:
+        log.warning("No results history for the speed prediction: %s", error)
+        runs = []
+    return machine_id, runs
+
+
+def gpu_usable(hardware: HardwareInfo) -> bool:
+    """Whether layers can go to a GPU: one is present and the llama.cpp build (where asked) has a GPU device."""
+    build = hardware.llama
+    return bool(hardware.gpus) and (build is None or bool(build.error) or bool(build.gpu_devices))
+
+
+def predict_here(header: GGUFHeader, hardware: HardwareInfo, *, n_gpu_layers: int, n_depth: int = 0,
+                 n_gen: int = 128, n_prompt: int = 512, type_k: str = "f16", type_v: str = "f16",
+                 bandwidth: MachineBandwidth | None = None, measure: bool = True) -> SpeedPrediction:
+    """tg/pp predicted for this machine; measures the bandwidth first when none is stored (`measure`)."""
+    from models.machine.bandwidth import machine_bandwidth
+
+    if bandwidth is None:
+        bandwidth = machine_bandwidth(measure=measure)
+    machine_id, runs = this_machine_history()
+    return predict_speed(header, bandwidth, history=runs, machine_id=machine_id, n_gpu_layers=n_gpu_layers,
+                         gpu=gpu_usable(hardware), n_depth=n_depth, n_gen=n_gen, n_prompt=n_prompt, type_k=type_k,
+                         type_v=type_v, cpu_flags=hardware.cpu.flags)
