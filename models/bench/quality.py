@@ -11,67 +11,23 @@ from __future__ import annotations
 import logging
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from models.bench.kld_reference import ReferenceInfo, ReferenceWriter, read_reference
 from models.bench.perplexity import QualityResult, QualityRun, QualityShape, prepare, tokenize_text
+from models.bench.quality_plan import WIKITEXT2, QualityPlan
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[..., None]
-WIKITEXT2 = "wikitext-2"
 # Where llama.cpp's scripts/get-wikitext-2.sh takes it from: the raw test split that its published numbers use.
 WIKITEXT2_REPO = "ggml-org/ci"
 WIKITEXT2_FILE = "wikitext-2-raw-v1.zip"
 WIKITEXT2_MEMBER = "wikitext-2-raw/wiki.test.raw"
 _CACHE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30}
 _FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
-
-
-@dataclass(frozen=True)
-class QualityPlan:
-    """llama-perplexity's -f/-c/--chunks and --kl-divergence(-base): a text, a chunk size, optionally a reference.
-
-    `reference`: a reference file to compare against (its chunk size wins over n_ctx, as in llama-perplexity);
-    `save_reference`: write this run's log-probabilities there (this model becomes the reference).
-    """
-
-    text: str = WIKITEXT2  # a text file's path, or "wikitext-2"
-    n_ctx: int = 512
-    n_chunks: int = 0  # 0: every whole chunk of the text
-    reference: str = ""
-    save_reference: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> QualityPlan:
-        return cls(text=str(data.get("text", WIKITEXT2)), n_ctx=int(data.get("n_ctx", 512)),
-                   n_chunks=int(data.get("n_chunks", 0)), reference=str(data.get("reference", "")),
-                   save_reference=str(data.get("save_reference", "")))
-
-    def problem(self) -> str | None:
-        """Why the plan cannot run, in words, or None; reads only the reference's header."""
-        if self.n_ctx < 8:
-            return f"The chunk size (-c) must be at least 8 tokens, got {self.n_ctx}."
-        if self.n_chunks < 0:
-            return f"The number of chunks must be 0 (all) or more, got {self.n_chunks}."
-        if self.reference and self.save_reference:
-            return "Either compare against a reference (--ref) or save one (--save-ref), not both."
-        if self.text != WIKITEXT2:
-            path = Path(self.text)
-            if not path.is_file():
-                return f"The text file {path} does not exist." if not path.exists() else f"{path} is not a file."
-        if self.reference:
-            try:
-                read_reference(Path(self.reference))
-            except BenchmarkError as error:
-                return str(error)
-        return None
 
 
 def load_text(spec: str, *, download: bool = True) -> tuple[str, str]:
@@ -176,5 +132,29 @@ def run_quality(ll: Any, model: Any, plan: QualityPlan, *, n_batch: int = 2048, 
         raise
     finally:
         ll.llama_free(ctx)
-    emit("quality", result={**result.to_json(), "text": name})
+    emit("quality", result={**(meta or {}), **result.to_json(), "text": name})
     return result
+
+
+def run_quality_job(bench: Any, emit: Emit) -> None:
+    """The worker's quality job, on its loaded model (models.bench.worker.Bench) with the job's parameters.
+
+    Raises BenchmarkError for a refusal; the worker reports it as the job's failure.
+    """
+    ll, job = bench.ll, bench.job
+    p = job.params
+    plan: QualityPlan = job.quality
+
+    def context(shape: QualityShape) -> Any:
+        return quality_context(ll, bench.model, shape, n_threads=p.n_threads, n_ubatch=p.n_ubatch,
+                               type_k=p.type_k, type_v=p.type_v, flash_attn=p.flash_attn,
+                               offload_kqv=not p.no_kv_offload)
+
+    info = bench.info
+    meta = {"model": str(job.model_path), "model_type": info.get("model_type", ""),
+            "model_size": info.get("model_size", 0), "model_n_params": info.get("model_n_params", 0),
+            "n_threads": p.n_threads, "n_gpu_layers": p.n_gpu_layers, "n_ubatch": p.n_ubatch,
+            "type_k": p.type_k, "type_v": p.type_v, "flash_attn": p.flash_attn,
+            "build_commit": info.get("build_commit", ""), "backends": info.get("backends", "")}
+    run_quality(ll, bench.model, plan, n_batch=p.n_batch, emit=emit, meta=meta, context=context)
+    bench.memory()
