@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from PySide6.QtCharts import (QBarCategoryAxis, QBarSet, QChart, QChartView, QHorizontalBarSeries, QLineSeries,
                               QLogValueAxis, QScatterSeries, QValueAxis)
@@ -93,7 +93,7 @@ class LiveChart(ChartView):
         self.y_axis.setRange(10 ** math.floor(math.log10(self._low)), 10 ** math.ceil(math.log10(self._high * 1.01)))
 
 
-def bar_chart(title: str, categories: Sequence[str], groups: dict[str, Sequence[float]], *,
+def bar_chart(title: str, categories: Sequence[str], groups: Mapping[str, Sequence[float]], *,
               unit: str, tips: Sequence[str] = ()) -> ChartView:
     """Horizontal bars per category (a compared row), one bar set per group (a test or memory kind).
 
@@ -139,7 +139,7 @@ def bar_chart(title: str, categories: Sequence[str], groups: dict[str, Sequence[
     return view
 
 
-def xy_chart(title: str, points: dict[str, Sequence[tuple[float, float]]], *, x_title: str, y_title: str,
+def xy_chart(title: str, points: Mapping[str, Sequence[tuple[float, float]]], *, x_title: str, y_title: str,
              lines: bool) -> ChartView:
     """Points per named series: lines (throughput against depth) or a scatter (speed against file size)."""
     chart = _chart(title)

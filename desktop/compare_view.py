@@ -51,6 +51,19 @@ def _cost_tip(cost: Any) -> str:
     return "\n".join(lines)
 
 
+def _figure_column(col: Any) -> Column[CompareRow]:
+    """One compared figure (a models.results.compare.Column) as a table column: mean ± spread, n in the tooltip."""
+    key = col.key
+
+    def mean(r: CompareRow) -> float | None:
+        return r.cells[key].mean if key in r.cells else None
+
+    return Column(f"{col.label} [{col.unit}]", mean, numeric=True, show=lambda r: _stat_text(r, key),
+                  tip=KIND_TIPS.get(col.kind, "") + (" Higher is better." if col.higher_is_better
+                                                     else " Lower is better."),
+                  cell_tip=lambda r: f"n = {r.cells[key].n}" if key in r.cells else "no figure")
+
+
 def row_places(rows: Sequence[CompareRow], runs: Sequence[Any] = ()) -> dict[str, str]:
     """Each row's repo (where known) or the folder its file was in, by row key."""
     paths = {rec.id: rec.result.model_path or rec.result.model_filename for rec in runs}
@@ -98,21 +111,24 @@ def comparison_columns(comparison: Comparison, settings: Any = None, *,
                tip="Where it ran; imported runs came from another machine's report."),
         Column("Settings", lambda r: r.settings_label, tip="The engine settings these runs share."),
     ]
-    for col in comparison.columns:
-        columns.append(Column(
-            f"{col.label} [{col.unit}]", lambda r, key=col.key: r.cells[key].mean if key in r.cells else None,
-            numeric=True, show=lambda r, key=col.key: _stat_text(r, key),
-            tip=KIND_TIPS.get(col.kind, "") + (" Higher is better." if col.higher_is_better else " Lower is better."),
-            cell_tip=lambda r, key=col.key: (f"n = {r.cells[key].n}" if key in r.cells else "no figure")))
+    columns += [_figure_column(col) for col in comparison.columns]
     if settings is not None:
         from models.results.cost import row_cost
 
         costs = {row.key: row_cost(row, settings=settings) for row in comparison.rows}
+
+        def total(r: CompareRow) -> float | None:
+            cost = costs.get(r.key)
+            return cost.total_per_mtok if cost is not None else None
+
+        def total_text(r: CompareRow) -> str:
+            cost = costs.get(r.key)
+            if cost is None:
+                return "–"
+            return f"{cost.total_per_mtok:.4f}" + (" (est.)" if cost.energy_is_estimate else "")
+
         columns.append(Column(
-            f"Cost [{settings.currency} / 1M tokens]",
-            lambda r: costs[r.key].total_per_mtok if costs.get(r.key) else None, numeric=True,
-            show=lambda r: f"{costs[r.key].total_per_mtok:.4f}" + (" (est.)" if costs[r.key].energy_is_estimate
-                                                                   else "") if costs.get(r.key) else "–",
+            f"Cost [{settings.currency} / 1M tokens]", total, numeric=True, show=total_text,
             tip="Electricity plus the hardware's cost spread over its lifetime, per million generated tokens "
                 "(prices and lifetime from Settings).",
             cell_tip=lambda r: _cost_tip(costs.get(r.key))))

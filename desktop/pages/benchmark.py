@@ -330,7 +330,7 @@ class BenchmarkPage(Page):
         bools = {"1": True, "on": True, "yes": True, "true": True, "0": False, "off": False, "no": False,
                  "false": False}
         try:
-            mmap = [bools[word] for word in _words(f["use_mmap"])]
+            mmap: list[bool | None] = [bools[word] for word in _words(f["use_mmap"])]
         except KeyError:
             raise BenchmarkError("mmap: use 1 or 0.") from None
         sweep = BenchSweep(

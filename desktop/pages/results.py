@@ -206,7 +206,8 @@ class ResultsPage(Page):
         self.compare_table.set_rows(comparison.rows)
         self.compare_view.resizeColumnsToContents()
         while self.charts_layout.count():
-            old = self.charts_layout.takeAt(0).widget()
+            taken = self.charts_layout.takeAt(0)
+            old = taken.widget() if taken is not None else None
             if old is not None:
                 old.deleteLater()
         self.charts = comparison_charts(comparison, runs)  # the old one lingers until deleted: tests read this
@@ -277,8 +278,11 @@ class ResultsPage(Page):
             with self.ctx.open_store() as store:
                 return store.delete_runs(ids)
 
-        run_job(work, on_done=lambda count: (self.status.setText(f"Deleted {plural(count, 'run')}."),
-                                             self.ctx.changes.notify(Change.RESULTS)))
+        def done(count: int) -> None:
+            self.status.setText(f"Deleted {plural(count, 'run')}.")
+            self.ctx.changes.notify(Change.RESULTS)
+
+        run_job(work, on_done=done)
 
 
 PAGE = ResultsPage
