@@ -204,10 +204,10 @@ def _charts(runs: Sequence[RunRecord], comparison: Comparison) -> list[tuple[str
         keys = [c.key for c in comparison.columns if c.kind == "throughput"
                 and ("pg" if "+" in c.key else c.key[:2]) == kind]
         if keys:
-            series = [(key, [(r.cells[key].mean, r.cells[key].spread) if key in r.cells else None for r in rows])
-                      for key in keys]
+            bars = [(key, [(r.cells[key].mean, r.cells[key].spread) if key in r.cells else None for r in rows])
+                    for key in keys]
             charts.append((f"{name} per model ({', '.join(keys)})",
-                           _bars(labels, series, unit="tokens/s", title=f"{name} throughput per model")))
+                           _bars(labels, bars, unit="tokens/s", title=f"{name} throughput per model")))
     mib = 2**20
     fit = [(r.model, max((rec.result.fit_estimate.get("total", 0) for rec in runs if rec.id in r.run_ids),
                          default=0)) for r in rows]
