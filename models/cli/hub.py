@@ -7,12 +7,13 @@ import dataclasses
 import json
 import logging
 import sys
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from models.cli.jobs import run_cancellable
 from models.text import printable
+from models.units import fmt_bytes, fmt_speed
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,7 @@ def _emit(obj: Any) -> None:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"
+    return "?" if n is None else fmt_bytes(n)  # binary units, as everywhere (models.units)
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -127,27 +123,16 @@ def _download(args: argparse.Namespace) -> int:
         total = f"/{_size(p.bytes_total)}" if p.bytes_total else ""
         eta = f" ETA {p.eta_s:.0f}s" if p.eta_s is not None else ""
         print(f"\r{p.state.value:9} {printable(p.filename)[-40:]:40} {_size(p.bytes_done)}{total} "
-              f"{p.speed_bps / 1e6:.1f} MB/s{eta}   ", end="", file=sys.stderr, flush=True)
-
-    finished = threading.Event()
+              f"{fmt_speed(p.speed_bps)}{eta}   ", end="", file=sys.stderr, flush=True)
 
     def work() -> None:
         try:
             outcome["result"] = download(request, on_progress=progress, stop=stop)
-        except BaseException as error:  # handed to the main thread, which reports it
+        except Exception as error:  # reported below, after the progress line is ended (a pause included)
             outcome["error"] = error
-        finally:
-            finished.set()
 
-    # The transfer runs on a worker thread so Ctrl-C in the main thread becomes a clean pause. The main thread
-    # waits on an Event, not Thread.join: a join interrupted by Ctrl-C can wrongly report the thread finished.
-    threading.Thread(target=work, name="download", daemon=True).start()
-    try:
-        while not finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        stop.pause()
-        finished.wait()
+    # The transfer runs on a worker thread so Ctrl-C in the main thread becomes a clean pause.
+    run_cancellable(work, cancel=stop.pause, name="download", message="")
     if not args.json:
         print(file=sys.stderr)
     error = outcome.get("error")
