@@ -21,7 +21,7 @@ from models.child import child_env
 from models.bench.events import BenchEvent
 from models.bench.lifeline import PARENT_ENV
 from models.bench.record import blank_result
-from models.bench.spec import KV_TYPES, BenchJob, BenchResult, BenchSweep
+from models.bench.spec import BenchJob, BenchResult, BenchSweep, check_job
 
 log = logging.getLogger(__name__)
 
@@ -41,32 +41,6 @@ _SIGNAL_REASONS = {
     "SIGILL": "crashed (SIGILL); llama.cpp was built for CPU instructions this machine lacks",
     "SIGFPE": "crashed (SIGFPE, an arithmetic fault in native code)",
 }
-
-
-def check_job(job: BenchJob) -> str | None:
-    """Why a job cannot run (impossible parameters), or None; checked before any process starts."""
-    p = job.params
-    for name, value in (("threads", p.n_threads), ("n_batch", p.n_batch), ("n_ubatch", p.n_ubatch),
-                        ("repetitions", job.repetitions)):
-        if value < 1:
-            return f"{name} must be at least 1, got {value}."
-    if p.n_gpu_layers < -1:
-        return f"n_gpu_layers must be -1 (all) or more, got {p.n_gpu_layers}."
-    if p.n_ubatch > p.n_batch:
-        return f"n_ubatch ({p.n_ubatch}) cannot be larger than n_batch ({p.n_batch})."
-    for kind in (p.type_k, p.type_v):
-        if kind not in KV_TYPES:
-            return f"Unknown KV cache type {kind!r}; use one of {', '.join(KV_TYPES)}."
-    if p.flash_attn not in ("on", "off", "auto"):
-        return f"flash_attn must be on, off or auto, got {p.flash_attn!r}."
-    if not job.tests:
-        return "The job has no tests."
-    for test in job.tests:
-        if min(test.n_prompt, test.n_gen, test.n_depth) < 0 or test.n_prompt + test.n_gen == 0:
-            return f"Test {test.name!r} has impossible sizes (prompt {test.n_prompt}, gen {test.n_gen}, depth {test.n_depth})."
-    if job.ttft_prompt_tokens < 0:
-        return f"The TTFT prompt length must be at least 0, got {job.ttft_prompt_tokens}."
-    return None
 
 
 def death_message(returncode: int) -> str:

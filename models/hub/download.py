@@ -25,14 +25,15 @@ from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 from huggingface_hub import errors as hf_errors
 
 from models.hub import library
-from models.errors import DownloadError, HubError
 from models.text import has_control
+from models.errors import DownloadError, HubError
 from models.hub.repos import RemoteFile, file_checksums
 from models.hub.partial_lock import PartialLock
 from models.hub.reach import require_hub
 from models.paths import downloads_state_dir
-from models.hub.transfer import (DownloadCancelled, DownloadPaused, Meter, Part, StopToken, Transfer, friendly_error,
-                             gb)
+from models.hub.transfer import (DownloadCancelled, DownloadPaused, Meter, Part, StopToken, Transfer,
+                                  friendly_error)
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,9 @@ class _Runner:
             free = shutil.disk_usage(folder).free
             if free < need + margin:
                 raise DownloadError(
-                    f"Not enough free disk in {folder}: the download needs {gb(need)} plus a {gb(margin)} margin, "
-                    f"and {gb(free)} is free. Free some space, or choose another folder.")
+                    f"Not enough free disk in {folder}: the download needs {fmt_bytes(need)} plus a "
+                    f"{fmt_bytes(margin)} margin, and {fmt_bytes(free)} is free. Free some space, or choose another "
+                    "folder.")
 
     def fetch(self, part: Part, meter: Meter) -> str | None:
         """Bring the partial file to full size; returns its sha256 when the Hub gave one to check against."""

@@ -25,6 +25,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 from models.errors import DownloadError
 from models.hub.messages import hub_error_message
 from models.hub.repos import RemoteFile
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,11 +188,6 @@ def _retryable(error: Exception) -> bool:
         and response.status_code in _RETRY_STATUS
 
 
-def gb(n: int) -> str:
-    """A byte count for a message: GB from 0.1 GB up, MB below."""
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
-
-
 class _Incomplete(Exception):
     """Internal: an attempt ended before the file was complete; whether it moved forward decides what follows."""
 
@@ -343,8 +339,8 @@ class Transfer:
                     except OSError as error:
                         if error.errno == errno.ENOSPC:
                             raise DownloadError(
-                                f"The disk is full while writing {part.remote.filename} ({gb(have + got)} of "
-                                f"{gb(part.size)} done). The partial file is kept: free some space and run the "
+                                f"The disk is full while writing {part.remote.filename} ({fmt_bytes(have + got)} of "
+                                f"{fmt_bytes(part.size)} done). The partial file is kept: free some space and run the "
                                 "download again to resume.") from error
                         raise DownloadError(f"Cannot write {part.partial}: {error.strerror}") from error
                     view = view[written:]
