@@ -21,11 +21,15 @@ def test_the_starter_model_is_listed_and_one_click_benchmarks_it(window, qtbot, 
     assert page.picked() == [starter_model]
     assert "starter" in page.models.item(0).text()
     qtbot.mouseClick(page.findChild(type(page.run_button), "preset-quick"), Qt.MouseButton.LeftButton)
+    shown: list[str] = []  # what the State cell said at each change, as a user would read it
+    window.ctx.bench.changed.connect(lambda _item: shown.append(page.queue.data(page.queue.index(0, 1))))
     qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
     assert len(page.queue.rows) == 1
     item = page.queue.row(0)
     qtbot.waitUntil(lambda: item.state not in ("queued", RUNNING), timeout=180_000)
     assert item.state == DONE, item.message
+    # Repetitions counted from 1, as the CLI prints them (the GUI once said "rep 0/2").
+    assert any("pp64 rep 1/2" in text for text in shown) and not any("rep 0/" in text for text in shown)
     assert [r.test for r in item.results] == ["pp64", "tg16"]
     assert all(r.status == "ok" and r.avg_ts > 0 and len(r.samples_ts) == 2 for r in item.results)
     assert page.chart.count == 4  # every sample reached the live chart as it arrived
