@@ -14,6 +14,7 @@ from models.results.compare import CompareRow, Comparison, Stat, compare_runs
 from models.results.report_rows import REPORT_FORMAT, row_labels
 from models.results.store import RunRecord
 from models.settings import Settings
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def _machines(runs: Sequence[RunRecord]) -> str:
     for rec in seen.values():
         m = rec.machine
         gpus = ", ".join(str(g.get("name", g)) if isinstance(g, dict) else str(g) for g in m.get("gpus") or [])
-        ram = f"{int(m['ram_total']) / 2**30:.1f} GiB" if m.get("ram_total") else ""
+        ram = fmt_bytes(int(m["ram_total"])) if m.get("ram_total") else ""
         facts = [("CPU", m.get("cpu")), ("cores", m.get("cpu_cores")), ("RAM", ram), ("GPUs", gpus or "none"),
                  ("driver", m.get("gpu_driver")), ("OS", m.get("os")),
                  ("backends", ", ".join(m["backends"]) if isinstance(m.get("backends"), list) else m.get("backends")),
@@ -286,7 +287,7 @@ def _models(runs: Sequence[RunRecord]) -> str:
         seen.setdefault(rec.model.get("sha256") or f"{rec.model['file']}:{rec.model['size']}", rec.model)
     rows = [[escape(m["file"]), escape(m.get("repo") or "–"), escape(m.get("quant") or "–"),
              f"{m['n_params'] / 1e6:,.1f} M" if m.get("n_params") else "–",
-             f"{m['size'] / 2**20:,.1f} MiB" if m.get("size") else "–",
+             fmt_bytes(m["size"]) if m.get("size") else "–",
              f'<span class="tag">{escape((m.get("sha256") or "")[:12]) or "–"}</span>'] for m in seen.values()]
     return _table(["file", "repo", "quant", "parameters", "size", "sha256"], rows, 3)
 
@@ -313,7 +314,8 @@ def _comparison(comparison: Comparison) -> str:
                                        for c in chunk]
         rows = []
         for row, label in zip(comparison.rows, labels):
-            cells = [escape(label) + (' <span class="tag">baseline</span>' if row.is_baseline else ""),
+            cells = [escape(label) + (' <span class="tag">baseline</span>' if row.is_baseline else "")
+                     + (' <span class="tag">runs disagree</span>' if row.disagrees else ""),
                      escape(row.machine_label) + (' <span class="tag">imported</span>' if row.imported else "")]
             for col in chunk:
                 text = _cell(row.cells.get(col.key))
@@ -324,6 +326,12 @@ def _comparison(comparison: Comparison) -> str:
                 cells.append(text)
             rows.append(cells)
         tables.append(_table(head, rows, 2))
+    if comparison.repeats:
+        # Sittings of one configuration are separate rows; here is how far their means spread, and where
+        # they disagree beyond their own spreads.
+        items = "".join(f"<li>{'<b>' if s.disagree else ''}{escape(s.text())}{'</b>' if s.disagree else ''}</li>"
+                        for s in comparison.repeats)
+        tables.append(f'<p class="sub">Configurations run more than once (never pooled):</p><ul>{items}</ul>')
     return "".join(tables)
 
 
@@ -361,7 +369,8 @@ def _costs(comparison: Comparison, settings: Settings) -> str:
         even = (f"{format_tokens(cost.break_even_tokens_per_month)} tokens"
                 + ("" if cost.break_even_within_capacity else ' <span class="tag">beyond capacity</span>')
                 if cost.break_even_tokens_per_month is not None else "never (API cheaper than electricity)")
-        rows.append([escape(label), escape(row.machine_label), f"{cost.tokens_per_second:.1f}",
+        rows.append([escape(label), escape(row.machine_label),
+                     f'{cost.tokens_per_second:.1f} <span class="tag">{escape(cost.test)}</span>',
                      f"{cost.joules_per_token:.3f}{est}", _money(cost.energy_per_mtok, cur),
                      _money(cost.hardware_per_mtok, cur), f"<b>{_money(cost.total_per_mtok, cur)}</b>",
                      _money(cost.api_per_mtok, cur), even, f"{format_tokens(cost.capacity_tokens_per_month)}"])
@@ -372,7 +381,8 @@ def _costs(comparison: Comparison, settings: Settings) -> str:
     inputs = (f"Electricity {s.electricity_price_per_kwh:g} {s.currency}/kWh · hardware {s.hardware_cost:,.0f} "
               f"{s.currency} over {s.hardware_lifetime_years:g} years at {s.hardware_hours_per_day:g} h/day · "
               f"hosted API {s.api_price_per_mtok:g} {s.currency} per 1M tokens.")
-    return (f'<p class="sub">Per million generated tokens. {escape(inputs)}</p>'
+    return (f'<p class="sub">Per million generated tokens. {escape(inputs)} Rate and energy both from one '
+            'generation test per run: plain tg at the smallest depth, the longest one (named beside the rate).</p>'
             + _table(["model", "machine", "t/s", "J/token", "energy", "hardware", "total", "API",
                       "break-even per month", "capacity per month"], rows, 2))
 
