@@ -362,3 +362,19 @@ def test_downloads_open_benchmark_retry_clear_and_ask_before_deleting(window, qt
     assert page.table.rowCount() == 3
     qtbot.mouseClick(page.buttons["clear"], Qt.MouseButton.LeftButton)
     assert page.table.rowCount() == 0 and page.status.text().startswith("No downloads yet")
+
+
+def test_the_benchmark_page_refuses_a_file_that_is_not_a_model_as_it_is_given(window, qtbot, tiny_gguf: Path,
+                                                                             tmp_path: Path) -> None:
+    page = window.pages["benchmark"]
+    qtbot.waitUntil(lambda: page.models.count() >= 1, timeout=20_000)
+    before = page.models.count()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello world")
+    page.add_file(notes)
+    qtbot.waitUntil(lambda: page.error.text().startswith("Not added"), timeout=20_000)
+    assert "“notes.txt” is a text file (it begins “hello world”), not a GGUF model" in page.error.text()
+    assert page.models.count() == before  # nothing to fail at run time
+    page.add_file(tiny_gguf)
+    qtbot.waitUntil(lambda: page.models.count() == before + 1, timeout=20_000)
+    assert page.error.text() == "" and tiny_gguf in page.picked()
