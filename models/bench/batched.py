@@ -272,3 +272,40 @@ class BatchedBench:
             if on_row:
                 on_row(index, test, row)
         return rows
+
+
+def run_batched_job(bench: Any, plan: BatchedPlan, emit: Callable[..., None]) -> bool:
+    """In the worker, with the model loaded: one context whose n_seq_max is the widest batch, then every test;
+    each row goes out as a "batched" event as soon as it is measured. Returns True when every test ran."""
+    from models.bench.batched_output import record
+    from models.bench.setup import WorkerFailure
+
+    job, p = bench.job, bench.job.params
+    tests = plan.tests()
+    widest = max(t.n_parallel for t in tests)
+    ctx = bench.new_context(plan.context(), "the batched sweep", n_seq_max=widest, kv_unified=plan.kv_unified)
+    try:
+        runner = BatchedBench(bench.ll, ctx, n_vocab=bench.n_vocab, n_batch=p.n_batch, seed=job.seed)
+        settings = {"n_kv_max": runner.n_kv_max, "n_batch": p.n_batch, "n_ubatch": p.n_ubatch,
+                    "flash_attn": {"auto": -1, "off": 0, "on": 1}[p.flash_attn], "is_pp_shared": int(plan.pp_shared),
+                    "n_gpu_layers": p.n_gpu_layers, "n_threads": p.n_threads, "n_threads_batch": p.n_threads,
+                    "model_filename": str(job.model_path), "model_type": bench.info.get("model_type", ""),
+                    "build_commit": bench.info.get("build_commit", ""), "backends": bench.info.get("backends", ""),
+                    "kv_unified": int(plan.kv_unified)}
+        skipped: list[str] = []
+
+        def on_row(index: int, test: BatchedTest, row: BatchedRow | None) -> None:
+            label = f"pp{test.n_prompt}+tg{test.n_gen} x{test.n_parallel}"
+            if row is None:
+                skipped.append(label)
+            emit("batched", test=label, row=record(row.to_json(), settings) if row else None)
+            emit("progress", test=label, phase="run", rep=index, of=len(tests), fraction=(index + 1) / len(tests))
+            bench.memory()
+
+        try:
+            runner.run(tests, pp_shared=plan.pp_shared, kv_unified=plan.kv_unified, on_row=on_row)
+        except BatchedDecodeError as error:
+            raise WorkerFailure(str(error)) from error
+        return not skipped
+    finally:
+        bench.free_context(ctx)

@@ -130,3 +130,45 @@ class SlotScheduler:
             a.record.error = "cancelled"
         done = [r for r in records if r is not None]
         return done, max(0.0, last_finish - start)
+
+
+def run_load_job(bench: Any, plan: Any, emit: Callable[..., None]) -> bool:
+    """In the worker, with the model loaded: the capacity sweep (models.bench.capacity), each level on a fresh
+    context of one slot per person, each level's figures and request timings sent as a "load_level" event."""
+    from models.bench.capacity import run_sweep
+    from models.bench.setup import WorkerFailure
+
+    p = bench.job.params
+    levels = plan.levels()
+    done = {"levels": 0}
+
+    def level(concurrency: int, rate: float | None, shapes: list[RequestShape],
+              arrivals: list[float]) -> tuple[list[RequestRecord], float]:
+        slots = concurrency if rate is None else plan.serving_slots
+        longest = max(s.prompt_tokens + s.output_tokens for s in shapes)
+        if bench.n_ctx_train and longest > bench.n_ctx_train:
+            raise WorkerFailure(f"The profile's longest request needs {longest} tokens of context, beyond the model's "
+                                f"training context of {bench.n_ctx_train}.")
+        label = f"{slots} at once" + (f", {rate:g}/s" if rate is not None else "")
+        emit("progress", test=label, phase="run", rep=done["levels"], of=len(levels),
+             fraction=done["levels"] / len(levels))
+        # Each slot gets n_ctx / slots cells (llama.cpp's per-sequence share without a unified cache).
+        ctx = bench.new_context(slots * longest, label, n_seq_max=slots)
+        try:
+            scheduler = SlotScheduler(bench.ll, ctx, slots=slots, n_batch=p.n_batch, n_vocab=bench.n_vocab,
+                                      seed=bench.job.seed)
+            scheduler.warm_up()
+            try:
+                return scheduler.run(shapes, arrivals, closed_loop=rate is None)
+            except BatchedDecodeError as error:
+                raise WorkerFailure(str(error)) from error
+        finally:
+            bench.free_context(ctx)
+            bench.memory()
+
+    def on_level(summary: Any, records: list[RequestRecord]) -> None:
+        done["levels"] += 1
+        emit("load_level", summary=summary.to_json(), records=[r.to_json() for r in records])
+
+    run_sweep(plan, level, on_level=on_level)
+    return True

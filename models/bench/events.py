@@ -13,7 +13,7 @@ from models.bench.spec import BenchResult
 log = logging.getLogger(__name__)
 
 # Where the worker is inside a test; "done" closes each test (the worker always sent it; the old schema missed it).
-Phase = Literal["load", "warmup", "depth", "rep", "ttft", "done"]
+Phase = Literal["load", "warmup", "depth", "rep", "ttft", "done", "run"]
 PHASES: tuple[str, ...] = get_args(Phase)
 
 
@@ -164,8 +164,27 @@ class Quality(TypedEvent):
     result: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Batched(TypedEvent):
+    """One point of a batched sweep: its label, and its row (llama-batched-bench's keys plus the settings), or
+    None when the test needs more KV cells than the context holds (llama-batched-bench skips it too)."""
+
+    kind: ClassVar[str] = "batched"
+    test: str = ""
+    row: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LoadLevel(TypedEvent):
+    """One load level of a serving test: models.bench.serving.LoadSummary as JSON, and every request's timings."""
+
+    kind: ClassVar[str] = "load_level"
+    summary: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
 EVENT_TYPES: tuple[type[TypedEvent], ...] = (Started, Progress, Sample, Log, Memory, Result, Failure, Finished,
-                                              QualityChunk, Quality)
+                                              QualityChunk, Quality, Batched, LoadLevel)
 EVENT_KINDS: tuple[str, ...] = tuple(t.kind for t in EVENT_TYPES)
 _BY_KIND: dict[str, type[TypedEvent]] = {t.kind: t for t in EVENT_TYPES}
 EventKind = str  # one of EVENT_KINDS
@@ -182,6 +201,8 @@ def progress_text(event: Progress) -> str:
         step = "TTFT warmup" if event.rep == 0 else f"TTFT {event.rep}/{event.of}"
     elif event.phase == "load":
         step = "loading the model"
+    elif event.phase == "run":  # one point of a batched sweep or one load level
+        step = f"{event.rep + 1}/{event.of}"
     else:
         step = event.phase
     test = event.test if event.test and event.test != "ttft" else ""

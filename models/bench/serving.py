@@ -153,6 +153,15 @@ class LoadSummary:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoadSummary:
+        values = dict(data)
+        for name in ("ttft", "tpot", "itl", "e2e"):
+            values[name] = Distribution(**values[name])
+        values["slo"] = Slo(**values["slo"])
+        values["errors"] = list(values.get("errors", []))
+        return cls(**values)
+
 
 def summarize_load(records: Sequence[RequestRecord], *, duration_s: float, slo: Slo, concurrency: int,
                    rate: float | None = None) -> LoadSummary:

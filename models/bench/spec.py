@@ -5,9 +5,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import BenchmarkError
+
+if TYPE_CHECKING:  # the measuring methods' plans; imported when a job carries one (quality pulls in numpy)
+    from models.bench.batched import BatchedPlan
+    from models.bench.capacity import LoadPlan
+    from models.bench.quality import QualityPlan
 
 FlashAttn = Literal["on", "off", "auto"]
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -123,12 +128,30 @@ class BenchJob:
     numa: str = "disabled"
     prio: int = 0
     delay: int = 0
+    # Another measuring method instead of llama-bench's tests (at most one): llama-batched-bench's, a serving
+    # load test, or llama-perplexity's.
+    batched: BatchedPlan | None = None
+    load: LoadPlan | None = None
+    quality: QualityPlan | None = None
+
+    @property
+    def method(self) -> str:
+        """Which measuring method the worker runs: "tests" (llama-bench), "batched", "load" or "quality"."""
+        for name in ("batched", "load", "quality"):
+            if getattr(self, name) is not None:
+                return name
+        return "tests"
 
     def to_json(self) -> dict[str, Any]:
-        return {"model_path": str(self.model_path), "params": asdict(self.params),
+        data = {"model_path": str(self.model_path), "params": asdict(self.params),
                 "tests": [asdict(t) for t in self.tests], "repetitions": self.repetitions,
                 "ttft_prompt_tokens": self.ttft_prompt_tokens, "seed": self.seed, "numa": self.numa,
                 "prio": self.prio, "delay": self.delay}
+        for name in ("batched", "load", "quality"):
+            plan = getattr(self, name)
+            if plan is not None:
+                data[name] = plan.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchJob:
@@ -139,7 +162,25 @@ class BenchJob:
                    repetitions=int(data["repetitions"]),
                    ttft_prompt_tokens=int(data.get("ttft_prompt_tokens", 0)), seed=int(data.get("seed", 1234)),
                    numa=str(data.get("numa", "disabled")), prio=int(data.get("prio", 0)),
-                   delay=int(data.get("delay", 0)))
+                   delay=int(data.get("delay", 0)), **_plans(data))
+
+
+def _plans(data: dict[str, Any]) -> dict[str, Any]:
+    """The method plans a job's JSON carries, as their dataclasses."""
+    plans: dict[str, Any] = {}
+    if data.get("batched"):
+        from models.bench.batched import BatchedPlan
+
+        plans["batched"] = BatchedPlan.from_json(data["batched"])
+    if data.get("load"):
+        from models.bench.capacity import LoadPlan
+
+        plans["load"] = LoadPlan.from_json(data["load"])
+    if data.get("quality"):
+        from models.bench.quality import QualityPlan
+
+        plans["quality"] = QualityPlan.from_json(data["quality"])
+    return plans
 
 
 def check_job(job: BenchJob) -> str | None:
@@ -177,6 +218,11 @@ def check_job(job: BenchJob) -> str | None:
         return f"prio must be one of -1, 0, 1, 2, 3 (low .. realtime), got {job.prio}."
     if job.delay < 0:
         return f"delay must be at least 0 seconds, got {job.delay}."
+    plans = [plan for plan in (job.batched, job.load, job.quality) if plan is not None]
+    if len(plans) > 1:
+        return "A job runs one measuring method: batched, load or quality, not several."
+    if plans:
+        return plans[0].problem()
     if not job.tests:
         return "The job has no tests."
     for test in job.tests:

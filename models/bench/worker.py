@@ -100,7 +100,7 @@ class Bench:
             mparams.tensor_split = self._tensor_split
         if self.estimate is not None and p.use_mmap is False:
             try:
-                self.estimate.check_weights(job.tests[0], f"Reading {job.model_path.name} into memory (-mmp 0)")
+                self.estimate.check_weights(job.tests[0] if job.tests else BenchTest(1, 0), f"Reading {job.model_path.name} into memory (-mmp 0)")
             except BenchmarkError as error:
                 raise WorkerFailure(str(error)) from error
         fraction = cached_fraction(job.model_path)  # before the load: was the file already in the page cache?
@@ -126,7 +126,8 @@ class Bench:
         self.info.update(model_type=desc.value.decode("utf-8", "replace"), model_size=int(ll.llama_model_size(self.model)),
                          model_n_params=int(ll.llama_model_n_params(self.model)), load_ms=load_ns / 1e6)
 
-    def new_context(self, n_ctx: int, label: str, test: BenchTest | None = None) -> Any:
+    def new_context(self, n_ctx: int, label: str, test: BenchTest | None = None, *, n_seq_max: int = 1,
+                    kv_unified: bool = False) -> Any:
         ll, p = self.ll, self.job.params
         if self.estimate is not None:
             try:  # before llama.cpp allocates: a context the free memory cannot hold is refused with numbers
@@ -145,6 +146,8 @@ class Bench:
         cparams.swa_full = False  # as llama-bench sets it
         cparams.no_perf = not self.perf  # llama.cpp's own counters only for the overhead benchmark
         cparams.offload_kqv = not p.no_kv_offload
+        cparams.n_seq_max = n_seq_max  # several sequences for batched decoding and serving slots
+        cparams.kv_unified = kv_unified
         self.llog.start_section("context")
         ctx = ll.llama_init_from_model(self.model, cparams)
         if not ctx:
@@ -347,6 +350,12 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
                 bench.info.update(measure_ttft(bench, job.ttft_prompt_tokens))
             except BenchTestFailure as error:
                 emit("log", level="warning", message=f"Time to first token not measured: {error}")
+        method = {"batched": _run_batched, "load": _run_load, "quality": _run_quality}.get(job.method)
+        if method is not None:
+            ok = method(bench, emit)
+            llama_cpp.llama_model_free(bench.model)
+            emit("finished", ok=ok)
+            return 0
         ok = True
         for index, test in enumerate(job.tests):
             try:
@@ -369,6 +378,39 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
              log_tail=llog.tail() if llog else [])
         emit("finished", ok=False)
         return 1
+
+
+def _run_batched(bench: Bench, emit: Emitter) -> bool:
+    from models.bench.batched import run_batched_job
+
+    assert bench.job.batched is not None
+    return run_batched_job(bench, bench.job.batched, emit)
+
+
+def _run_load(bench: Bench, emit: Emitter) -> bool:
+    from models.bench.continuous import run_load_job
+
+    return run_load_job(bench, bench.job.load, emit)
+
+
+def _run_quality(bench: Bench, emit: Emitter) -> bool:
+    from models.bench.quality import quality_context, run_quality
+
+    job, p = bench.job, bench.job.params
+    assert job.quality is not None
+
+    def context(shape: Any) -> Any:
+        return quality_context(bench.ll, bench.model, shape, n_threads=p.n_threads, n_ubatch=p.n_ubatch,
+                               type_k=p.type_k, type_v=p.type_v, flash_attn=p.flash_attn,
+                               offload_kqv=not p.no_kv_offload)
+
+    try:
+        run_quality(bench.ll, bench.model, job.quality, n_batch=p.n_batch, emit=emit, context=context,
+                    meta={"model_filename": str(job.model_path), **{k: bench.info.get(k, "") for k in
+                          ("model_type", "build_commit", "backends")}})
+    except BenchmarkError as error:
+        raise WorkerFailure(str(error)) from error
+    return True
 
 
 def _read_job(args: argparse.Namespace) -> BenchJob:
