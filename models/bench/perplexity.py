@@ -241,9 +241,10 @@ class QualityRun:
             seconds=seconds, kld=kld.summary(ppl) if kld is not None else None,
             reference=str(job.reference.path) if job.reference is not None else "")
         if save_reference is not None:
-            result.reference = str(save_reference.finish({**(meta or {}), "ppl": result.ppl,
-                                                          "ppl_err": result.ppl_err,
-                                                          "token_sha256": result.token_sha256}))
+            summary_keys = ("ppl", "ppl_err", "nll", "bits_per_byte", "n_scored", "scored_bytes", "token_sha256",
+                            "n_tokens", "n_ctx", "n_chunk")
+            result.reference = str(save_reference.finish({**(meta or {}),
+                                                          **{k: getattr(result, k) for k in summary_keys}}))
         return result
 
     def _fill(self, batch: TokenBatch, tokens: np.ndarray, batch_start: int, size: int, pos0: int, n_seq: int,

@@ -134,27 +134,3 @@ def run_quality(ll: Any, model: Any, plan: QualityPlan, *, n_batch: int = 2048, 
         ll.llama_free(ctx)
     emit("quality", result={**(meta or {}), **result.to_json(), "text": name})
     return result
-
-
-def run_quality_job(bench: Any, emit: Emit) -> None:
-    """The worker's quality job, on its loaded model (models.bench.worker.Bench) with the job's parameters.
-
-    Raises BenchmarkError for a refusal; the worker reports it as the job's failure.
-    """
-    ll, job = bench.ll, bench.job
-    p = job.params
-    plan: QualityPlan = job.quality
-
-    def context(shape: QualityShape) -> Any:
-        return quality_context(ll, bench.model, shape, n_threads=p.n_threads, n_ubatch=p.n_ubatch,
-                               type_k=p.type_k, type_v=p.type_v, flash_attn=p.flash_attn,
-                               offload_kqv=not p.no_kv_offload)
-
-    info = bench.info
-    meta = {"model": str(job.model_path), "model_type": info.get("model_type", ""),
-            "model_size": info.get("model_size", 0), "model_n_params": info.get("model_n_params", 0),
-            "n_threads": p.n_threads, "n_gpu_layers": p.n_gpu_layers, "n_ubatch": p.n_ubatch,
-            "type_k": p.type_k, "type_v": p.type_v, "flash_attn": p.flash_attn,
-            "build_commit": info.get("build_commit", ""), "backends": info.get("backends", "")}
-    run_quality(ll, bench.model, plan, n_batch=p.n_batch, emit=emit, meta=meta, context=context)
-    bench.memory()
