@@ -41,7 +41,8 @@ class Settings:
     hardware_lifetime_years: float = _setting(4.0, "Hardware lifetime", "years", 0.1)
     hardware_hours_per_day: float = _setting(8.0, "Hours of use per day", "h/day", 0.1)
     system_power_watts: float = _setting(0.0, "System power under load (used where no sensor reads energy)", "W")
-    api_price_per_mtok: float = _setting(0.50, "Hosted API price", "{currency} per 1M tokens")
+    api_price_per_mtok: float = _setting(0.50, "Hosted API price, output tokens", "{currency} per 1M tokens")
+    api_input_price_per_mtok: float = _setting(0.10, "Hosted API price, input tokens", "{currency} per 1M tokens")
     default_threads: int = _setting(0, "Default threads (0: physical cores)", "threads")
     # Where the Benchmark page's Custom preset starts; each may be a comma list, swept like llama-bench's.
     bench_flash_attn: str = _setting("auto", "Flash attention", "", None, FLASH_ATTN_CHOICES)

@@ -258,11 +258,14 @@ class BatchedBench:
             t=total, speed=(prompt_tokens + pl * tg) / total if total > 0 else 0.0, is_pp_shared=pp_shared)
 
     def run(self, tests: Sequence[BatchedTest], *, pp_shared: bool = False, kv_unified: bool = False,
-            on_row: Callable[[int, BatchedTest, BatchedRow | None], None] | None = None) -> list[BatchedRow]:
+            on_row: Callable[[int, BatchedTest, BatchedRow | None], None] | None = None,
+            on_start: Callable[[int, BatchedTest], None] | None = None) -> list[BatchedRow]:
         """Warm up once, then every test in order; a test that does not fit is passed to on_row as None."""
         self.warm_up()
         rows: list[BatchedRow] = []
         for index, test in enumerate(tests):
+            if on_start:
+                on_start(index, test)
             if not self.fits(test, pp_shared=pp_shared, kv_unified=kv_unified):
                 if on_row:
                     on_row(index, test, None)
@@ -294,16 +297,21 @@ def run_batched_job(bench: Any, plan: BatchedPlan, emit: Callable[..., None]) ->
                     "kv_unified": int(plan.kv_unified)}
         skipped: list[str] = []
 
+        def label(test: BatchedTest) -> str:
+            return f"pp{test.n_prompt}+tg{test.n_gen} x{test.n_parallel}"
+
+        def on_start(index: int, test: BatchedTest) -> None:
+            emit("progress", test=label(test), phase="run", rep=index, of=len(tests), fraction=index / len(tests))
+
         def on_row(index: int, test: BatchedTest, row: BatchedRow | None) -> None:
-            label = f"pp{test.n_prompt}+tg{test.n_gen} x{test.n_parallel}"
             if row is None:
-                skipped.append(label)
-            emit("batched", test=label, row=record(row.to_json(), settings) if row else None)
-            emit("progress", test=label, phase="run", rep=index, of=len(tests), fraction=(index + 1) / len(tests))
+                skipped.append(label(test))
+            emit("batched", test=label(test), row=record(row.to_json(), settings) if row else None)
             bench.memory()
 
         try:
-            runner.run(tests, pp_shared=plan.pp_shared, kv_unified=plan.kv_unified, on_row=on_row)
+            runner.run(tests, pp_shared=plan.pp_shared, kv_unified=plan.kv_unified, on_row=on_row,
+                       on_start=on_start)
         except BatchedDecodeError as error:
             raise WorkerFailure(str(error)) from error
         return not skipped

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-ctv", "--cache-type-v", default="f16", metavar="TYPE", help="V cache type (f16)")
     add("-o", "--output", choices=FORMATS, default="md", help="output format (md)")
     add("--progress", action="store_true", help="print progress to stderr")
-    add("--no-save", dest="save", action="store_false", help="accepted for symmetry with bench; nothing is stored")
+    add("--no-save", dest="save", action="store_false",
+        help="do not keep the sweep in the results store (by default it is saved)")
     parser.set_defaults(handler=run_batched)
 
 
@@ -106,9 +108,23 @@ def run_batched(args: argparse.Namespace) -> int:
             print(f"tokenometer-batched: {event.data.get('test', '')} {event.data.get('phase', '')}",
                   file=sys.stderr, flush=True)
 
-    runner = BenchRunner(on_event=on_event)
+    recorder = None
+    if args.save:
+        from models.results.measurements import open_measurement_recorder
+
+        recorder = open_measurement_recorder(kind="batched", target="llama.cpp", model_path=job.model_path,
+                                             settings={"plan": job.batched.to_json(), "params": asdict(job.params)})
+
+    def relay(job_: Any, event: Any) -> None:
+        on_event(job_, event)
+        if recorder is not None:
+            recorder(job_, event)
+
+    runner = BenchRunner(on_event=relay)
     cancelled = run_cancellable(lambda: runner.run([job]), cancel=runner.cancel)
     printer.finish()
+    if recorder is not None and recorder.error is not None:
+        print(f"warning: the sweep was not saved: {recorder.error}", file=sys.stderr)
     for test in outcome["skipped"]:
         print(f"skipped {test}: it needs more KV cells than the context holds (raise -c)", file=sys.stderr)
     if cancelled:

@@ -73,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-fa", "--flash-attn", choices=("on", "off", "auto"), default="auto", help="flash attention (auto)")
     add("-o", "--output", choices=FORMATS, default="md", help="output format (md)")
     add("--progress", action="store_true", help="print progress to stderr")
+    add("--no-save", dest="save", action="store_false",
+        help="do not keep the load test in the results store (by default it is saved)")
     parser.set_defaults(handler=run_load)
 
 
@@ -133,6 +135,9 @@ def run_load(args: argparse.Namespace) -> int:
 
         cancelled = run_cancellable(work, cancel=stop.set)
         machine = args.endpoint
+        if args.save and summaries:
+            _save_endpoint(plan, endpoint, summaries, sentence=capacity_sentence(
+                summaries, model=str(context["model"]), machine=machine), cancelled=cancelled)
     else:
         from models.bench.runner import BenchRunner
         from models.bench.spec import check_job
@@ -163,10 +168,30 @@ def run_load(args: argparse.Namespace) -> int:
                 print(f"tokenometer-load: {event.data.get('test', '')} {event.data.get('phase', '')}",
                       file=sys.stderr, flush=True)
 
-        runner = BenchRunner(on_event=on_event)
+        recorder = None
+        if args.save:
+            from dataclasses import asdict
+
+            from models.results.measurements import open_measurement_recorder
+
+            recorder = open_measurement_recorder(
+                kind="load", target="llama.cpp", model_path=model,
+                settings={"plan": plan.to_json(), "params": asdict(params)},
+                answer=lambda m: capacity_sentence(summaries, model=model.name, machine="this machine"))
+
+        def relay(job_: Any, event: Any) -> None:
+            on_event(job_, event)
+            if recorder is not None:
+                recorder(job_, event)
+
+        runner = BenchRunner(on_event=relay)
         cancelled = run_cancellable(lambda: runner.run([job]), cancel=runner.cancel)
         machine = "this machine"
+        if recorder is not None and recorder.error is not None:
+            print(f"warning: the load test was not saved: {recorder.error}", file=sys.stderr)
     printer.finish(capacity_sentence(summaries, model=str(context["model"]), machine=machine))
+    if summaries and args.output == "md" and not args.endpoint:
+        _print_cost(summaries)
     if cancelled:
         return 130
     if failure:
@@ -176,3 +201,36 @@ def run_load(args: argparse.Namespace) -> int:
         print(f"error: no request succeeded: {'; '.join(summaries[0].errors) or 'no answer'}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_cost(summaries: list[Any]) -> None:
+    """The cost of a million tokens at the load the answer names, against the API's prices in the settings."""
+    from models.results.load_cost import capacity_cost
+    from models.settings import load_settings
+
+    cost = capacity_cost(summaries, load_settings())
+    if cost is None:
+        print("Cost at that load: not known (no load met the SLO, or no power figure: set the system's watts in "
+              "Settings where no energy sensor is readable).")
+    else:
+        print(f"Cost at that load: {cost.describe()}")
+
+
+def _save_endpoint(plan: Any, endpoint: Any, summaries: list[Any], *, sentence: str, cancelled: bool) -> None:
+    """Keep a load test against a server in the results store (its machine is this one, the client)."""
+    from dataclasses import asdict
+
+    from models.errors import StoreError
+    from models.machine.hardware import machine_fingerprint
+    from models.results.measurements import Measurement, record_measurement
+    from models.results.store import ResultsStore
+
+    settings = {"plan": plan.to_json(), "endpoint": {k: v for k, v in asdict(endpoint).items() if k != "api_key"}}
+    measurement = Measurement(kind="load", target=endpoint.path, settings=settings, answer=sentence,
+                              data={"levels": [s.to_json() for s in summaries]}, machine=machine_fingerprint(),
+                              status="cancelled" if cancelled else "ok")
+    try:
+        with ResultsStore() as store:
+            record_measurement(store, measurement)
+    except StoreError as error:
+        print(f"warning: the load test was not saved: {error}", file=sys.stderr)

@@ -72,6 +72,30 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN imported_at TEXT NOT NULL DEFAULT '';
     CREATE INDEX runs_machine ON runs(machine_ref);
     """,
+    # 2 -> 3: measurements by other methods than llama-bench's tests (batched decoding, serving load, quality),
+    # each one sweep: its settings, its rows or levels as JSON, and the one-line answer.
+    """
+    CREATE TABLE measurements (
+        id INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('batched', 'load', 'quality')),
+        machine_ref INTEGER NOT NULL REFERENCES machines(id),
+        model_ref INTEGER REFERENCES models(id),
+        target TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'failed', 'cancelled')),
+        error TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL DEFAULT '',
+        ended_at TEXT NOT NULL DEFAULT '',
+        settings TEXT NOT NULL DEFAULT '{}',
+        data TEXT NOT NULL DEFAULT '{}',
+        answer TEXT NOT NULL DEFAULT '',
+        energy_j REAL,
+        energy_seconds REAL,
+        energy_source TEXT NOT NULL DEFAULT '',
+        energy_is_estimate INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX measurements_kind ON measurements(kind, started_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -297,8 +297,11 @@ class ResultsStore:
         with self._write("delete runs"):
             marks = ",".join("?" * len(id_list))
             count = self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", id_list).rowcount
-            self._db.execute("DELETE FROM models WHERE id NOT IN (SELECT model_ref FROM runs)")
-            self._db.execute("DELETE FROM machines WHERE id NOT IN (SELECT machine_ref FROM runs)")
+            # Models and machines a measurement (models.results.measurements) still names stay.
+            self._db.execute("DELETE FROM models WHERE id NOT IN (SELECT model_ref FROM runs UNION "
+                             "SELECT model_ref FROM measurements WHERE model_ref IS NOT NULL)")
+            self._db.execute("DELETE FROM machines WHERE id NOT IN (SELECT machine_ref FROM runs UNION "
+                             "SELECT machine_ref FROM measurements)")
         return count
 
     # -- reading --
