@@ -1,4 +1,4 @@
-"""The headless commands (`tokenometer bench|search|files|download|models|hardware|fit|runs|compare|report|import|rpc-server|rpc-probe`)."""
+"""The headless commands (`tokenometer bench|batched|load|quality|search|files|download|models|hardware|fit|runs|compare|report|import|rpc-server|rpc-probe`)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from models.text import printable
 log = logging.getLogger(__name__)
 
 # Each module adds its own subcommands; one module per area keeps this file from growing.
+from models.cli import batched as _batched  # noqa: E402
 from models.cli import bench as _bench  # noqa: E402
 from models.cli import hub as _hub  # noqa: E402
+from models.cli import load as _load  # noqa: E402
 from models.cli import machine as _machine  # noqa: E402
+from models.cli import quality as _quality  # noqa: E402
 from models.cli import results as _results  # noqa: E402
 from models.cli import rpc as _rpc  # noqa: E402
 
-_COMMAND_MODULES = (_bench, _hub, _machine, _results, _rpc)
+_COMMAND_MODULES = (_bench, _batched, _load, _quality, _hub, _machine, _results, _rpc)
 
 
 def build_parser() -> argparse.ArgumentParser:
