@@ -157,9 +157,12 @@ def chart_labels(rows: Sequence[CompareRow], runs: Sequence[Any] = ()) -> tuple[
         machine = [short_name(row.machine_label, 16)] if len(machines) > 1 else []
         model = [short_name(file, 20)] if len(files) > 1 else []
         model += [short_name(place.split("/")[-1], 16)] if place else []
+        # The same configuration in several sittings: the sitting's start time tells them apart.
+        when = [row.started_at[11:16]] if row.repeats > 1 and row.started_at else []
         # Nothing differs but the run itself: the file names it.
-        short.append(" · ".join(model + settings + machine) or short_name(file, 28))
-        full.append(" · ".join([file + (f" from {place}" if place else "")] + settings + [row.machine_label]))
+        short.append(" · ".join(model + settings + machine + when) or short_name(file, 28))
+        full.append(" · ".join([file + (f" from {place}" if place else "")] + settings + [row.machine_label]
+                               + ([row.sitting] if row.repeats > 1 else [])))
     return unique_short(short, LABEL_LIMIT), full
 
 

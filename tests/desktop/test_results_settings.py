@@ -222,3 +222,22 @@ def test_results_fit_a_1024_by_700_screen_with_rows_to_read(window, qtbot) -> No
     assert all(frozen.isColumnHidden(c) for c in range(1, page.runs.columnCount()))
     page.view.verticalScrollBar().setValue(page.view.verticalScrollBar().maximum())
     assert frozen.verticalScrollBar().value() == page.view.verticalScrollBar().value() > 0
+
+
+def test_two_sittings_of_one_configuration_keep_apart_names_in_the_charts() -> None:
+    from desktop.compare_view import chart_labels
+    from models.results.compare import compare_runs
+    from models.results.store import ResultsStore
+
+    machine = {"machine_id": "m1", "cpu": "Test CPU", "gpus": []}
+    with ResultsStore() as store:
+        for sitting in ("job-a", "job-b"):
+            store.record_result(BenchResult(model_filename="/models/a-Q4_0.gguf", model_size=1 << 20, test="tg16",
+                                            n_gen=16, n_threads=2, avg_ts=90.0, samples_ts=[89.0, 90.0, 91.0],
+                                            test_time="2026-01-01T00:00:00Z"), machine=machine, job=sitting)
+        runs = store.list_runs()
+    comparison = compare_runs(runs)
+    assert len(comparison.rows) == 2 and all(row.repeats == 2 for row in comparison.rows)
+    short, full = chart_labels(comparison.rows, runs)
+    assert len(set(short)) == 2 and all(row.started_at[11:16] in name for row, name in zip(comparison.rows, short))
+    assert all(row.sitting in tip for row, tip in zip(comparison.rows, full))
