@@ -101,9 +101,10 @@ def kld_rows(logits: np.ndarray, targets: np.ndarray, base: np.ndarray, kld: Kld
     """perplexity.cpp's log_softmax(n_vocab, logits, base_log_prob, tok, kld) for a block of rows."""
     n, n_vocab = logits.shape
     rows = np.arange(n)
-    max_logit = logits.max(axis=1)
     imax = logits.argmax(axis=1)  # the first maximum, as its strict > loop finds it
-    sum_exp = np.exp(logits - max_logit[:, None]).sum(axis=1, dtype=np.float64)
+    max_logit = logits[rows, imax]
+    shifted = np.subtract(logits, max_logit[:, None])
+    sum_exp = np.exp(shifted, out=shifted).sum(axis=1, dtype=np.float64)
     log_sum_exp = np.log(sum_exp).astype(np.float32)
     nll = (max_logit + log_sum_exp - logits[rows, targets]).astype(np.float32)
     head = np.ascontiguousarray(base[:, :4]).view(np.float32)
@@ -111,11 +112,18 @@ def kld_rows(logits: np.ndarray, targets: np.ndarray, base: np.ndarray, kld: Kld
     q = base[:, 4:4 + n_vocab]
     nll_base = -(scale * q[rows, targets].astype(np.float32) + min_log_prob)
     top = max_logit + log_sum_exp
-    p_log_base = scale[:, None] * q.astype(np.float32) + min_log_prob[:, None]
     imax_base = q.argmax(axis=1)  # scale >= 0: the largest q is the largest log p (index 0 when all equal)
+    # Only reference entries with log p > -16 count (most of a vocabulary is far below): find them in q's units
+    # with a step of margin, then apply llama.cpp's exact float test to those alone.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.where(scale > 0, (np.float32(-LOG_RANGE) - min_log_prob) / scale, -1.0)
+    near = np.floor(step) - 1
+    r, c = np.nonzero(q > np.minimum(near, 65535)[:, None])
+    p_log_base = scale[r] * q[r, c].astype(np.float32) + min_log_prob[r]
     keep = p_log_base > np.float32(-LOG_RANGE)
-    term = np.exp(p_log_base) * (p_log_base - logits + top[:, None])
-    values = np.where(keep, term, np.float32(0.0)).sum(axis=1, dtype=np.float64)
+    r, c, p_log_base = r[keep], c[keep], p_log_base[keep]
+    term = np.exp(p_log_base) * (p_log_base - logits[r, c] + top[r])
+    values = np.bincount(r, weights=term.astype(np.float64), minlength=n)
     p_diff = (np.exp(-nll) - np.exp(-nll_base)).astype(np.float32)
 
     ppl.add(nll)
