@@ -87,9 +87,13 @@ def _model(record: RunRecord) -> str:
     return record.result.model_sha256 or Path(record.result.model_path).name
 
 
-def table(store_path: Path, *, history_models: int, threads: int | None) -> int:
-    bandwidth = machine_bandwidth(threads=threads)
-    print(f"bandwidth: {bandwidth.summary()}")
+def table(store_path: Path, *, history_models: int, threads: int | None, names: list[str] | None = None,
+          measure: bool = False) -> int:
+    from models.machine.hardware import probe_cpu
+
+    bandwidth = machine_bandwidth(threads=threads, refresh=measure)
+    l3 = probe_cpu([]).caches.get("L3", 0)
+    print(f"bandwidth: {bandwidth.summary()}; L3 {l3 / 2**20:.0f} MiB")
     with ResultsStore(store_path, create=False) as store:
         records = list(reversed(store.list_runs()))  # oldest first
     gens = [r for r in records if r.result.status == "ok" and r.result.n_gen > 0 and r.result.n_prompt == 0]
@@ -98,7 +102,11 @@ def table(store_path: Path, *, history_models: int, threads: int | None) -> int:
     print(f"{'model':<40} {'test':<10} {'measured':>9} {'predicted':>16} {'error':>7} {'limit':>8} {'of limit':>8} basis")
     for record in gens:
         r, model = record.result, _model(record)
-        if history_models:
+        if names:
+            basis = [m for m in order if any(n in m for n in names)]
+            if model in basis:
+                continue
+        elif history_models:
             basis = order[:history_models]
             if model in basis:
                 continue
@@ -112,7 +120,7 @@ def table(store_path: Path, *, history_models: int, threads: int | None) -> int:
             continue
         p = predict_speed(header, bandwidth, history=history, machine_id=str(record.machine.get("machine_id", "")),
                           n_gpu_layers=r.n_gpu_layers, gpu=bool(r.gpu_info) and r.n_gpu_layers != 0,
-                          n_depth=r.n_depth, n_gen=r.n_gen, type_k=r.type_k, type_v=r.type_v)
+                          n_depth=r.n_depth, n_gen=r.n_gen, type_k=r.type_k, type_v=r.type_v, cache_bytes=l3)
         if p.tg <= 0:
             print(f"{Path(r.model_path).name:<40} not predicted: {'; '.join(p.notes)}")
             continue
@@ -120,7 +128,7 @@ def table(store_path: Path, *, history_models: int, threads: int | None) -> int:
         errors.append(error)
         share = bandwidth_share(r, bandwidth, header=header) or 0.0
         print(f"{Path(r.model_path).name:<40} {r.test or '':<10} {r.avg_ts:9.2f} {p.tg:8.2f} ± {p.tg_spread:5.2f} "
-              f"{error:+7.1%} {p.tg_ceiling:8.1f} {share:8.0%} {p.n_models} models")
+              f"{error:+7.1%} {p.tg_ceiling:8.1f} {share:8.0%} {p.n_models} models, {p.kind}")
     if not errors:
         print("no generation results to check")
         return 1
@@ -135,6 +143,9 @@ def main() -> int:
     parser.add_argument("--store", type=Path, default=None, help="results store (default: the app's)")
     parser.add_argument("--history", type=int, default=0,
                         help="learn from the first N models measured and predict the others (default: leave one out)")
+    parser.add_argument("--history-names", default="",
+                        help="learn from the models whose file name contains one of these (comma list)")
+    parser.add_argument("--measure", action="store_true", help="measure the bandwidth again first")
     parser.add_argument("--quants", type=Path, help="make quants of this GGUF into --out")
     parser.add_argument("--make-models", type=Path, help="write random llama models of three sizes here")
     parser.add_argument("--out", type=Path, default=Path("/tmp/quants"))
@@ -153,7 +164,8 @@ def main() -> int:
         models += make_models(args.make_models)
     if args.bench and models:
         bench(models, store, threads=args.threads or default_threads(), repetitions=args.repetitions)
-    return table(store, history_models=args.history, threads=args.threads)
+    names = [n for n in args.history_names.split(",") if n]
+    return table(store, history_models=args.history, threads=args.threads, names=names, measure=args.measure)
 
 
 if __name__ == "__main__":

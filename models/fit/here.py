@@ -49,4 +49,4 @@ def predict_here(header: GGUFHeader, hardware: HardwareInfo, *, n_gpu_layers: in
     machine_id, runs = this_machine_history()
     return predict_speed(header, bandwidth, history=runs, machine_id=machine_id, n_gpu_layers=n_gpu_layers,
                          gpu=gpu_usable(hardware), n_depth=n_depth, n_gen=n_gen, n_prompt=n_prompt, type_k=type_k,
-                         type_v=type_v, cpu_flags=hardware.cpu.flags)
+                         type_v=type_v, cpu_flags=hardware.cpu.flags, cache_bytes=hardware.cpu.caches.get("L3", 0))

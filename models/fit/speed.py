@@ -30,10 +30,13 @@ log = logging.getLogger(__name__)
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 _KV_PAD = 256  # llama.cpp reads the KV cache in steps of 256 cells (llama_kv_cache::get_padding)
-# Priors before any result on this machine: llama.cpp's CPU matmuls reach about 3/4 of a STREAM-like read on
-# a large model, a GPU about 4/5 of its data-sheet peak; each layer then costs some fixed time per token.
-_PRIOR_A = {"cpu": 1 / 0.75, "gpu": 1 / 0.8, "partial": 1 / 0.75}
-_PRIOR_LAYER_S = {"cpu": 20e-6, "gpu": 8e-6, "partial": 20e-6}
+# Priors before any result on this machine: llama.cpp's CPU matmuls reach about 85% of our threaded read test
+# on a model far larger than the caches (77-110% seen on a 16-core Xeon, benchmarks/predict_check.py), a GPU
+# about 4/5 of its data-sheet peak; a model that the last-level cache largely holds beats RAM's bandwidth
+# ("cpu-cache": 120-165% seen there). Each layer then costs some fixed time per token.
+_PRIOR_A = {"cpu": 1 / 0.85, "cpu-cache": 1 / 1.4, "gpu": 1 / 0.8, "partial": 1 / 0.8}
+_PRIOR_LAYER_S = {"cpu": 20e-6, "cpu-cache": 20e-6, "gpu": 8e-6, "partial": 20e-6}
+_CACHE_RESIDENT = 1.5  # CPU bytes per token up to this many times the L3 size: read partly from the cache
 _PRIOR_WEIGHT = 0.01  # how strongly the priors hold against the history (in squared relative error)
 _PRIOR_SPREAD = 0.40  # the relative uncertainty with no history at all
 # Per-core matmul throughput for prompt processing with no history, by the widest SIMD the CPU has.
@@ -69,6 +72,12 @@ class TokenTraffic:
         """Where the bytes live: "cpu", "gpu" or "partial" (each learns its own correction)."""
         return "partial" if self.cpu and self.gpu and self.weights_cpu > self.weights_gpu // 50 else \
             "gpu" if self.gpu else "cpu"
+
+    def regime(self, cache_bytes: int = 0) -> str:
+        """`kind`, with "cpu-cache" for a CPU model small enough that the L3 cache serves much of it."""
+        if self.kind == "cpu" and cache_bytes and self.cpu <= _CACHE_RESIDENT * cache_bytes:
+            return "cpu-cache"
+        return self.kind
 
     def seconds_at(self, bandwidth: MachineBandwidth) -> float | None:
         """The time the bytes take at full bandwidth (the devices read one after the other, layer by layer)."""
@@ -249,8 +258,8 @@ def fit_correction(samples: Iterable[SpeedSample], *, kind: str) -> Correction:
     return Correction(kind=kind, a=a, layer_s=c, spread=spread, n_samples=len(mine), n_models=len(models))
 
 
-def history_samples(records: Iterable[RunRecord], bandwidth: MachineBandwidth, *,
-                    machine_id: str = "") -> list[SpeedSample]:
+def history_samples(records: Iterable[RunRecord], bandwidth: MachineBandwidth, *, machine_id: str = "",
+                    cache_bytes: int = 0) -> list[SpeedSample]:
     """Generation results of this machine (`machine_id`, else every record) as samples for fit_correction."""
     headers: dict[str, Any] = {}
     out: list[SpeedSample] = []
@@ -266,7 +275,7 @@ def history_samples(records: Iterable[RunRecord], bandwidth: MachineBandwidth, *
         traffic = traffic_for_result(r, header=headers[key])
         seconds = traffic.seconds_at(bandwidth)
         if seconds:
-            out.append(SpeedSample(model=r.model_sha256 or Path(key).name, kind=traffic.kind,
+            out.append(SpeedSample(model=r.model_sha256 or Path(key).name, kind=traffic.regime(cache_bytes),
                                    seconds_at_bandwidth=seconds, n_layer=traffic.n_layer or 1,
                                    measured_ts=r.avg_ts, n_threads=r.n_threads))
     return out
@@ -345,18 +354,23 @@ def _pp_rates(records: Iterable[RunRecord], machine_id: str, kind_of: dict[str, 
 def predict_speed(header: GGUFHeader, bandwidth: MachineBandwidth, *, history: Iterable[RunRecord] = (),
                   machine_id: str = "", n_gpu_layers: int = 0, gpu: bool = False, n_depth: int = 0,
                   n_gen: int = 128, n_prompt: int = 512, type_k: str = "f16", type_v: str = "f16",
-                  threads: int = 0, cpu_flags: Iterable[str] = ()) -> SpeedPrediction:
-    """tgN and ppN predicted for this machine, corrected by its history (RunRecords; only read)."""
+                  threads: int = 0, cpu_flags: Iterable[str] = (), cache_bytes: int = 0) -> SpeedPrediction:
+    """tgN and ppN predicted for this machine, corrected by its history (RunRecords; only read).
+
+    `cache_bytes` (the L3 size, CpuInfo.caches) keeps models the cache largely holds apart from the others:
+    each learns from its own kind only.
+    """
     records = list(history)
     traffic = token_traffic(header, n_gpu_layers=n_gpu_layers, gpu=gpu, n_depth=n_depth, n_gen=n_gen,
                             type_k=type_k, type_v=type_v)
-    out = SpeedPrediction(bytes_per_token=traffic.total, kind=traffic.kind)
+    out = SpeedPrediction(bytes_per_token=traffic.total, kind=traffic.regime(cache_bytes))
     seconds = traffic.seconds_at(bandwidth)
     if seconds is None:
         missing = "GPU" if traffic.gpu and bandwidth.gpu_peak <= 0 else "CPU"
         out.notes.append(f"{missing} memory bandwidth not measured: speed not predicted")
     else:
-        correction = fit_correction(history_samples(records, bandwidth, machine_id=machine_id), kind=traffic.kind)
+        samples = history_samples(records, bandwidth, machine_id=machine_id, cache_bytes=cache_bytes)
+        correction = fit_correction(samples, kind=out.kind)
         out.tg_ceiling = 1.0 / seconds
         out.tg = 1.0 / correction.seconds(seconds, traffic.n_layer or 1)
         # A relative spread as a factor either way: a 100% spread never gives a negative low end.

@@ -109,7 +109,7 @@ def _default_threads() -> int:
 
 
 def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int = DEFAULT_BUFFER,
-                          repeats: int = 5) -> CpuBandwidth:
+                          repeats: int = 10) -> CpuBandwidth:
     """Read and copy bandwidth of RAM with `threads` threads, each over its own block of `buffer_bytes / threads`.
 
     numpy releases the GIL inside a reduction or a copy of a large array, so the threads run in parallel.
@@ -279,7 +279,7 @@ def save_bandwidth(bandwidth: MachineBandwidth) -> Path:
 
 
 def machine_bandwidth(*, refresh: bool = False, measure: bool = True, threads: int | None = None,
-                      buffer_bytes: int = DEFAULT_BUFFER, repeats: int = 5) -> MachineBandwidth:
+                      buffer_bytes: int = DEFAULT_BUFFER, repeats: int = 10) -> MachineBandwidth:
     """This machine's bandwidth: the stored measurement, else (`measure`) a new one that is then stored.
 
     GPUs are read from NVML every time (cheap, and a driver update can change the clocks).

@@ -148,3 +148,20 @@ def test_no_bandwidth_no_prediction(starter_model: Path) -> None:
     assert p.tg == 0 and p.text() == "speed not predicted" and "CPU memory bandwidth not measured" in p.notes[0]
     gpu = predict_speed(h, CPU_BW, n_gpu_layers=-1, gpu=True)
     assert gpu.tg == 0 and "GPU memory bandwidth not measured" in gpu.notes[0]
+
+
+def test_models_the_cache_holds_learn_apart(tmp_path: Path, starter_model: Path) -> None:
+    h = read_model_header(starter_model)
+    t = token_traffic(h)
+    assert t.regime() == "cpu" and t.regime(cache_bytes=t.cpu) == "cpu-cache"
+    assert t.regime(cache_bytes=t.cpu // 2) == "cpu"  # twice the cache: read from RAM
+    # A small model measured far above the RAM limit says nothing about a large one, and the reverse.
+    with ResultsStore(tmp_path / "r.sqlite3") as store:
+        ceiling = t.ceiling(CPU_BW)
+        assert ceiling is not None
+        _record(store, starter_model, ceiling * 1.5)
+        records = store.list_runs()
+    small = predict_speed(h, CPU_BW, history=records, machine_id="this", cache_bytes=t.cpu)
+    large = predict_speed(h, CPU_BW, history=records, machine_id="this", cache_bytes=t.cpu // 4)
+    assert small.kind == "cpu-cache" and small.n_models == 1
+    assert large.kind == "cpu" and large.n_models == 0
