@@ -36,7 +36,8 @@ _KV_PAD = 256  # llama.cpp reads the KV cache in steps of 256 cells (llama_kv_ca
 # ("cpu-cache": 120-165% seen there). Each layer then costs some fixed time per token.
 _PRIOR_A = {"cpu": 1 / 0.85, "cpu-cache": 1 / 1.4, "gpu": 1 / 0.8, "partial": 1 / 0.8}
 _PRIOR_LAYER_S = {"cpu": 20e-6, "cpu-cache": 20e-6, "gpu": 8e-6, "partial": 20e-6}
-_CACHE_RESIDENT = 1.5  # CPU bytes per token up to this many times the L3 size: read partly from the cache
+_CACHE_RESIDENT = 1.0  # CPU bytes per token up to the L3 size: read partly from the cache (a 300 MiB L3:
+# 150 MiB models ran at 68-151% of the RAM limit, 290 MiB and larger at 83-106%)
 _PRIOR_WEIGHT = 0.01  # how strongly the priors hold against the history (in squared relative error)
 _PRIOR_SPREAD = 0.40  # the relative uncertainty with no history at all
 # Per-core matmul throughput for prompt processing with no history, by the widest SIMD the CPU has.
