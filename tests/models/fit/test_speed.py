@@ -162,7 +162,7 @@ def test_models_the_cache_holds_learn_apart(tmp_path: Path, starter_model: Path)
         _record(store, starter_model, ceiling * 1.5)
         records = store.list_runs()
     tiny = read_gguf_header(write_model(tmp_path / "tiny.gguf", Shape()))
-    cache = 4 << 20  # holds the tiny model, not the starter
+    cache = 16 << 20  # holds the tiny model, not the starter
     small = predict_speed(tiny, CPU_BW, history=records, machine_id="this", cache_bytes=cache)
     large = predict_speed(h, CPU_BW, history=records, machine_id="this", cache_bytes=cache)
     assert small.kind == "cpu-cache" and small.n_models == 0
