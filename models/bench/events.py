@@ -183,8 +183,25 @@ class LoadLevel(TypedEvent):
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class AnswerPiece(TypedEvent):
+    """Text of an answer as it streams: the piece the n-th generated token adds (models.bench.answers)."""
+
+    kind: ClassVar[str] = "answer_piece"
+    text: str = ""
+    n: int = 0
+
+
+@dataclass(frozen=True)
+class Answer(TypedEvent):
+    """One model's answer to the prompt: models.bench.answers.Answer as JSON, with the prompt and the model."""
+
+    kind: ClassVar[str] = "answer"
+    result: dict[str, Any] = field(default_factory=dict)
+
+
 EVENT_TYPES: tuple[type[TypedEvent], ...] = (Started, Progress, Sample, Log, Memory, Result, Failure, Finished,
-                                              QualityChunk, Quality, Batched, LoadLevel)
+                                              QualityChunk, Quality, AnswerPiece, Answer, Batched, LoadLevel)
 EVENT_KINDS: tuple[str, ...] = tuple(t.kind for t in EVENT_TYPES)
 _BY_KIND: dict[str, type[TypedEvent]] = {t.kind: t for t in EVENT_TYPES}
 EventKind = str  # one of EVENT_KINDS

@@ -9,6 +9,7 @@ import pytest
 
 from models.bench.events import (EVENT_KINDS, EVENT_TYPES, PHASES, BenchEvent, Failure, Finished, Log, Memory,
                                  Progress, Quality, QualityChunk, Result, Sample, Started, progress_text)
+from models.bench.events import Answer, AnswerPiece, Batched, LoadLevel
 from models.bench.runner import BenchRunner
 from models.bench.spec import BenchJob, BenchResult, BenchTest
 
@@ -26,12 +27,16 @@ EXAMPLES = (
     Finished(ok=True),
     QualityChunk(chunk=1, of=4, fraction=0.25, ppl=10.5, ppl_err=1.2, nll=2.35, kld=0.1, same_top=0.9),
     Quality(result={"ppl": 10.5, "kld": None}),
+    AnswerPiece(text=" light", n=3),
+    Answer(result={"text": "A beacon of light", "ttft_ms": 12.5, "sampling": {"seed": 1234}}),
+    Batched(test="pp128+tg128x4", row={"pl": 4}),
+    LoadLevel(summary={"rate": 2.0}, records=[{"ttft_ms": 10.0}]),
 )
 
 
 def test_the_kinds_are_the_types_and_every_one_round_trips_the_wire() -> None:
     assert EVENT_KINDS == tuple(t.kind for t in EVENT_TYPES)
-    assert len(set(EVENT_KINDS)) == len(EVENT_TYPES) == 10
+    assert len(set(EVENT_KINDS)) == len(EVENT_TYPES) == 14
     assert {type(e) for e in EXAMPLES} == set(EVENT_TYPES)
     for event in EXAMPLES:
         line = event.to_event().to_line()
