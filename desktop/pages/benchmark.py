@@ -7,19 +7,19 @@ from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QGridLayout, QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
+                               QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
                                QPlainTextEdit, QPushButton, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 from shiboken6 import isValid
 
-from desktop.bench_queue import FAILED, QUEUED, RUNNING, QueueItem
+from desktop.bench_queue import FAILED, RUNNING, QueueItem
 from desktop.charts import LiveChart
 from desktop.context import AppContext
 from desktop.jobs import run_job
-from desktop.metrics import model_where, rate_text, result_columns, spread_warning
+from desktop.metrics import model_where, result_columns
 from desktop.pages import SPACING, Page
-from desktop.tables import Column, ProgressDelegate, RowTable, table_view
-from models.units import fmt_bytes
+from desktop.queue_panel import QueuePanel, state_text
+from desktop.tables import RowTable, table_view
 from models.bench.spec import KV_TYPES, BenchSweep, default_threads
 from models.errors import BenchmarkError
 
@@ -67,37 +67,6 @@ def _words(text: str) -> list[str]:
     return [part.strip().lower() for part in text.split(",") if part.strip()]
 
 
-def _state_text(item: QueueItem) -> str:
-    if item.state == RUNNING:
-        return f"{item.progress or 'starting'} · {item.fraction:.0%}"
-    if item.state == FAILED:
-        return f"failed: {item.message}"
-    return str(item.state)
-
-
-def _summary(item: QueueItem) -> str:
-    ok = [r for r in item.results if r.status == "ok"]
-    return " · ".join(f"{r.test} {rate_text(r)}" for r in ok) or "–"
-
-
-def _summary_tip(item: QueueItem) -> str:
-    warnings = [f"{r.test}: {spread_warning(r)}" for r in item.results if spread_warning(r)]
-    return "\n".join(warnings) or "Mean tokens per second of each test."
-
-
-QUEUE_COLUMNS: list[Column[QueueItem]] = [
-    Column("Model", lambda i: i.model_name,
-           cell_tip=lambda i: f"{i.job.model_path}\nfrom {model_where(i.job.model_path)}"),
-    Column("State", lambda i: i.state, show=_state_text, cell_tip=lambda i: i.message or i.settings,
-           progress=lambda i: i.fraction if i.state == RUNNING else None),
-    Column("Results", lambda i: _summary(i), tip="Mean tokens per second of each test; ⚠ marks a figure with "
-           "fewer than 3 repetitions or a spread over 5 % of its mean.", cell_tip=_summary_tip),
-    Column("Peak memory", lambda i: i.memory.get("peak", 0) or max((r.mem_peak for r in i.results), default=0),
-           fmt_bytes, numeric=True, tip="Peak resident memory of the worker process (VmHWM)."),
-    Column("Settings", lambda i: i.settings),
-]
-
-
 class BenchmarkPage(Page):
     name = "benchmark"  # title and hint: desktop.pages.PAGES
 
@@ -111,20 +80,12 @@ class BenchmarkPage(Page):
         top.addWidget(self._settings_box(), 3)
         self.body.addLayout(top)
 
-        self.queue = RowTable(QUEUE_COLUMNS, parent=self)
-        self.queue_view = table_view(self.queue)
-        self.queue_view.setItemDelegateForColumn(1, ProgressDelegate(self.queue_view))
-        self.queue_view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.queue_view.setColumnWidth(1, 220)
-        self.queue_view.setColumnWidth(2, 240)
+        self.queue_panel = QueuePanel(ctx.bench, self)
+        panel = self.queue_panel
+        self.queue, self.queue_view = panel.table, panel.view
+        self.cancel_button, self.remove_button = panel.cancel_button, panel.remove_button
+        self.clear_queue_button, self.clear_finished_button = panel.clear_queue_button, panel.clear_finished_button
         self.queue_view.selectionModel().selectionChanged.connect(self._selected)
-        self.queue_view.setMinimumHeight(26 * 2 + 30)  # header and two rows at least, whatever the splitter does
-        queue_box = QWidget()
-        queue_layout = QVBoxLayout(queue_box)
-        queue_layout.setContentsMargins(0, 0, 0, 0)
-        queue_layout.setSpacing(4)
-        queue_layout.addLayout(self._queue_bar())
-        queue_layout.addWidget(self.queue_view, 1)
         self.chart = LiveChart()
         self.chart.setMinimumHeight(150)  # the page must fit a 1024×700 screen under the settings form
         self.results = RowTable(result_columns(), parent=self)
@@ -140,7 +101,7 @@ class BenchmarkPage(Page):
         lower.addWidget(self.chart)
         lower.setSizes([560, 440])
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(queue_box)
+        split.addWidget(panel)
         split.addWidget(lower)
         split.setChildrenCollapsible(False)
         split.setSizes([240, 220])  # the queue gets half the room: four rows or so on a 1024×700 screen
@@ -148,9 +109,7 @@ class BenchmarkPage(Page):
         self.body.addWidget(split, 1)
 
         bench = ctx.bench
-        bench.added.connect(self._added)
         bench.changed.connect(self._changed)
-        bench.removed.connect(self._removed)
         bench.sample.connect(self._sample)
         bench.finished.connect(self._finished)
         self._detail_timer = QTimer(self)
@@ -159,8 +118,6 @@ class BenchmarkPage(Page):
         self._detail_timer.timeout.connect(self._refresh_detail)
         ctx.benchmark_requested.connect(self.pick_models)
         ctx.library_changed.connect(self.reload_models)
-        for item in bench.items:
-            self._added(item)
         self._n_ctx_train: dict[Path, int | None] = {}  # read from each model's header, once
         self._context_timer = QTimer(self)
         self._context_timer.setSingleShot(True)
@@ -236,61 +193,6 @@ class BenchmarkPage(Page):
         actions.addWidget(self.run_button)
         layout.addLayout(actions)
         return box
-
-    def _queue_bar(self) -> QHBoxLayout:
-        bar = QHBoxLayout()
-        bar.setSpacing(SPACING // 2)
-        title = QLabel("Queue")
-        title.setObjectName("muted")
-        self.queue_count = QLabel()
-        self.queue_count.setObjectName("muted")
-        self.cancel_button = QPushButton("Cancel running")
-        self.cancel_button.setToolTip("Stop the benchmark that is running now; the queued ones still run after it.")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(lambda: self.ctx.bench.cancel())
-        self.remove_button = QPushButton("Remove")
-        self.remove_button.setToolTip("Take the selected run off the queue (a running one is cancelled).")
-        self.remove_button.setEnabled(False)
-        self.remove_button.clicked.connect(self.remove_selected)
-        self.clear_queue_button = QPushButton("Clear queue")
-        self.clear_queue_button.setToolTip("Remove every run that has not started yet; the running one goes on.")
-        self.clear_queue_button.setEnabled(False)
-        self.clear_queue_button.clicked.connect(lambda: self.ctx.bench.clear_queue())
-        self.clear_finished_button = QPushButton("Clear finished")
-        self.clear_finished_button.setToolTip("Take done, failed and cancelled runs off the list (their results "
-                                              "stay on the Results page).")
-        self.clear_finished_button.setEnabled(False)
-        self.clear_finished_button.clicked.connect(lambda: self.ctx.bench.clear_finished())
-        bar.addWidget(title)
-        bar.addWidget(self.queue_count, 1)
-        for button in (self.remove_button, self.clear_finished_button, self.clear_queue_button, self.cancel_button):
-            bar.addWidget(button)
-        return bar
-
-    def _update_queue_buttons(self) -> None:
-        items = self.queue.rows
-        queued = sum(1 for i in items if i.state == QUEUED)
-        running = any(i.state == RUNNING for i in items)
-        finished = sum(1 for i in items if i.state.finished)
-        self.cancel_button.setEnabled(running)
-        self.clear_queue_button.setEnabled(queued > 0)
-        self.clear_finished_button.setEnabled(finished > 0)
-        selected = self._selected_item()
-        self.remove_button.setEnabled(selected is not None)
-        self.remove_button.setText("Cancel" if selected is not None and selected.state == RUNNING else "Remove")
-        self.queue_count.setText(" · ".join(filter(None, [f"{queued} waiting" if queued else "",
-                                                          "1 running" if running else "",
-                                                          f"{finished} finished" if finished else ""])))
-
-    def remove_selected(self) -> None:
-        """Cancel the selected run if it runs, else take it off the list."""
-        item = self._selected_item()
-        if item is None:
-            return
-        if item.state == RUNNING:
-            self.ctx.bench.cancel(item)
-        else:
-            self.ctx.bench.remove(item)
 
     def _defaults(self) -> dict[str, str]:
         threads = self._default_threads()
@@ -480,27 +382,11 @@ class BenchmarkPage(Page):
         self.chart.clear()
         return self.ctx.bench.enqueue(jobs)
 
-    def _added(self, item: QueueItem) -> None:
-        position = self.queue.append(item)
-        # New runs land at the bottom, often below the rows on screen: bring the newest into view.
-        self.queue_view.scrollTo(self.queue.index(position, 0))
-        self._update_queue_buttons()
-
-    def _removed(self, item: QueueItem) -> None:
-        position = self.queue.find(lambda row: row is item)
-        if position >= 0:
-            self.queue.remove(position)
-        self._update_queue_buttons()
-
     def _changed(self, item: QueueItem) -> None:
-        position = self.queue.find(lambda row: row is item)
-        if position >= 0:
-            self.queue.refresh(position)
         if item.state == RUNNING and self._selected_item() is None:
-            self.queue_view.selectRow(position)
+            self.queue_view.selectRow(self.queue_panel.position(item))
         elif item is self._selected_item():
             self._detail_timer.start()  # memory and progress arrive ten times a second; redraw the log calmly
-        self._update_queue_buttons()
 
     def _sample(self, item: QueueItem, test: str, repetition: int, tokens_per_s: float) -> None:
         # One line per test; with several runs in the queue, the run's number tells the lines apart.
@@ -513,11 +399,9 @@ class BenchmarkPage(Page):
             self._show_detail(item)
 
     def _selected_item(self) -> QueueItem | None:
-        rows = self.queue_view.selectionModel().selectedRows()
-        return self.queue.row(rows[0].row()) if rows else None
+        return self.queue_panel.selected()
 
     def _selected(self, _new: QItemSelection, _old: QItemSelection) -> None:
-        self._update_queue_buttons()
         item = self._selected_item()
         if item is not None:
             self._show_detail(item)
@@ -531,7 +415,7 @@ class BenchmarkPage(Page):
         if [id(r) for r in item.results] != [id(r) for r in self.results.rows]:
             self.results.set_rows(item.results)
             self.results_view.resizeColumnsToContents()
-        lines = [f"{item.model_name} — {item.settings}", f"State: {_state_text(item)}"]
+        lines = [f"{item.model_name} — {item.settings}", f"State: {state_text(item)}"]
         if item.state == FAILED:
             lines += ["", f"Why it failed: {item.message}"]
             if item.detail:

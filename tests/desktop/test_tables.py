@@ -8,8 +8,9 @@ from PySide6.QtCore import Qt
 
 from desktop.bench_queue import QueueItem
 from desktop.metrics import result_columns
-from desktop.pages.benchmark import QUEUE_COLUMNS
+from desktop.queue_panel import QUEUE_COLUMNS
 from desktop.tables import SORT_ROLE, RowTable, sortable
+from models.bench.queue import BenchState
 from models.bench.spec import BenchJob, BenchParams, BenchResult, BenchTest
 
 
@@ -53,9 +54,9 @@ def test_an_unsettled_throughput_is_marked_in_the_table() -> None:
 
 def test_queue_table(qtmodeltester, tmp_path: Path) -> None:
     job = BenchJob(model_path=tmp_path / "m.gguf", params=BenchParams(n_threads=2), tests=(BenchTest(64, 0),))
-    table = RowTable(QUEUE_COLUMNS, [QueueItem(job=job), QueueItem(job=job, state="running", fraction=0.5)])
+    table = RowTable(QUEUE_COLUMNS, [QueueItem(job=job), QueueItem(job=job, state=BenchState.RUNNING, fraction=0.5)])
     qtmodeltester.check(table)
-    table.append(QueueItem(job=job, state="failed", message="no"))
+    table.append(QueueItem(job=job, state=BenchState.FAILED, message="no"))
     table.remove(0)
     qtmodeltester.check(table)
     assert table.rowCount() == 2
