@@ -45,8 +45,12 @@ def test_jobs_run_one_at_a_time_and_say_where_they_are(make_job: Callable[..., B
     first, second = queue.enqueue([make_job(n_gpu_layers=0), make_job(n_gpu_layers=0, n_threads=2)])
     assert first.state == BenchState.QUEUED == "queued" and str(first.state) == "queued"
     running_together: list[bool] = []
-    _wait(lambda: (running_together.append(first.state == second.state == BenchState.RUNNING) or
-                   all(i.state.finished for i in (first, second))))
+
+    def both_finished() -> bool:
+        running_together.append(first.state == second.state == BenchState.RUNNING)
+        return all(i.state.finished for i in (first, second))
+
+    _wait(both_finished)
     assert queue.wait(60)
     assert not any(running_together)
     assert first.state == second.state == BenchState.DONE and first.progress == "done"
