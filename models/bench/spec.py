@@ -12,6 +12,7 @@ from models.errors import BenchmarkError
 if TYPE_CHECKING:  # the measuring methods' plans; imported when a job carries one (quality pulls in numpy)
     from models.bench.batched import BatchedPlan
     from models.bench.capacity import LoadPlan
+    from models.bench.answers import AnswersPlan
     from models.bench.quality import QualityPlan
 
 FlashAttn = Literal["on", "off", "auto"]
@@ -133,11 +134,12 @@ class BenchJob:
     batched: BatchedPlan | None = None
     load: LoadPlan | None = None
     quality: QualityPlan | None = None
+    answers: AnswersPlan | None = None  # one prompt answered (models.bench.answers)
 
     @property
     def method(self) -> str:
-        """Which measuring method the worker runs: "tests" (llama-bench), "batched", "load" or "quality"."""
-        for name in ("batched", "load", "quality"):
+        """Which measuring method the worker runs: "tests" (llama-bench), "batched", "load", "quality" or "answers"."""
+        for name in ("batched", "load", "quality", "answers"):
             if getattr(self, name) is not None:
                 return name
         return "tests"
@@ -147,7 +149,7 @@ class BenchJob:
                 "tests": [asdict(t) for t in self.tests], "repetitions": self.repetitions,
                 "ttft_prompt_tokens": self.ttft_prompt_tokens, "seed": self.seed, "numa": self.numa,
                 "prio": self.prio, "delay": self.delay}
-        for name in ("batched", "load", "quality"):
+        for name in ("batched", "load", "quality", "answers"):
             plan = getattr(self, name)
             if plan is not None:
                 data[name] = plan.to_json()
@@ -180,6 +182,10 @@ def _plans(data: dict[str, Any]) -> dict[str, Any]:
         from models.bench.quality import QualityPlan
 
         plans["quality"] = QualityPlan.from_json(data["quality"])
+    if data.get("answers"):
+        from models.bench.answers import AnswersPlan
+
+        plans["answers"] = AnswersPlan.from_json(data["answers"])
     return plans
 
 
@@ -218,9 +224,9 @@ def check_job(job: BenchJob) -> str | None:
         return f"prio must be one of -1, 0, 1, 2, 3 (low .. realtime), got {job.prio}."
     if job.delay < 0:
         return f"delay must be at least 0 seconds, got {job.delay}."
-    plans = [plan for plan in (job.batched, job.load, job.quality) if plan is not None]
+    plans = [plan for plan in (job.batched, job.load, job.quality, job.answers) if plan is not None]
     if len(plans) > 1:
-        return "A job runs one measuring method: batched, load or quality, not several."
+        return "A job runs one measuring method: batched, load, quality or answers, not several."
     if plans:
         return plans[0].problem()
     if not job.tests:
