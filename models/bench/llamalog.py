@@ -43,7 +43,8 @@ class Devices:
             from llama_cpp._ctypes_extensions import load_shared_library  # type: ignore[import-not-found]
 
             # The folder llama_cpp itself loaded from (LLAMA_CPP_LIB_PATH points it at another build).
-            lib_dir = getattr(getattr(llama, "llama_cpp", None), "_base_path", None) or Path(llama.__file__).parent / "lib"
+            lib_dir = (getattr(llama, "_base_path", None) or getattr(getattr(llama, "llama_cpp", None), "_base_path", None)
+                       or Path(llama.__file__).parent / "lib")
             self._ggml = load_shared_library("ggml", lib_dir)
             self._base = load_shared_library("ggml-base", lib_dir)
             g = self._ggml

@@ -4,6 +4,7 @@ llama-bench sets it (NUMA, priority), plus the memory cap and the threadpool fun
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from models.bench.threadpool import Threadpools, ThreadpoolError, set_process_pr
 
 log = logging.getLogger(__name__)
 
+# For benchmarks/vs_llama_bench.py's before/after only: run without the threadpool, as before llama-bench's was used.
+NO_THREADPOOL_ENV = "TOKENOMETER_NO_THREADPOOL"
 _GGML_MAGICS = {b"ggml", b"ggmf", b"ggjt", b"ggla", b"ggsn"}
 
 
@@ -68,6 +71,9 @@ def prepare_process(llama: Any, job: BenchJob, emit: Any, *, gpu: bool) -> Threa
         limit = limit_private_memory()
         if limit is not None:
             emit("log", level="info", message=f"Worker memory limit (RLIMIT_DATA): {limit / 2**30:.2f} GiB")
+    if os.environ.get(NO_THREADPOOL_ENV):
+        emit("log", level="warning", message=f"No ggml threadpool ({NO_THREADPOOL_ENV} is set)")
+        return None
     try:
         return Threadpools(llama)
     except (ThreadpoolError, OSError, AttributeError) as error:

@@ -31,7 +31,8 @@ class ThreadpoolError(RuntimeError):
 
 def _lib_dir(llama: Any) -> Path:
     # The folder llama_cpp itself loaded from (LLAMA_CPP_LIB_PATH points it at another build).
-    return Path(getattr(getattr(llama, "llama_cpp", None), "_base_path", None) or Path(llama.__file__).parent / "lib")
+    return Path(getattr(llama, "_base_path", None) or getattr(getattr(llama, "llama_cpp", None), "_base_path", None)
+                or Path(llama.__file__).parent / "lib")
 
 
 class Threadpools:

@@ -331,7 +331,10 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
         check_model_file(job.model_path)
         emit("progress", test="", phase="load", rep=0, of=job.repetitions, fraction=0.0)
         try:
-            import llama_cpp
+            from models.machine.probe_worker import import_bindings
+
+            # The ctypes bindings, even where the package body's numpy/jinja2 are missing (a bare GPU machine).
+            llama_cpp = import_bindings([])
         except Exception as error:  # a missing or broken native library must still be reported, not crash
             raise WorkerFailure(f"llama-cpp-python cannot be loaded: {error}") from error
         llog = LlamaLog(llama_cpp, emit)
