@@ -39,6 +39,7 @@ class FileRow:
     model: QuantModel
     verdict: Any = None  # models.fit.estimate.FitVerdict
     fit_error: str = ""
+    speed: Any = None  # models.fit.speed.SpeedPrediction at the suggested offload
     local: Path | None = None  # the file already on this machine (Library), if it is
 
 
@@ -63,6 +64,13 @@ def _badge(row: FileRow) -> str:
     return BADGES[row.verdict.verdict][0] if row.verdict is not None else "…"
 
 
+def _speed(row: FileRow) -> str:
+    """"≈ 35 t/s here" beside the fit badge: generation speed predicted at the suggested offload."""
+    if row.speed is None or row.verdict is None or row.verdict.verdict == "no_fit":
+        return ""
+    return row.speed.short()
+
+
 def _fit_tip(row: FileRow) -> str:
     if row.fit_error:
         return f"Could not estimate: {row.fit_error}"
@@ -74,6 +82,11 @@ def _fit_tip(row: FileRow) -> str:
              f"{fmt_bytes(e.compute)} · output {fmt_bytes(e.output)} = {fmt_bytes(e.total)}",
              f"Suggested GPU layers: {v.n_gpu_layers}; RAM left {fmt_bytes(v.headroom_ram)}"
              + (f", VRAM left {fmt_bytes(v.headroom_vram)}" if v.headroom_vram else "")]
+    if row.speed is not None and v.verdict != "no_fit":
+        s = row.speed
+        lines += ["", f"Generation (tg128) {s.text()}"
+                  + (f"; bandwidth limit {s.tg_ceiling:.1f} t/s, learned from "
+                     f"{plural(s.n_models, 'model')} measured here" if s.tg_ceiling else "")] + s.notes[:2]
     return "\n".join(lines + v.notes[:4])
 
 
@@ -87,6 +100,10 @@ FILE_COLUMNS: list[Column[FileRow]] = [
            color=lambda f: QColor(BADGES[f.verdict.verdict][1]) if f.verdict is not None else None,
            tip="Whether it runs on this machine at 4096 tokens of context, estimated from the GGUF header "
                "(read from the Hub without downloading) and the detected RAM and VRAM. Hover for the numbers."),
+    Column("Speed here", _speed, cell_tip=_fit_tip,
+           tip="Generation speed predicted for this machine: the bytes each token reads (weights, only the "
+               "active experts of MoE models, the KV cache) over the measured memory bandwidth, corrected by "
+               "what models measured here reached. Hover for the range."),
     Column("Checksum", lambda f: "sha256" if f.model.verifiable else "size only",
            tip="sha256: the download is verified against the Hub's LFS hash; size only: the Hub (or mirror) "
                "gave no hash, so only the size can be checked."),
@@ -358,26 +375,39 @@ class DiscoverPage(Page):
     def _estimate_fits(self, repo: RepoFiles, generation: int) -> None:
         """Read each file's header over HTTP ranges (a few hundred kB, no download) and judge it, off the GUI thread."""
         from models.fit.estimate import fit_verdict
+        from models.fit.here import speed_predictor
         from models.hub.remote import read_remote_header
 
         rows = [row for row in self.files.rows if row.model.kind == "model"][:16]
 
-        def work() -> list[tuple[FileRow, Any, str]]:
+        def work() -> list[tuple[FileRow, Any, str, Any]]:
             hardware = self.ctx.probe_hardware()  # once per app; the Hardware page shares it
-            out: list[tuple[FileRow, Any, str]] = []
+            try:  # bandwidth and results history read once for every file; no prediction must cost no badge
+                predict: Any = speed_predictor(hardware)
+            except Exception as error:  # noqa: BLE001
+                log.warning("no speed prediction: %s", error)
+                predict = None
+            out: list[tuple[FileRow, Any, str, Any]] = []
             for row in rows:
                 try:
                     header = read_remote_header(repo.repo_id, row.model.files[0].filename, revision=repo.commit)
-                    out.append((row, fit_verdict(header, hardware), ""))
+                    verdict = fit_verdict(header, hardware)
+                    speed = None
+                    if predict is not None:
+                        try:
+                            speed = predict(header, n_gpu_layers=verdict.n_gpu_layers)
+                        except Exception as error:  # noqa: BLE001
+                            log.warning("no speed prediction for %s: %s", row.model.name, error)
+                    out.append((row, verdict, "", speed))
                 except Exception as error:  # noqa: BLE001 - one unreadable file must not hide the others' fit
-                    out.append((row, None, str(error)))
+                    out.append((row, None, str(error), None))
             return out
 
-        def done(verdicts: list[tuple[FileRow, Any, str]]) -> None:
+        def done(verdicts: list[tuple[FileRow, Any, str, Any]]) -> None:
             if generation != self._repo_generation:
                 return
-            for row, verdict, error in verdicts:
-                row.verdict, row.fit_error = verdict, error
+            for row, verdict, error, speed in verdicts:
+                row.verdict, row.fit_error, row.speed = verdict, error, speed
             self.files.set_rows(self.files.rows)
 
         run_job(work, on_done=done, on_error=lambda error: log.warning("fit estimate failed: %s", error))

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout,
                                QWidget)
 
+from desktop.bandwidth_box import BandwidthBox
 from desktop.context import AppContext
 from desktop.pages import SPACING, Page
 from models.units import fmt_bytes
@@ -79,6 +80,7 @@ class HardwarePage(Page):
             ("Model", cpu.model), ("Architecture", cpu.arch),
             ("Cores", f"{cpu.physical_cores} physical, {cpu.logical_cores} logical"),
             ("SIMD", ", ".join(cpu.flags) or "–"), ("Caches", caches or "–")]))
+        left.addWidget(BandwidthBox())  # measured once in the background, then stored
         left.addWidget(self._group("Storage for models", [
             (disk.path, f"{fmt_bytes(disk.free)} free of {fmt_bytes(disk.total)}") for disk in info.disks]
             or [("", "No model folder could be measured.")]))

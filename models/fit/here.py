@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from models.fit.speed import SpeedPrediction, predict_speed
@@ -50,3 +51,22 @@ def predict_here(header: GGUFHeader, hardware: HardwareInfo, *, n_gpu_layers: in
     return predict_speed(header, bandwidth, history=runs, machine_id=machine_id, n_gpu_layers=n_gpu_layers,
                          gpu=gpu_usable(hardware), n_depth=n_depth, n_gen=n_gen, n_prompt=n_prompt, type_k=type_k,
                          type_v=type_v, cpu_flags=hardware.cpu.flags, cache_bytes=hardware.cpu.caches.get("L3", 0))
+
+
+def speed_predictor(hardware: HardwareInfo, *, measure: bool = True) -> Callable[..., SpeedPrediction]:
+    """A predictor for many headers (a repo's quants): the bandwidth and history are read once.
+
+    Call it as predictor(header, n_gpu_layers=N); it never raises for a missing measurement (the prediction
+    then says "speed not predicted" and why).
+    """
+    from models.machine.bandwidth import machine_bandwidth
+
+    bandwidth = machine_bandwidth(measure=measure)
+    machine_id, runs = this_machine_history()
+    cache = hardware.cpu.caches.get("L3", 0)
+
+    def predict(header: GGUFHeader, *, n_gpu_layers: int, n_gen: int = 128) -> SpeedPrediction:
+        return predict_speed(header, bandwidth, history=runs, machine_id=machine_id, n_gpu_layers=n_gpu_layers,
+                             gpu=gpu_usable(hardware), n_gen=n_gen, cpu_flags=hardware.cpu.flags, cache_bytes=cache)
+
+    return predict

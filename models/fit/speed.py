@@ -321,6 +321,12 @@ class SpeedPrediction:
         digits = 0 if self.tg >= 10 else 1
         return f"≈ {self.tg:.{digits}f} t/s here ± {self.tg_spread:.{digits}f}"
 
+    def short(self) -> str:
+        """"≈ 35 t/s here" for a badge ("" when not predicted)."""
+        if self.tg <= 0:
+            return ""
+        return f"≈ {self.tg:.{0 if self.tg >= 10 else 1}f} t/s here"
+
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
 

@@ -29,10 +29,13 @@ def test_search_as_you_type_shows_files_with_fit_and_downloads(window, qtbot, hu
     qtbot.waitUntil(lambda: page.files.rowCount() == 1, timeout=20_000)
     row = page.files.row(0)
     assert row.model.quant == "Q4_K_M"
-    assert page.files.data(page.files.index(0, 4)) == "sha256"
+    assert page.files.data(page.files.index(0, 5)) == "sha256"  # after Fit here and Speed here
     qtbot.waitUntil(lambda: _badge(page.files.row(0)) != "…", timeout=120_000)
     assert _badge(page.files.row(0)) in ("CPU only", "fully on GPU", "partial offload", "won't fit")
     assert "Weights" in page.files.data(page.files.index(0, 3), Qt.ItemDataRole.ToolTipRole)
+    # The predicted speed beside the badge (the bandwidth is measured once, in the background).
+    assert page.files.data(page.files.index(0, 4)).startswith("≈ ")
+    assert "Generation (tg128) ≈ " in page.files.data(page.files.index(0, 4), Qt.ItemDataRole.ToolTipRole)
     qtmodeltester.check(page.files)
     page.file_view.selectRow(0)
     qtbot.mouseClick(page.download_button, Qt.MouseButton.LeftButton)
