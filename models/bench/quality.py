@@ -9,12 +9,13 @@ llama-perplexity shapes it, the chunks evaluated (models.bench.perplexity), even
 from __future__ import annotations
 
 import logging
+import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.bench.kld_reference import ReferenceInfo, ReferenceWriter, read_reference
+from models.bench.kld_reference import ReferenceInfo, ReferenceWriter, expected_size, read_reference
 from models.bench.perplexity import QualityResult, QualityRun, QualityShape, prepare, tokenize_text
 from models.bench.quality_plan import WIKITEXT2, QualityPlan
 from models.errors import BenchmarkError
@@ -113,6 +114,8 @@ def run_quality(ll: Any, model: Any, plan: QualityPlan, *, n_batch: int = 2048, 
     emit("log", level="info", message=f"Quality: {name}, {len(tokens)} tokens, {job.n_chunk} chunks of {job.n_ctx}"
                                       f" ({shape.n_seq} at a time)" + (f", against {reference.describe()}"
                                                                        if reference else ""))
+    if plan.save_reference:  # a reference holds every scored token's distribution: refuse a disk that cannot
+        _check_room(Path(plan.save_reference), expected_size(job.n_ctx, n_vocab, job.n_chunk))
     if context is None:
         from models.bench.cores import cpu_get_num_math
 
@@ -134,3 +137,18 @@ def run_quality(ll: Any, model: Any, plan: QualityPlan, *, n_batch: int = 2048, 
         ll.llama_free(ctx)
     emit("quality", result={**(meta or {}), **result.to_json(), "text": name})
     return result
+
+
+def _check_room(target: Path, need: int) -> None:
+    """Refuse, before any work, a reference the disk cannot hold (they are large: ~2 x vocabulary bytes a token)."""
+    from models.units import fmt_bytes
+
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+    except OSError as error:
+        raise BenchmarkError(f"Cannot write the reference in {folder}: {error.strerror or error}") from error
+    if free < need:
+        raise BenchmarkError(f"The reference file needs {fmt_bytes(need)} and {folder} has {fmt_bytes(free)} free; "
+                             f"use fewer chunks (--chunks) or another folder.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,21 @@ def test_a_reference_from_another_text_is_refused(loaded: tuple[Any, Any], refer
     other.write_text("\n\n".join(paragraphs[1:] + paragraphs[:1]))
     _refused(loaded, QualityPlan(text=str(other), reference=str(reference)),
              r"another text \(or another tokenizer\).*from token 0")
+
+
+def test_a_reference_the_disk_cannot_hold_is_refused(loaded: tuple[Any, Any], tmp_path: Path) -> None:
+    folder = tmp_path / "small"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tokenometer-ref", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"a small tmpfs cannot be mounted for this test (needs root): {done.stderr}")
+    try:  # two chunks of 64 keep 2 x 31 rows of 49156 uint16: about 6 MiB, on a 1 MiB disk
+        _refused(loaded, QualityPlan(text=str(TEXT), n_ctx=C, n_chunks=2, save_reference=str(folder / "r.kld")),
+                 r"needs 5\.81 MiB and .* has 1\.00 MiB free; use fewer chunks")
+        assert list(folder.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def test_other_files_are_not_taken_for_references(reference: Path, tmp_path: Path) -> None:
