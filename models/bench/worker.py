@@ -353,7 +353,8 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
                 bench.info.update(measure_ttft(bench, job.ttft_prompt_tokens))
             except BenchTestFailure as error:
                 emit("log", level="warning", message=f"Time to first token not measured: {error}")
-        method = {"batched": _run_batched, "load": _run_load, "quality": _run_quality}.get(job.method)
+        method = {"batched": _run_batched, "load": _run_load, "quality": _run_quality,
+                  "answers": _run_answers}.get(job.method)
         if method is not None:
             ok = method(bench, emit)
             llama_cpp.llama_model_free(bench.model)
@@ -409,6 +410,22 @@ def _run_quality(bench: Bench, emit: Emitter) -> bool:
 
     try:
         run_quality(bench.ll, bench.model, job.quality, n_batch=p.n_batch, emit=emit, context=context,
+                    meta={"model_filename": str(job.model_path), **{k: bench.info.get(k, "") for k in
+                          ("model_type", "build_commit", "backends")}})
+    except BenchmarkError as error:
+        raise WorkerFailure(str(error)) from error
+    return True
+
+
+def _run_answers(bench: Bench, emit: Emitter) -> bool:
+    from models.bench.answers import answers_context, run_answers
+
+    job, p = bench.job, bench.job.params
+    assert job.answers is not None
+    try:
+        run_answers(bench.ll, bench.model, job.answers, n_batch=p.n_batch, emit=emit,
+                    context=lambda n_ctx: answers_context(bench.ll, bench.model, n_ctx, n_batch=p.n_batch,
+                                                          n_threads=p.n_threads),
                     meta={"model_filename": str(job.model_path), **{k: bench.info.get(k, "") for k in
                           ("model_type", "build_commit", "backends")}})
     except BenchmarkError as error:

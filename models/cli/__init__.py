@@ -14,6 +14,7 @@ from models.text import printable
 log = logging.getLogger(__name__)
 
 # Each module adds its own subcommands; one module per area keeps this file from growing.
+from models.cli import answers as _answers  # noqa: E402
 from models.cli import batched as _batched  # noqa: E402
 from models.cli import bench as _bench  # noqa: E402
 from models.cli import hub as _hub  # noqa: E402
@@ -23,7 +24,7 @@ from models.cli import quality as _quality  # noqa: E402
 from models.cli import results as _results  # noqa: E402
 from models.cli import rpc as _rpc  # noqa: E402
 
-_COMMAND_MODULES = (_bench, _batched, _load, _quality, _hub, _machine, _results, _rpc)
+_COMMAND_MODULES = (_bench, _batched, _load, _quality, _answers, _hub, _machine, _results, _rpc)
 
 
 def build_parser() -> argparse.ArgumentParser:
