@@ -46,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-ctv", "--cache-type-v", default="f16", metavar="TYPE", help="V cache type (f16)")
     add("-o", "--output", choices=FORMATS, default="md", help="output format (md)")
     add("--progress", action="store_true", help="print each chunk's running figures to stderr")
+    add("--no-save", dest="save", action="store_false",
+        help="do not keep the results in the results store (by default each model's result is saved)")
     parser.set_defaults(handler=run_quality_command)
 
 
@@ -125,10 +127,12 @@ def run_quality_command(args: argparse.Namespace) -> int:
         problem = check_job(job) if not (job.quality.reference and not Path(job.quality.reference).exists()) else None
         if problem:
             raise BenchmarkError(problem)
-    outcome: dict[str, Any] = {"failure": "", "rows": 0}
+    outcome: dict[str, Any] = {"failure": "", "rows": 0, "recorder": None, "unsaved": []}
 
     def on_event(job: Any, event: Any) -> None:
         data = event.data
+        if outcome["recorder"] is not None:
+            outcome["recorder"](job, event)
         if event.kind == "quality":
             printer.row(data.get("result", {}))
             outcome["rows"] += 1
@@ -143,12 +147,20 @@ def run_quality_command(args: argparse.Namespace) -> int:
 
     def work() -> None:
         for job in jobs:
+            if getattr(args, "save", False):
+                from models.results.quality_records import open_quality_recorder
+
+                outcome["recorder"] = open_quality_recorder(job)
             runner.run([job])
+            if outcome["recorder"] is not None and outcome["recorder"].error is not None:
+                outcome["unsaved"].append(f"{job.model_path.name}: {outcome['recorder'].error}")
             if outcome["failure"] or runner.cancelled:
                 return
 
     cancelled = run_cancellable(work, cancel=runner.cancel)
     printer.finish()
+    for warning in outcome["unsaved"]:
+        print(f"warning: the result was not saved: {warning}", file=sys.stderr)
     if cancelled:
         return 130
     if outcome["failure"]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.errors import StoreError
+from models.hub.names import parse_quant
 from models.results.store import EnergyFigures, ResultsStore, _now, _rowid, repo_of_path
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,14 @@ class Measurement:
 
 
 def model_identity(path: Path | str, *, model_type: str = "") -> dict[str, Any]:
-    """What the store keeps of a model file: its name, size and repo (from the Hugging Face cache path)."""
+    """What the store keeps of a model file: its name, size, quant and repo (from the Hugging Face cache path)."""
     file = Path(path)
     try:
         size = file.stat().st_size
     except OSError:
         size = 0
-    return {"file": file.name, "size": size, "repo": repo_of_path(str(file)), "model_type": model_type}
+    return {"file": file.name, "size": size, "repo": repo_of_path(str(file)), "model_type": model_type,
+            "quant": parse_quant(file.name) or ""}
 
 
 def record_measurement(store: ResultsStore, measurement: Measurement) -> int:
@@ -132,7 +134,8 @@ def _measurement(row: Any) -> Measurement:
 
 class MeasurementRecorder:
     """An on_event callback for the runner that gathers a batched or load job's rows or levels (with the energy
-    of each, where a meter reads it) and stores the whole sweep as one measurement when the job ends."""
+    of each, where a meter reads it), or a quality job's result, and stores it as one measurement when the job
+    ends."""
 
     def __init__(self, store: ResultsStore | None, *, kind: str, target: str, settings: dict[str, Any],
                  model: dict[str, Any], machine: dict[str, Any], energy_meter: Any = None,
@@ -173,6 +176,8 @@ class MeasurementRecorder:
                              energy_is_estimate=reading.is_estimate)
             m.data.setdefault("levels", []).append(level)
             m.data.setdefault("records", []).append(data.get("records") or [])
+        elif event.kind == "quality":
+            m.data.update(data.get("result") or {})  # one quality job is one model's QualityResult
         elif event.kind == "failure":
             m.status, m.error = "failed", str(data.get("message", ""))
         elif event.kind == "finished":
