@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from models.bench.events import Result, Sample, TypedEvent
+from models.bench.events import Batched, LoadLevel, Result, Sample, TypedEvent
 from models.bench.queue import BenchItem, BenchState, Change, RecorderFactory, Runner, default_runner
 from models.bench.queue import BenchQueue as CoreQueue
 from models.bench.spec import BenchJob
@@ -28,6 +28,7 @@ class BenchQueue(QObject):
     sample = Signal(object, str, int, float)  # item, test, repetition (from 1), tokens/s
     finished = Signal(object)  # BenchItem, in its final state
     result = Signal(object)  # BenchResult (each test's, ok or not)
+    measured = Signal(object, object)  # BenchItem, a Batched row or LoadLevel of a batched sweep or load test
     _relay = Signal(object, object, object)  # the core's (change, item, event), from whichever thread told it
 
     def __init__(self, parent: QObject | None = None, *, runner_factory: Callable[[], Runner] = default_runner,
@@ -50,6 +51,9 @@ class BenchQueue(QObject):
         elif change == Change.RESULT and isinstance(event, Result):
             self.changed.emit(item)
             self.result.emit(event.bench_result)
+        elif isinstance(event, (Batched, LoadLevel)):
+            self.changed.emit(item)
+            self.measured.emit(item, event)
         elif change == Change.FINISHED:
             self.changed.emit(item)
             self.finished.emit(item)

@@ -60,7 +60,12 @@ class AppContext(QObject):
             self.probe_hardware()  # shares the probe the Hardware page may have started
             with self._probe_lock:
                 self._machine = machine_fingerprint()
-        return open_recorder(machine=self._machine, settings=self.settings())
+        from models.results.capacity import with_measurements
+
+        settings = self.settings()
+        record, close = open_recorder(machine=self._machine, settings=settings)
+        # Batched sweeps and load tests (the Capacity page) are kept as measurements, not as runs.
+        return with_measurements(record, close, machine=self._machine, settings=settings)
 
     def open_store(self) -> Any:
         """The results store (a new connection: call from a job, close it after)."""

@@ -313,6 +313,10 @@ class BenchQueue:
         statuses = {result.status for result in item.results}
         if item.message.startswith("Cancelling") or (statuses and statuses <= {"cancelled"}):
             item.state, item.message = BenchState.CANCELLED, "Cancelled."
+        elif item.job.method != "tests" and not item.message:
+            # A batched sweep or load test reports rows or levels, not llama-bench results: ending without a
+            # failure is done.
+            item.state, item.fraction, item.progress = BenchState.DONE, 1.0, "done"
         elif not item.results or "failed" in statuses or item.message:
             item.state = BenchState.FAILED
             errors = [r.error for r in item.results if r.error]
