@@ -194,3 +194,36 @@ def test_kl_divergence_kernel_against_the_definition() -> None:
 
 def ppl_values(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return nll_rows(logits, targets)
+
+
+def test_wikitext_is_fetched_once_from_the_hub_and_unpacked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the loopback Hub server with the real huggingface_hub client: a dataset repo holding the zip."""
+    import io
+    import os
+    import zipfile
+
+    from huggingface_hub import constants
+
+    from tests.models.hub.hubserver import HubServer
+
+    text = "\n = Valkyria Chronicles III = \n\n Senjō no Valkyria 3 : Unrecorded Chronicles is a tactical game .\n"
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("wikitext-2-raw/wiki.test.raw", text)
+        archive.writestr("wikitext-2-raw/wiki.train.raw", "not this one")
+    with HubServer() as server:
+        server.add_repo("datasets/ggml-org/ci", {"wikitext-2-raw-v1.zip": bundle.getvalue()}, tags=[])
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        loaded, name = load_text(WIKITEXT2)
+        assert loaded == text and name == WIKITEXT2
+        asked = len(server.served)
+        assert any(s.path.endswith("/datasets/ggml-org/ci/resolve/main/wikitext-2-raw-v1.zip") and s.method == "GET"
+                   for s in server.served)
+        assert load_text(WIKITEXT2)[0] == text  # the unpacked copy: the Hub is not asked again
+        assert len(server.served) == asked
+    assert os.path.basename(wikitext2_path(download=False)) == "wiki.test.raw"
