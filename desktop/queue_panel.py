@@ -41,7 +41,8 @@ QUEUE_COLUMNS: list[Column[QueueItem]] = [
     Column("Results", lambda i: _summary(i), tip="Mean tokens per second of each test; ⚠ marks a figure with "
            "fewer than 3 repetitions or a spread over 5 % of its mean.", cell_tip=_summary_tip),
     Column("Peak memory", lambda i: i.memory.get("peak", 0) or max((r.mem_peak for r in i.results), default=0),
-           fmt_bytes, numeric=True, tip="Peak resident memory of the worker process (VmHWM)."),
+           lambda v: fmt_bytes(v) if v else "–", numeric=True,  # nothing measured yet is not "0 B"
+           tip="Peak resident memory of the worker process (VmHWM)."),
     Column("Settings", lambda i: i.settings),
 ]
 
