@@ -32,7 +32,7 @@ def blank_result(job: BenchJob, test: BenchTest, *, status: str = "ok", error: s
         flash_attn=params.flash_attn, load_mode=params.load_mode,
         use_mmap=params.use_mmap is not False,  # until the worker reads what llama.cpp did
         cpu_mask=params.cpu_mask, cpu_strict=params.cpu_strict, poll=params.poll, split_mode=params.split_mode,
-        main_gpu=params.main_gpu, no_kv_offload=params.no_kv_offload,
+        main_gpu=params.main_gpu, no_kv_offload=params.no_kv_offload, rpc=params.rpc,
         tensor_split=tensor_split_text(params.tensor_split),
         n_prompt=test.n_prompt, n_gen=test.n_gen, n_depth=test.n_depth, n_ctx=test.n_ctx,
         test=test.name, test_time=utc_now_iso(), status=status, error=error,

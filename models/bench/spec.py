@@ -80,6 +80,7 @@ class BenchParams:
     main_gpu: int = 0
     tensor_split: tuple[float, ...] = ()  # share per GPU; empty: llama.cpp decides
     no_kv_offload: bool = False
+    rpc: str = ""  # llama-bench's -rpc: RPC servers HOST:PORT,... whose devices join the local ones ("": none)
 
     @property
     def load_mode(self) -> str:
@@ -216,6 +217,12 @@ def check_job(job: BenchJob) -> str | None:
         return str(error)
     if p.split_mode not in SPLIT_MODES:
         return f"split mode must be one of {', '.join(SPLIT_MODES)}, got {p.split_mode!r}."
+    if p.rpc:
+        from models.machine.rpc import check_endpoints
+
+        problem = check_endpoints(p.rpc)
+        if problem:
+            return problem
     if any(share < 0 for share in p.tensor_split):
         return f"tensor split shares cannot be negative: {'/'.join(map(str, p.tensor_split))}."
     if job.numa not in NUMA_MODES:
@@ -264,6 +271,7 @@ class BenchSweep:
     main_gpu: list[int] = field(default_factory=lambda: [0])
     tensor_split: list[tuple[float, ...]] = field(default_factory=lambda: [()])
     no_kv_offload: list[bool] = field(default_factory=lambda: [False])
+    rpc: list[str] = field(default_factory=lambda: [""])  # each entry one pool of servers (comma-separated)
     repetitions: int = DEFAULT_REPETITIONS
     ttft_prompt_tokens: int = 0
     numa: str = "disabled"
@@ -277,7 +285,7 @@ class BenchSweep:
             raise BenchmarkError("No model to benchmark.")
         lists = ("n_prompt", "n_gen", "n_depth", "n_threads", "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn",
                  "type_k", "type_v", "use_mmap", "cpu_mask", "cpu_strict", "poll", "split_mode", "main_gpu",
-                 "tensor_split", "no_kv_offload")
+                 "tensor_split", "no_kv_offload", "rpc")
         labels = {"n_threads": "threads", "n_depth": "depth"}
         for name in lists:
             if not getattr(self, name):
@@ -308,7 +316,7 @@ class BenchSweep:
 
     def params(self) -> list[BenchParams]:
         names = ("n_threads", "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn", "type_k", "type_v", "use_mmap",
-                 "cpu_mask", "cpu_strict", "poll", "split_mode", "main_gpu", "tensor_split", "no_kv_offload")
+                 "cpu_mask", "cpu_strict", "poll", "split_mode", "main_gpu", "tensor_split", "no_kv_offload", "rpc")
         return [BenchParams(**dict(zip(names, values)))
                 for values in itertools.product(*(getattr(self, name) for name in names))]
 
@@ -391,6 +399,10 @@ class BenchResult:
     model_sha256: str = ""
     model_path: str = ""
     fit_estimate: dict[str, int] = field(default_factory=dict)  # models.fit.estimate's estimate for this run, bytes
+    rpc: str = ""  # the RPC servers used (llama-bench's -rpc), "" for none
+    # The pool measured just before the test: each endpoint with its devices (memory as the server reports it),
+    # round trip and bandwidth, and the local devices (models.machine.rpc_attach).
+    topology: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def field_names(cls) -> list[str]:

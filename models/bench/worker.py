@@ -344,6 +344,13 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
         estimate = fit_estimator(job, gpu=bool(common["gpu_info"]), emit=emit)
         bench = Bench(llama_cpp, job, emit, llog, perf=perf, pools=pools, estimate=estimate)
         bench.info.update(common)
+        if job.params.rpc:  # llama-bench's -rpc: probe each server, then its devices join llama.cpp's
+            from models.machine.rpc_attach import RpcError, attach_rpc
+
+            try:
+                bench.info.update(attach_rpc(llama_cpp, job.params.rpc, emit=emit, backends=common["backends"]))
+            except RpcError as error:
+                raise WorkerFailure(str(error)) from error
         bench.load()
         bench.memory()  # after the load
         if job.ttft_prompt_tokens > 0:

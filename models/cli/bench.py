@@ -108,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of the model per GPU (default: llama.cpp decides)")
     add("-nkvo", "--no-kv-offload", action="append", type=_bools, metavar="0|1",
         help="keep the KV cache in host memory (0)")
+    add("-rpc", "--rpc", action="append", metavar="HOST:PORT[,HOST:PORT]",
+        help="RPC servers whose devices join this machine's (llama-bench's -rpc; see tokenometer rpc-server); "
+             "repeat to compare pools, 'none' for this machine alone")
     add("-b", "--batch-size", action="append", type=_ints, metavar="N[,N]", help="n_batch (2048)")
     add("-ub", "--ubatch-size", action="append", type=_ints, metavar="N[,N]", help="n_ubatch (512)")
     add("-fa", "--flash-attn", action="append", type=_flash, metavar="on|off|auto", help="flash attention (auto)")
@@ -151,6 +154,8 @@ def build_sweep(args: argparse.Namespace) -> Any:
         values = _flatten(lists)
         if values is not None:
             setattr(sweep, name, values)
+    if args.rpc:
+        sweep.rpc = ["" if value.strip().lower() == "none" else value.strip() for value in args.rpc]
     if args.pg:
         sweep.n_pg = list(args.pg)
     if args.repetitions is not None:

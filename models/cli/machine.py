@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("-ub", "--ubatch", dest="n_ubatch", type=int, default=512)
     fit.add_argument("-fa", "--flash-attn", dest="flash_attn", default="auto", choices=("on", "off", "auto"))
     fit.add_argument("--json", action="store_true", help="print JSON instead of text")
+    fit.add_argument("--rpc", default=None, metavar="HOST:PORT[,HOST:PORT]",
+                     help="estimate for this machine pooled with these RPC servers (llama.cpp's layer split)")
     fit.add_argument("--no-speed", action="store_true",
                      help="skip the speed prediction (it measures the memory bandwidth once if none is stored)")
     fit.set_defaults(handler=_fit)
@@ -119,6 +121,10 @@ def _fit(args: argparse.Namespace) -> int:
 
     header, where = _load_header(args.model)
     hardware = probe_hardware()
+    if getattr(args, "rpc", None):
+        from models.cli.rpc import fit_pool
+
+        return fit_pool(header, where, hardware, args)
     options: dict[str, Any] = dict(type_k=args.type_k, type_v=args.type_v, n_batch=args.n_batch,
                                    n_ubatch=args.n_ubatch, flash_attn=args.flash_attn)
     verdict = fit_verdict(header, hardware, n_ctx=args.ctx, **options)

@@ -236,3 +236,38 @@ def _rpc_probe(args: argparse.Namespace) -> int:
         for dev in row["devices"]:
             print(f"  device {dev['index']}: {fmt_bytes(dev['memory_free'])} free of {fmt_bytes(dev['memory_total'])}")
     return 1 if failed else 0
+
+
+def fit_pool(header: Any, where: str, hardware: Any, args: argparse.Namespace) -> int:
+    """tokenometer fit MODEL --rpc ...: the model across this machine and the servers' devices (llama.cpp's split)."""
+    from models.fit.pool import estimate_pool
+
+    endpoints = parse_endpoints(args.rpc)
+    if not endpoints:
+        raise TokenometerError("--rpc names no server; write HOST:PORT[,HOST:PORT].")
+    devices: list[tuple[str, int]] = []
+    for endpoint in endpoints:  # llama.cpp puts RPC devices first, numbered in the order they were added
+        found = probe_endpoint(endpoint, transfer_bytes=0, rtt_rounds=1)
+        devices += [(f"RPC{len(devices)}", dev.memory_free) for dev in found.devices]
+    build = hardware.llama
+    if build is not None and not build.error:
+        devices += [(str(dev.get("name")), int(dev.get("memory_free") or 0)) for dev in build.gpu_devices]
+    n_ctx = args.ctx or min(header.context_length or 4096, 4096)
+    estimate = estimate_pool(header, devices, host_free=hardware.ram_available, n_ctx=n_ctx,
+                             n_gpu_layers=-1 if args.ngl is None else args.ngl, type_k=args.type_k,
+                             type_v=args.type_v, n_batch=args.n_batch, n_ubatch=args.n_ubatch,
+                             flash_attn=args.flash_attn, cpu_flags=hardware.cpu.flags)
+    if args.json:
+        print(json.dumps({"model": where, "rpc": [str(e) for e in endpoints], "pool": estimate.to_json()}, indent=2))
+        return 0
+    print(f"Model      {printable(header.name or where)}, {header.block_count} layers, pool {args.rpc}")
+    for dev in estimate.devices:
+        layers = f"{len([il for il in dev.layers if il < header.block_count])} layers" + \
+            (" + output" if header.block_count in dev.layers else "")
+        print(f"  {dev.name:<8} {layers:<18} weights {fmt_bytes(dev.weights)}, KV {fmt_bytes(dev.kv)}, "
+              f"compute {fmt_bytes(dev.compute)}, output {fmt_bytes(dev.output)} = {fmt_bytes(dev.total)} "
+              f"of {fmt_bytes(max(dev.memory_free - dev.reserve, 0))} usable{'' if dev.fits else ': SHORT'}")
+    print(f"Verdict    {estimate.summary}")
+    for note in estimate.notes:
+        print(f"note       {note}")
+    return 0 if estimate.fits else 1
