@@ -203,3 +203,20 @@ def unique_short(names: Sequence[str], limit: int = 36) -> list[str]:
             seen[short] = seen.get(short, 0) + 1
             out[position] = f"{short} ({seen[short]})"
     return out
+
+
+def pareto_chart(title: str, points: Mapping[str, tuple[float, float]], front: Sequence[tuple[float, float]], *,
+                 x_title: str, y_title: str) -> ChartView:
+    """One scatter point per model (the legend names them) and the Pareto front as a line through its points."""
+    view = xy_chart(title, {name: [xy] for name, xy in points.items()}, x_title=x_title, y_title=y_title,
+                    lines=False)
+    chart = view.chart()
+    if len(front) > 1:
+        line = QLineSeries()
+        line.setName("Pareto front")
+        for x, y in front:
+            line.append(QPointF(x, y))
+        chart.addSeries(line)
+        for axis in chart.axes():
+            line.attachAxis(axis)
+    return view

@@ -1,6 +1,6 @@
 """The pages of the main window, in sidebar order, with each one's title and hint, and the base every page builds on.
 
-PAGES is the one list: the sidebar, the shortcuts (Ctrl+1..8), the start page and each page's heading read it.
+PAGES is the one list: the sidebar, the shortcuts (Ctrl+1..9), the start page and each page's heading read it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo("settings", "Settings", "Folders, Hugging Face token, costs and defaults"),
     # Last, so the shortcuts people know (Ctrl+1..7) keep their pages.
     PageInfo("capacity", "Capacity", "How many people can this machine serve, and what a token costs then"),
+    PageInfo("quality", "Quality", "How much a quant loses, and which model to take: quality, speed and memory"),
 )
 
 

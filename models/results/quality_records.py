@@ -136,3 +136,30 @@ def open_quality_recorder(job: Any) -> Any:
 
     return open_measurement_recorder(kind="quality", target="llama.cpp", settings=settings,
                                      model_path=job.model_path, answer=finish, meter_energy=False)
+
+
+def quality_jobs(model: Path, *, reference: Path | None = None, text: str, n_ctx: int = 512, n_chunks: int = 0,
+                 n_threads: int | None = None) -> list[Any]:
+    """The bench jobs of one quality run, as `tokenometer quality MODEL --ref REFERENCE` makes them: the reference
+    model's log-probabilities first (unless kept from an earlier run on the same text and chunking), then MODEL
+    against them."""
+    from models.bench.quality_plan import QualityPlan
+    from models.bench.spec import BenchJob, BenchParams, BenchSweep
+    from models.cli.quality import reference_cache
+
+    defaults = BenchSweep(models=[model])
+    params = BenchParams(n_threads=n_threads or defaults.n_threads[0], n_gpu_layers=defaults.n_gpu_layers[0])
+
+    def job(path: Path, plan: QualityPlan) -> Any:
+        return BenchJob(model_path=path, params=params, tests=(), repetitions=1, quality=plan)
+
+    jobs = []
+    ref_file = ""
+    if reference is not None:
+        cached = reference_cache(reference, text, n_ctx=n_ctx, n_chunks=n_chunks)
+        if not cached.exists():
+            jobs.append(job(reference, QualityPlan(text=text, n_ctx=n_ctx, n_chunks=n_chunks,
+                                                   save_reference=str(cached))))
+        ref_file = str(cached)
+    jobs.append(job(model, QualityPlan(text=text, n_ctx=n_ctx, n_chunks=n_chunks, reference=ref_file)))
+    return jobs

@@ -12,27 +12,11 @@ from models.cli import main
 from models.results.choice import ChoicePoint, build_choice, pareto_front
 from models.results.measurements import list_measurements
 from models.results.store import ResultsStore
+from tests.models.results.quants import q8_0  # noqa: F401
 
 TEXT = Path(__file__).parents[1] / "bench" / "data" / "public_domain.txt"
 QUALITY = ["--text", str(TEXT), "-c", "64", "--chunks", "2", "-t", "2", "-b", "128", "-o", "json"]
 BENCH = ["-p", "16", "-n", "8", "-r", "1", "-t", "2", "-o", "json"]
-_KEEP: list[object] = []
-
-
-@pytest.fixture(scope="session")
-def q8_0(starter_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Q8_0 of the starter (Q4_1) written by llama.cpp's quantize API (requantized: the larger, better quant)."""
-    import llama_cpp as ll
-
-    quiet = ll.llama_log_callback(lambda level, text, user: None)
-    ll.llama_log_set(quiet, None)
-    _KEEP.append(quiet)  # llama.cpp keeps calling it: it must outlive the fixture
-    path = tmp_path_factory.mktemp("choice-quant") / "SmolLM2-135M-Instruct-Q8_0.gguf"
-    params = ll.llama_model_quantize_default_params()
-    params.ftype = ll.LLAMA_FTYPE_MOSTLY_Q8_0
-    params.allow_requantize = True
-    assert ll.llama_model_quantize(str(starter_model).encode(), str(path).encode(), params) == 0
-    return path
 
 
 @pytest.fixture(scope="module")
