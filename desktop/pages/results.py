@@ -243,8 +243,16 @@ class ResultsPage(Page):
         settings = self.ctx.settings()
         baseline = self.baseline if self.baseline in {rec.id for rec in runs} else None  # exported as shown
         self.status.setText(f"Writing {path.name} …")
-        run_job(lambda: export_report(runs, path, fmt=fmt, settings=settings, baseline=baseline),
-                on_done=lambda written: self.status.setText(f"Saved {plural(len(runs), 'run')} to {written}"))
+        def write() -> Path:
+            from models.results.measurement_report import report_measurements
+
+            # The load tests and sweeps of the exported runs' model files go with them.
+            with self.ctx.open_store() as store:
+                measurements = report_measurements(store, runs, everything=False)
+            return export_report(runs, path, fmt=fmt, settings=settings, baseline=baseline,
+                                 measurements=measurements)
+
+        run_job(write, on_done=lambda written: self.status.setText(f"Saved {plural(len(runs), 'run')} to {written}"))
 
     def import_report(self, path: Path | None = None) -> None:
         path = path or self.ask_open_path()

@@ -142,16 +142,31 @@ def _print_costs(comparison: Comparison) -> None:
     print(f"\nCost per 1M generated tokens ({settings.electricity_price_per_kwh:g} {cur}/kWh, hardware "
           f"{settings.hardware_cost:,.0f} {cur} over {settings.hardware_lifetime_years:g} y at "
           f"{settings.hardware_hours_per_day:g} h/day; API {settings.api_price_per_mtok:g} {cur}/1M):")
+    from models.results.capacity import capacity_for, measurement_cost
+    from models.results.measurements import list_measurements
+
+    with _store() as store:
+        load_tests = list_measurements(store, kind="load")
     for row, label in zip(comparison.rows, row_labels(comparison.rows)):
-        cost = row_cost(row, settings=settings)
         name = printable(label)  # unique: says what differs (repo, settings, machine) or numbers the rows
+        # A load test of the same file here prices the tokens at the load it served; else one stream's rate.
+        tested = capacity_for(load_tests, model_file=str(row.model.get("file", "")), machine_key=row.machine_key)
+        at_load = measurement_cost(tested, settings) if tested is not None else None
+        if tested is not None and at_load is not None:
+            source = "estimated" if at_load.energy_is_estimate else "measured"
+            print(f"  {name} [at {at_load.concurrency} people, load test of {tested.started_at[:16]}]: "
+                  f"{at_load.per_mtok_output:.4f} {cur} per 1M output tokens (energy {source}, input processing "
+                  f"included); API {at_load.api_per_mtok_output:.4f} {cur} for the same traffic")
+            continue
+        cost = row_cost(row, settings=settings)
         if cost is None:
             print(f"  {name}: no generation test, or no energy figure and no system_power_watts setting")
             continue
         even = (f"break-even at {format_tokens(cost.break_even_tokens_per_month)} tokens/month"
                 if cost.break_even_tokens_per_month is not None else "the API is cheaper than the electricity")
         # Rate and energy both come from this one test: say which.
-        print(f"  {name} [{cost.test} at {cost.tokens_per_second:.1f} t/s]: {cost.total_per_mtok:.4f} {cur} "
+        print(f"  {name} [{cost.test} at {cost.tokens_per_second:.1f} t/s, assumes one user]: "
+              f"{cost.total_per_mtok:.4f} {cur} "
               f"(energy {cost.energy_per_mtok:.4f}"
               f"{', estimated' if cost.energy_is_estimate else ''}, hardware {cost.hardware_per_mtok:.4f}); "
               f"API {cost.api_per_mtok:g} {cur}; {even}; capacity "
@@ -163,13 +178,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from models.settings import load_settings
 
     fmt = args.format or format_of(args.output)
+    from models.results.measurement_report import report_measurements
+
     with _store() as store:
         runs = _selected(store, args.runs)
         if args.baseline is not None and args.baseline not in {r.id for r in runs}:
             runs += store.get_runs([args.baseline])
-    path = export_report(runs, args.output, fmt=fmt, settings=load_settings() if fmt == "html" else None,
-                         baseline=args.baseline)
-    print(printable(f"Wrote {plural(len(runs), 'run')} to {path} ({fmt})."))
+        # Load tests and sweeps: every one with `all`, else those of the reported runs' model files.
+        measurements = report_measurements(store, runs, everything=bool(args.runs) and _run_ids(args.runs) is None)
+    path = export_report(runs, args.output, fmt=fmt, settings=load_settings() if fmt in ("html", "md") else None,
+                         baseline=args.baseline, measurements=measurements)
+    print(printable(f"Wrote {plural(len(runs), 'run')}"
+                    + (f" and {plural(len(measurements), 'load test or sweep', 'load tests or sweeps')}"
+                       if measurements else "") + f" to {path} ({fmt})."))
     return 0
 
 

@@ -121,3 +121,15 @@ def with_measurements(record: EventCallback, close: Callable[[], None], *, machi
             state["store"].close()
 
     return on_event, close_all
+
+
+def capacity_for(measurements: Sequence[Measurement], *, model_file: str, machine_key: str) -> Measurement | None:
+    """The newest load test in llama.cpp of this model file on this machine whose answer names a load (a level
+    met the SLO): what `compare --cost` prices instead of one stream. `measurements` newest first."""
+    from models.results.store import fingerprint_sha
+
+    for m in measurements:
+        if (m.kind == "load" and m.target == "llama.cpp" and m.model.get("file") == model_file
+                and fingerprint_sha(m.machine) == machine_key and capacity_people(m) > 0):
+            return m
+    return None

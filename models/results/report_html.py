@@ -387,9 +387,22 @@ def _costs(comparison: Comparison, settings: Settings) -> str:
                       "break-even per month", "capacity per month"], rows, 2))
 
 
+def _capacity(measurements: Sequence[Any], settings: Settings | None) -> str:
+    """How many people each machine serves, and at what cost (models.results.measurement_report)."""
+    if not measurements:
+        return ""
+    from models.results.measurement_report import capacity_html
+
+    return ('<h2>Capacity</h2><p class="sub">Load tests: tokens/s each person got and in all, and time to first '
+            'token, against people at once; the answer is the most people served within the SLO.</p>'
+            + capacity_html(measurements, settings))
+
+
 def render_html(runs: Sequence[RunRecord], *, title: str = "Tokenometer report",
-                comparison: Comparison | None = None, settings: Settings | None = None) -> str:
-    """The whole report as one HTML document: no external files, no network."""
+                comparison: Comparison | None = None, settings: Settings | None = None,
+                measurements: Sequence[Any] = ()) -> str:
+    """The whole report as one HTML document: no external files, no network; a capacity section where load
+    tests or batched sweeps (models.results.measurements.Measurement) are given."""
     comparison = comparison or compare_runs(runs)
     charts = _charts(runs, comparison)
     figures = "".join(f'<figure class="card"><figcaption>{escape(caption)}</figcaption>{svg}</figure>'
@@ -410,6 +423,7 @@ def render_html(runs: Sequence[RunRecord], *, title: str = "Tokenometer report",
 <h2>Comparison</h2><p class="sub">Mean ± sample standard deviation (n samples){
     "; changes against the baseline row" if comparison.baseline_key else ""}.</p>{_comparison(comparison)}
 {"<h2>Cost</h2>" + _costs(comparison, settings) if settings is not None else ""}
+{_capacity(measurements, settings)}
 <h2>Every run</h2>{_runs(runs)}
 <pre id="js-errors" hidden></pre>
 <footer>Throughput measured as llama-bench does (tokens per second per repetition, then mean and spread).

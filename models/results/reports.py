@@ -20,6 +20,7 @@ from models.results.compare import compare_runs, format_comparison
 from models.errors import ReportError
 from models.files import atomic_write_text
 from models.results.import_checks import check_values, parse_json, read_report_text, run_uid
+from models.results.measurements import Measurement
 from models.results.store import EnergyFigures, ResultsStore, RunRecord, fingerprint_sha, machine_label
 from models.results.report_html import render_html
 from models.results.report_rows import FORMATS, REPORT_FIELDS, REPORT_FORMAT, report_row
@@ -95,20 +96,32 @@ def to_markdown(runs: Sequence[RunRecord], *, baseline: int | None = None) -> st
 
 
 def render(runs: Sequence[RunRecord], fmt: str, *, settings: Settings | None = None,
-           baseline: int | None = None) -> str:
+           baseline: int | None = None, measurements: Sequence[Measurement] = ()) -> str:
     """A report of these runs in one format (md, csv, json, jsonl, sql, html); the HTML report shows the
     cost per million tokens when given the settings; `baseline` (a run id) is the comparison's baseline,
-    marked in every format."""
+    marked in every format. Load tests and batched sweeps (`measurements`) go in the md, json, jsonl and html
+    reports here; a csv report's go in a file beside it (export_report), an sql report holds runs only."""
     if not runs:
         raise ReportError("No runs selected: a report needs at least one run.")
     if baseline is not None and baseline not in {r.id for r in runs}:
         raise ReportError(f"The baseline run {baseline} is not among the runs in the report.")
     if fmt == "html":
-        return render_html(runs, settings=settings, comparison=compare_runs(runs, baseline=baseline))
+        return render_html(runs, settings=settings, comparison=compare_runs(runs, baseline=baseline),
+                           measurements=measurements)
     writers = {"md": to_markdown, "csv": to_csv, "json": to_json, "jsonl": to_jsonl, "sql": to_sql}
     if fmt not in writers:
         raise ReportError(f"Unknown report format {fmt!r}; use one of {', '.join(FORMATS)}.")
-    return writers[fmt](runs, baseline=baseline)
+    text = writers[fmt](runs, baseline=baseline)
+    if measurements and fmt in ("md", "json", "jsonl"):
+        from models.results.measurement_report import json_objects, measurements_markdown
+
+        if fmt == "md":
+            text += measurements_markdown(measurements, settings)
+        elif fmt == "jsonl":
+            text += "".join(line + "\n" for line in json_objects(measurements))
+        else:  # the same array: runs first, then each measurement as an object marked "measurement"
+            text = text.rstrip().removesuffix("]").rstrip() + ",\n" + ",\n".join(json_objects(measurements, indent=2)) + "\n]\n"
+    return text
 
 
 def format_of(path: Path) -> str:
@@ -122,10 +135,17 @@ def format_of(path: Path) -> str:
 
 
 def export_report(runs: Sequence[RunRecord], path: Path, *, fmt: str | None = None,
-                  settings: Settings | None = None, baseline: int | None = None) -> Path:
-    """Write a report atomically: an existing file is replaced only once the new one is complete."""
-    text = render(runs, fmt or format_of(path), settings=settings, baseline=baseline)
+                  settings: Settings | None = None, baseline: int | None = None,
+                  measurements: Sequence[Measurement] = ()) -> Path:
+    """Write a report atomically: an existing file is replaced only once the new one is complete; a csv
+    report's load tests and sweeps go beside it in NAME.measurements.csv."""
+    fmt = fmt or format_of(path)
+    text = render(runs, fmt, settings=settings, baseline=baseline, measurements=measurements)
     try:
+        if fmt == "csv" and measurements:
+            from models.results.measurement_report import csv_path, measurements_csv
+
+            atomic_write_text(csv_path(path), measurements_csv(measurements), make_parents=False)
         atomic_write_text(path, text, make_parents=False)
     except OSError as error:
         raise ReportError(f"Cannot write the report {path}: {error.strerror or error}.") from error
@@ -237,7 +257,11 @@ def read_report(path: Path) -> list[RunRecord]:
     for where, item in rows:
         if not isinstance(item, dict):
             raise ReportError(f"{where} is not an object; not a Tokenometer report.")
+        if "measurement" in item and "run_uid" not in item:
+            continue  # a load test or batched sweep: the report carries it, an import takes runs only
         records.append(_record_from_row(item, where))
+    if not records:
+        raise ReportError(f"{path.name} holds no runs.")
     return records
 
 
