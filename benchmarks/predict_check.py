@@ -88,11 +88,17 @@ def _model(record: RunRecord) -> str:
 
 
 def table(store_path: Path, *, history_models: int, threads: int | None, names: list[str] | None = None,
-          measure: bool = False) -> int:
+          measure: bool = False, read_gbs: float = 0.0, l3_mib: float = 0.0) -> int:
     from models.machine.hardware import probe_cpu
 
-    bandwidth = machine_bandwidth(threads=threads, refresh=measure)
-    l3 = probe_cpu([]).caches.get("L3", 0)
+    if read_gbs:  # replaying another machine's store (its models at the same paths here): its figures
+        from models.machine.bandwidth import CpuBandwidth, MachineBandwidth
+
+        bandwidth = MachineBandwidth(cpu=CpuBandwidth(read=read_gbs * 1e9, copy=0.0, threads=threads or 0,
+                                                      buffer_bytes=0, repeats=0))
+    else:
+        bandwidth = machine_bandwidth(threads=threads, refresh=measure)
+    l3 = int(l3_mib * 2**20) if l3_mib else probe_cpu([]).caches.get("L3", 0)
     print(f"bandwidth: {bandwidth.summary()}; L3 {l3 / 2**20:.0f} MiB")
     with ResultsStore(store_path, create=False) as store:
         records = list(reversed(store.list_runs()))  # oldest first
@@ -146,6 +152,9 @@ def main() -> int:
     parser.add_argument("--history-names", default="",
                         help="learn from the models whose file name contains one of these (comma list)")
     parser.add_argument("--measure", action="store_true", help="measure the bandwidth again first")
+    parser.add_argument("--read-gbs", type=float, default=0.0,
+                        help="use this CPU read bandwidth (GB/s) instead of this machine's (replaying another's store)")
+    parser.add_argument("--l3-mib", type=float, default=0.0, help="use this L3 size instead of this machine's")
     parser.add_argument("--quants", type=Path, help="make quants of this GGUF into --out")
     parser.add_argument("--make-models", type=Path, help="write random llama models of three sizes here")
     parser.add_argument("--out", type=Path, default=Path("/tmp/quants"))
@@ -165,7 +174,8 @@ def main() -> int:
     if args.bench and models:
         bench(models, store, threads=args.threads or default_threads(), repetitions=args.repetitions)
     names = [n for n in args.history_names.split(",") if n]
-    return table(store, history_models=args.history, threads=args.threads, names=names, measure=args.measure)
+    return table(store, history_models=args.history, threads=args.threads, names=names, measure=args.measure,
+                 read_gbs=args.read_gbs, l3_mib=args.l3_mib)
 
 
 if __name__ == "__main__":

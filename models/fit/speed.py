@@ -30,14 +30,16 @@ log = logging.getLogger(__name__)
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 _KV_PAD = 256  # llama.cpp reads the KV cache in steps of 256 cells (llama_kv_cache::get_padding)
-# Priors before any result on this machine: llama.cpp's CPU matmuls reach about 85% of our threaded read test
-# on a model far larger than the caches (77-110% seen on a 16-core Xeon, benchmarks/predict_check.py), a GPU
-# about 4/5 of its data-sheet peak; a model that the last-level cache largely holds beats RAM's bandwidth
-# ("cpu-cache": 120-165% seen there). Each layer then costs some fixed time per token.
-_PRIOR_A = {"cpu": 1 / 0.85, "cpu-cache": 1 / 1.4, "gpu": 1 / 0.8, "partial": 1 / 0.8}
+# Priors before any result on this machine, fitted on a 16-core Xeon (benchmarks/predict_check.py): llama.cpp
+# reads the weights of a model far larger than the caches about 1/3 faster than our threaded read test
+# measures, the arithmetic coming on top; a GPU reaches about 4/5 of its data-sheet peak; a model that the
+# last-level cache largely holds is read faster still ("cpu-cache"). Each layer costs some fixed time per token.
+_PRIOR_A = {"cpu": 0.75, "cpu-cache": 1 / 1.4, "gpu": 1 / 0.8, "partial": 1 / 0.8}
 _PRIOR_LAYER_S = {"cpu": 20e-6, "cpu-cache": 20e-6, "gpu": 8e-6, "partial": 20e-6}
-_CACHE_RESIDENT = 1.0  # CPU bytes per token up to the L3 size: read partly from the cache (a 300 MiB L3:
-# 150 MiB models ran at 68-151% of the RAM limit, 290 MiB and larger at 83-106%)
+# Arithmetic per active parameter and token, in core-seconds: 5.3 ms per 1.1 B parameters on 16 Xeon cores.
+_PRIOR_PARAM_S = {"cpu": 85e-12, "cpu-cache": 85e-12, "gpu": 1e-15, "partial": 85e-12 / 8}
+_CACHE_RESIDENT = 0.75  # CPU bytes per token up to 3/4 of the L3: read partly from the cache (a 300 MiB L3:
+# 150 MiB per token ran at 68-151% of the RAM limit, 280 MiB and more at 83-106%)
 _PRIOR_WEIGHT = 0.01  # how strongly the priors hold against the history (in squared relative error)
 _PRIOR_SPREAD = 0.40  # the relative uncertainty with no history at all
 # Per-core matmul throughput for prompt processing with no history, by the widest SIMD the CPU has.
@@ -205,11 +207,14 @@ class SpeedSample:
     n_layer: int
     measured_ts: float
     n_threads: int = 0
+    params: int = 0  # active parameters multiplied per token
 
 
 @dataclass
 class Correction:
-    """seconds per token = a x seconds at full bandwidth + layer_s x layers, fitted to one machine's history."""
+    """seconds per token = a x seconds at full bandwidth + layer_s x layers + param_s x active parameters,
+    fitted to one machine's history: reading, a fixed cost per layer, and the arithmetic (dequantizing and
+    multiplying: a 4-bit model is cheaper to read than an f16 one but not cheaper to multiply)."""
 
     kind: str
     a: float
@@ -217,46 +222,70 @@ class Correction:
     spread: float  # relative uncertainty of a prediction (1 sigma)
     n_samples: int = 0
     n_models: int = 0
+    param_s: float = 0.0
 
-    def seconds(self, seconds_at_bandwidth: float, n_layer: int) -> float:
-        return self.a * seconds_at_bandwidth + self.layer_s * n_layer
-
-
-def _solve(samples: list[SpeedSample], a0: float, c0: float) -> tuple[float, float]:
-    """Least squares in relative error, pulled toward the priors (so one or two models give a sane answer)."""
-    # Normal equations for rows (x/t, L/t) -> 1, plus prior rows sqrt(w) (1/a0, 0) -> sqrt(w), (0, 1/c0) -> ...
-    w = _PRIOR_WEIGHT
-    saa, sac, scc, sa1, sc1 = w / a0**2, 0.0, w / c0**2, w / a0, w / c0
-    for s in samples:
-        t = 1.0 / s.measured_ts
-        x, layers = s.seconds_at_bandwidth / t, s.n_layer / t
-        saa, sac, scc, sa1, sc1 = saa + x * x, sac + x * layers, scc + layers * layers, sa1 + x, sc1 + layers
-    det = saa * scc - sac * sac
-    a, c = (sa1 * scc - sc1 * sac) / det, (saa * sc1 - sac * sa1) / det
-    if c < 0:  # no negative overhead: refit the slope alone
-        a, c = sa1 / saa, 0.0
-    return max(a, 1e-3), c
+    def seconds(self, seconds_at_bandwidth: float, n_layer: int, params: int = 0) -> float:
+        return self.a * seconds_at_bandwidth + self.layer_s * n_layer + self.param_s * params
 
 
-def fit_correction(samples: Iterable[SpeedSample], *, kind: str) -> Correction:
+def _features(s: SpeedSample) -> list[float]:
+    return [s.seconds_at_bandwidth, float(s.n_layer), float(s.params)]
+
+
+def _solve(samples: list[SpeedSample], prior: list[float]) -> list[float]:
+    """Least squares in relative error, pulled toward the priors (so one or two models give a sane answer);
+    a coefficient that comes out negative is held at 0 and the others refitted."""
+    import numpy as np
+
+    free = [True] * len(prior)
+    for _ in range(len(prior)):
+        idx = [j for j, f in enumerate(free) if f]
+        p0 = np.array([prior[j] for j in idx])
+        # Rows x/t -> 1 for the samples, sqrt(w)/p0_j -> sqrt(w) for the priors (normal equations below).
+        rows = np.array([[_features(s)[j] * s.measured_ts for j in idx] for s in samples]).reshape(-1, len(idx))
+        lhs = rows.T @ rows + _PRIOR_WEIGHT * np.diag(1.0 / p0**2)
+        rhs = rows.sum(axis=0) + _PRIOR_WEIGHT / p0
+        theta = np.linalg.solve(lhs, rhs)
+        out = [0.0] * len(prior)
+        for j, value in zip(idx, theta):
+            out[j] = float(value)
+        negative = [j for j in idx if out[j] < 0]
+        if not negative:
+            break
+        for j in negative:
+            free[j] = False
+        if not any(free):
+            break
+    out[0] = max(out[0], 1e-3)
+    return [max(v, 0.0) for v in out]
+
+
+def _prior(kind: str, threads: int) -> list[float]:
+    per_param = _PRIOR_PARAM_S.get(kind, 0.0)
+    if kind.startswith("cpu"):
+        per_param /= max(threads, 1)  # the arithmetic is shared by the threads
+    return [_PRIOR_A[kind], _PRIOR_LAYER_S[kind], max(per_param, 1e-16)]
+
+
+def fit_correction(samples: Iterable[SpeedSample], *, kind: str, threads: int = 0) -> Correction:
     """The correction for one kind of placement, with its uncertainty from leave-one-model-out errors."""
     mine = [s for s in samples if s.kind == kind and s.measured_ts > 0 and s.seconds_at_bandwidth > 0]
-    a0, c0 = _PRIOR_A[kind], _PRIOR_LAYER_S[kind]
+    prior = _prior(kind, threads)
     models = sorted({s.model for s in mine})
-    a, c = _solve(mine, a0, c0)
+    a, c, d = _solve(mine, prior)
     errors = []
     if len(models) >= 2:
         for model in models:
-            rest = [s for s in mine if s.model != model]
-            ra, rc = _solve(rest, a0, c0)
+            ra, rc, rd = _solve([s for s in mine if s.model != model], prior)
             for s in mine:
                 if s.model == model:
-                    predicted = 1.0 / (ra * s.seconds_at_bandwidth + rc * s.n_layer)
+                    predicted = 1.0 / (ra * s.seconds_at_bandwidth + rc * s.n_layer + rd * s.params)
                     errors.append(predicted / s.measured_ts - 1.0)
     # With few models the leave-one-out errors are themselves uncertain: blend in the prior spread.
     rms = math.sqrt(statistics.fmean(e * e for e in errors)) if errors else 0.0
     spread = math.sqrt(rms**2 + (_PRIOR_SPREAD / (1 + len(models))) ** 2)
-    return Correction(kind=kind, a=a, layer_s=c, spread=spread, n_samples=len(mine), n_models=len(models))
+    return Correction(kind=kind, a=a, layer_s=c, spread=spread, n_samples=len(mine), n_models=len(models),
+                      param_s=d)
 
 
 def history_samples(records: Iterable[RunRecord], bandwidth: MachineBandwidth, *, machine_id: str = "",
@@ -278,7 +307,7 @@ def history_samples(records: Iterable[RunRecord], bandwidth: MachineBandwidth, *
         if seconds:
             out.append(SpeedSample(model=r.model_sha256 or Path(key).name, kind=traffic.regime(cache_bytes),
                                    seconds_at_bandwidth=seconds, n_layer=traffic.n_layer or 1,
-                                   measured_ts=r.avg_ts, n_threads=r.n_threads))
+                                   measured_ts=r.avg_ts, n_threads=r.n_threads, params=traffic.active_params))
     return out
 
 
@@ -377,9 +406,10 @@ def predict_speed(header: GGUFHeader, bandwidth: MachineBandwidth, *, history: I
         out.notes.append(f"{missing} memory bandwidth not measured: speed not predicted")
     else:
         samples = history_samples(records, bandwidth, machine_id=machine_id, cache_bytes=cache_bytes)
-        correction = fit_correction(samples, kind=out.kind)
+        cores = threads or (bandwidth.cpu.threads if bandwidth.cpu else 1)
+        correction = fit_correction(samples, kind=out.kind, threads=cores)
         out.tg_ceiling = 1.0 / seconds
-        out.tg = 1.0 / correction.seconds(seconds, traffic.n_layer or 1)
+        out.tg = 1.0 / correction.seconds(seconds, traffic.n_layer or 1, traffic.active_params)
         # A relative spread as a factor either way: a 100% spread never gives a negative low end.
         out.tg_low, out.tg_high = out.tg / (1 + correction.spread), out.tg * (1 + correction.spread)
         out.n_models = correction.n_models

@@ -88,16 +88,18 @@ def test_bandwidth_share_of_a_result(starter_model: Path) -> None:
     assert bandwidth_share(gone, CPU_BW) == pytest.approx(10.0 / (20e9 / h.tensor_bytes))
 
 
-def _law(seconds: float, n_layer: int) -> float:
-    """A machine that reaches half its bandwidth and spends 40 microseconds per layer."""
-    return 1.0 / (2.0 * seconds + 40e-6 * n_layer)
+def _law(seconds: float, n_layer: int, params: int = 0) -> float:
+    """A machine that reaches half its bandwidth, spends 40 microseconds per layer and 10 ps per parameter."""
+    return 1.0 / (2.0 * seconds + 40e-6 * n_layer + 10e-12 * params)
 
 
 def test_correction_recovers_a_machine_law() -> None:
-    samples = [SpeedSample(f"m{i}", "cpu", s, layers, _law(s, layers))
-               for i, (s, layers) in enumerate([(1e-3, 30), (5e-3, 24), (2e-2, 32), (4e-3, 40)])]
-    c = fit_correction(samples, kind="cpu")
-    assert c.n_models == 4 and c.a == pytest.approx(2.0, rel=0.05) and c.layer_s == pytest.approx(40e-6, rel=0.2)
+    cases = [(1e-3, 30, 10**8), (5e-3, 24, 10**9), (2e-2, 32, 2 * 10**9), (4e-3, 40, 5 * 10**8), (8e-3, 20, 10**8)]
+    samples = [SpeedSample(f"m{i}", "cpu", s, layers, _law(s, layers, p), params=p)
+               for i, (s, layers, p) in enumerate(cases)]
+    c = fit_correction(samples, kind="cpu", threads=4)
+    assert c.n_models == 5 and c.a == pytest.approx(2.0, rel=0.05) and c.layer_s == pytest.approx(40e-6, rel=0.3)
+    assert c.param_s == pytest.approx(10e-12, rel=0.2)
     assert c.spread < 0.15  # the law is exact: only the prior's share of the uncertainty is left
     none = fit_correction([], kind="cpu")
     assert none.n_models == 0 and none.spread == pytest.approx(0.40)
@@ -112,16 +114,18 @@ def _record(store: ResultsStore, path: Path, ts: float, *, machine: str = "this"
 
 
 def test_prediction_learns_from_the_store(tmp_path: Path, starter_model: Path) -> None:
-    shapes = [Shape(n_layer=4, n_embd=256, n_ff=512), Shape(n_layer=8, n_embd=512, n_ff=1024),
-              Shape(n_layer=6, n_embd=384, n_ff=1536), Shape(n_layer=12, n_embd=256, n_ff=768)]
-    paths = [write_model(tmp_path / f"m{i}.gguf", s) for i, s in enumerate(shapes)] + [starter_model]
+    # Different weight types, so reading (bytes) and arithmetic (parameters) can be told apart.
+    shapes = [(Shape(n_layer=4, n_embd=256, n_ff=512), "f32"), (Shape(n_layer=8, n_embd=512, n_ff=1024), "q4_0"),
+              (Shape(n_layer=6, n_embd=384, n_ff=1536), "f16"), (Shape(n_layer=12, n_embd=256, n_ff=768), "f16")]
+    paths = [write_model(tmp_path / f"m{i}.gguf", s, weight_type=w) for i, (s, w) in enumerate(shapes)]
+    paths.append(starter_model)
     headers = [read_model_header(p) for p in paths]
     truth = []
     for h in headers:
         t = token_traffic(h, n_gen=32)
         seconds = t.seconds_at(CPU_BW)
         assert seconds is not None
-        truth.append(_law(seconds, h.block_count))
+        truth.append(_law(seconds, h.block_count, t.active_params))
     target, target_truth = headers[-1], truth[-1]
     prior = predict_speed(target, CPU_BW, n_gen=32)
     assert prior.n_models == 0 and prior.tg > 0 and "no generation results" in prior.notes[0]
@@ -153,7 +157,7 @@ def test_no_bandwidth_no_prediction(starter_model: Path) -> None:
 def test_models_the_cache_holds_learn_apart(tmp_path: Path, starter_model: Path) -> None:
     h = read_model_header(starter_model)
     t = token_traffic(h)
-    assert t.regime() == "cpu" and t.regime(cache_bytes=t.cpu) == "cpu-cache"
+    assert t.regime() == "cpu" and t.regime(cache_bytes=2 * t.cpu) == "cpu-cache"
     assert t.regime(cache_bytes=t.cpu // 2) == "cpu"  # twice the cache: read from RAM
     # A small model measured far above the RAM limit says nothing about a large one, and the reverse.
     with ResultsStore(tmp_path / "r.sqlite3") as store:
