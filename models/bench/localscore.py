@@ -35,7 +35,7 @@ LOCALSCORE_TESTS: tuple[tuple[int, int, str], ...] = (
 )
 # LocalScore's cmd_params defaults: batch 2048, ubatch 512, flash attention off, every layer on the GPU, one
 # repetition (--extended: 4, --long: 16). Its KV cache is bf16 on CPUs with AVX512_BF16, else f16.
-LOCALSCORE_PARAMS = dict(n_batch=2048, n_ubatch=512, flash_attn="off", n_gpu_layers=-1)
+LOCALSCORE_BATCH, LOCALSCORE_UBATCH = 2048, 512
 LOCALSCORE_REPETITIONS = 1
 ABOUT = ("LocalScore (localscore.ai, Mozilla Builders) runs nine prompt+generation tests, from 1024 prompt tokens "
          "with 16 generated to 16 with 1536, and scores 10 x the cube root of mean prompt t/s x mean generation "
@@ -53,9 +53,8 @@ def localscore_tests() -> tuple[BenchTest, ...]:
 def localscore_job(model_path: Path | str, *, n_threads: int, repetitions: int = LOCALSCORE_REPETITIONS,
                    type_kv: str = "f16", n_gpu_layers: int = -1) -> BenchJob:
     """The LocalScore preset as one job for the runner (`n_gpu_layers=0` is LocalScore's --cpu)."""
-    params = BenchParams(n_threads=n_threads, n_batch=LOCALSCORE_PARAMS["n_batch"],
-                         n_ubatch=LOCALSCORE_PARAMS["n_ubatch"], flash_attn="off", type_k=type_kv, type_v=type_kv,
-                         n_gpu_layers=n_gpu_layers)
+    params = BenchParams(n_threads=n_threads, n_batch=LOCALSCORE_BATCH, n_ubatch=LOCALSCORE_UBATCH,
+                         flash_attn="off", type_k=type_kv, type_v=type_kv, n_gpu_layers=n_gpu_layers)
     return BenchJob(model_path=Path(model_path), params=params, tests=localscore_tests(), repetitions=repetitions)
 
 

@@ -198,7 +198,9 @@ def nvidia_bandwidth(notes: list[str], *, nvml: Any = None) -> list[GpuBandwidth
     """
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
+
+            nvml = pynvml
         except ImportError:
             notes.append("nvidia-ml-py is not installed: GPU bandwidth not read")
             return []
