@@ -271,10 +271,12 @@ class QualityRun:
             part, want = logits[lo:lo + ROW_SLICE], targets[lo:lo + ROW_SLICE]
             if kld is not None and base is not None:
                 kld_rows(part, want, base[lo:lo + ROW_SLICE], kld, ppl)
+            elif writer is not None:
+                quantized, nll = quantize_rows(part, want)
+                rows.append(quantized)
+                ppl.add(nll if nll is not None else nll_rows(part, want))
             else:
                 ppl.add(nll_rows(part, want))
-            if writer is not None:
-                rows.append(quantize_rows(part))
         if writer is not None:
             writer.write_chunk(np.concatenate(rows))
 

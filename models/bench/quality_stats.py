@@ -16,7 +16,8 @@ def nll_rows(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """-log softmax(logits)[target] per row, as perplexity.cpp's log_softmax: float32 exps summed in double."""
     rows = np.arange(len(targets))
     max_logit = logits.max(axis=1)
-    sum_exp = np.exp(logits - max_logit[:, None]).sum(axis=1, dtype=np.float64)
+    work = np.subtract(logits, max_logit[:, None])
+    sum_exp = np.exp(work, out=work).sum(axis=1, dtype=np.float64)
     picked = (logits[rows, targets] - max_logit).astype(np.float64)
     return -(picked - np.log(sum_exp))
 

@@ -154,8 +154,10 @@ def test_wikitext_fails_clearly_when_the_hub_cannot_be_reached(monkeypatch: pyte
 def test_quantized_rows_hold_log_probabilities_to_half_a_step() -> None:
     rng = np.random.default_rng(7)
     logits = (rng.standard_normal((5, 301)) * 4).astype(np.float32)
-    rows = quantize_rows(logits)
-    assert rows.shape == (5, row_len(301))
+    targets = rng.integers(0, 301, size=5)
+    rows, nll = quantize_rows(logits, targets)
+    assert rows.shape == (5, row_len(301)) and np.all(rows[:, 305:] == 0)  # padded to even
+    assert nll is not None and np.allclose(nll, nll_rows(logits, targets), rtol=1e-5)
     head = rows[:, :4].copy().view(np.float32)
     scale, min_log_prob = head[:, 0], head[:, 1]
     exact = logits.astype(np.float64) - np.log(np.exp(logits.astype(np.float64)).sum(axis=1, keepdims=True))
@@ -170,7 +172,7 @@ def test_kl_divergence_kernel_against_the_definition() -> None:
     base_logits = (rng.standard_normal((40, 257)) * 3).astype(np.float32)
     logits = base_logits + (rng.standard_normal((40, 257)) * 0.5).astype(np.float32)
     targets = rng.integers(0, 257, size=40)
-    rows = quantize_rows(base_logits)
+    rows, _ = quantize_rows(base_logits)
     ppl, kld = PplAccumulator(), KldAccumulator(40)
     kld_rows(logits, targets, rows, kld, ppl)
 
