@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from models.bench.adaptive import AdaptivePlan
 from models.errors import BenchmarkError
 
 if TYPE_CHECKING:  # the measuring methods' plans; imported when a job carries one (quality pulls in numpy)
@@ -136,6 +137,8 @@ class BenchJob:
     load: LoadPlan | None = None
     quality: QualityPlan | None = None
     answers: AnswersPlan | None = None  # one prompt answered (models.bench.answers)
+    # -r auto: repeat each test until its 95% interval is within the plan's target (repetitions is then unused).
+    adaptive: AdaptivePlan | None = None
 
     @property
     def method(self) -> str:
@@ -150,6 +153,8 @@ class BenchJob:
                 "tests": [asdict(t) for t in self.tests], "repetitions": self.repetitions,
                 "ttft_prompt_tokens": self.ttft_prompt_tokens, "seed": self.seed, "numa": self.numa,
                 "prio": self.prio, "delay": self.delay}
+        if self.adaptive is not None:
+            data["adaptive"] = self.adaptive.to_json()
         for name in ("batched", "load", "quality", "answers"):
             plan = getattr(self, name)
             if plan is not None:
@@ -165,7 +170,9 @@ class BenchJob:
                    repetitions=int(data["repetitions"]),
                    ttft_prompt_tokens=int(data.get("ttft_prompt_tokens", 0)), seed=int(data.get("seed", 1234)),
                    numa=str(data.get("numa", "disabled")), prio=int(data.get("prio", 0)),
-                   delay=int(data.get("delay", 0)), **_plans(data))
+                   delay=int(data.get("delay", 0)),
+                   adaptive=AdaptivePlan.from_json(data["adaptive"]) if data.get("adaptive") else None,
+                   **_plans(data))
 
 
 def _plans(data: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +205,8 @@ def check_job(job: BenchJob) -> str | None:
                         ("repetitions", job.repetitions)):
         if value < 1:
             return f"{name} must be at least 1, got {value}."
+    if job.adaptive is not None and job.adaptive.problem():
+        return f"-r auto: {job.adaptive.problem()}"
     if p.n_gpu_layers < -1:
         return f"n_gpu_layers must be -1 (all) or more, got {p.n_gpu_layers}."
     if p.main_gpu < 0:
@@ -277,6 +286,7 @@ class BenchSweep:
     numa: str = "disabled"
     prio: int = 0
     delay: int = 0
+    adaptive: AdaptivePlan | None = None  # -r auto (models.bench.adaptive)
 
     def validate(self) -> None:
         """Refuse impossible parameters before any worker starts, with a message naming the parameter. What a
@@ -301,7 +311,7 @@ class BenchSweep:
         for params in self.params():
             problem = check_job(BenchJob(model_path=Path(self.models[0]), params=params, tests=tests,
                                          repetitions=self.repetitions, ttft_prompt_tokens=self.ttft_prompt_tokens,
-                                         numa=self.numa, prio=self.prio, delay=self.delay))
+                                         numa=self.numa, prio=self.prio, delay=self.delay, adaptive=self.adaptive))
             if problem:
                 raise BenchmarkError(problem)
 
@@ -326,7 +336,7 @@ class BenchSweep:
         tests = self.tests()
         return [BenchJob(model_path=Path(model), params=params, tests=tests, repetitions=self.repetitions,
                          ttft_prompt_tokens=self.ttft_prompt_tokens, numa=self.numa, prio=self.prio,
-                         delay=self.delay)
+                         delay=self.delay, adaptive=self.adaptive)
                 for model in self.models for params in self.params()]
 
 
@@ -399,6 +409,11 @@ class BenchResult:
     model_sha256: str = ""
     model_path: str = ""
     fit_estimate: dict[str, int] = field(default_factory=dict)  # models.fit.estimate's estimate for this run, bytes
+    # The 95% confidence interval of avg_ts (Student t over the samples, half-width in t/s; 0 below 2 samples);
+    # with -r auto the target it had to reach (a fraction of the mean) and whether it did.
+    ci95_ts: float = 0.0
+    ci_target: float = 0.0
+    ci_met: bool = False
     rpc: str = ""  # the RPC servers used (llama-bench's -rpc), "" for none
     # The pool measured just before the test: each endpoint with its devices (memory as the server reports it),
     # round trip and bandwidth, and the local devices (models.machine.rpc_attach).

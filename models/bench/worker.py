@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from models.bench.adaptive import interval_fields
 from models.bench.estimate import FitEstimator, fit_estimator
 from models.bench.events import BenchEvent
 from models.bench.lifeline import die_with_parent, watch_stdin
@@ -27,7 +28,7 @@ from models.bench.record import blank_result
 from models.bench.setup import (BenchTestFailure, WorkerFailure, build_info, check_model_file,  # noqa: F401
                                 prepare_process)
 from models.bench.spec import SPLIT_MODES, BenchJob, BenchResult, BenchTest
-from models.bench.stats import summarize
+from models.bench.stats import rates, summarize
 from models.bench.threadpool import Threadpools, ThreadpoolError
 from models.errors import BenchmarkError
 
@@ -236,7 +237,8 @@ class Bench:
         try:
             result.vram_used = max(0, sum(b - a for b, a in zip(vram_before, self.gpu_free())))
             mem = ll.llama_get_memory(ctx)
-            reps = job.repetitions
+            plan = job.adaptive  # -r auto: repeat until the interval is tight enough, `reps` is then the cap
+            reps = plan.max_reps if plan is not None else job.repetitions
 
             def progress(phase: str, rep: int) -> None:
                 share = {"rep": rep / (reps + 1), "depth": rep / (reps + 1), "done": 1.0}.get(phase, 0.0)
@@ -253,6 +255,7 @@ class Bench:
                 self.generate(ctx, 1)
             self.memory()  # after the warm-up: the context's buffers are touched
             samples: list[int] = []
+            tokens = test.n_prompt + test.n_gen
             # A garbage collection pass inside a timed repetition would be charged to llama.cpp.
             gc.collect()
             gc.disable()
@@ -285,6 +288,8 @@ class Bench:
                           **extra)
                 self.memory()  # between repetitions (the parent no longer polls during them)
                 self.maybe_fault()
+                if plan is not None and plan.done(rates(samples, tokens), sum(samples) / 1e9):
+                    break
             progress("done", reps)
         finally:
             gc.enable()
@@ -293,6 +298,8 @@ class Bench:
         result.avg_ns, result.stddev_ns = summary.avg_ns, summary.stddev_ns
         result.avg_ts, result.stddev_ts = summary.avg_ts, summary.stddev_ts
         result.samples_ns, result.samples_ts = summary.samples_ns, summary.samples_ts
+        for key, value in interval_fields(summary.samples_ts, job.adaptive).items():
+            setattr(result, key, value)
         self.fill_common(result)
         return result
 

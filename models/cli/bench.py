@@ -41,6 +41,16 @@ def _bools(text: str) -> list[bool]:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of 0/1, got {text!r}") from None
 
 
+def _repetitions(text: str) -> int | str:
+    """-r N as llama-bench takes it, or -r auto (adaptive repetitions)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of repetitions or auto, got {text!r}") from None
+
+
 def _flash(text: str) -> list[str]:
     table = {"on": "on", "1": "on", "off": "off", "0": "off", "auto": "auto", "-1": "auto"}
     try:
@@ -119,7 +129,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-mmp", "--mmap", action="append", type=_bools, metavar="0|1",
         help="1: map the model file, 0: read it into memory (default: llama-bench's load mode auto, which maps "
              "unless a device cannot)")
-    add("-r", "--repetitions", type=int, default=None, metavar="N", help="repetitions per test (5)")
+    add("-r", "--repetitions", type=_repetitions, default=None, metavar="N|auto",
+        help="repetitions per test (5); auto: repeat until the 95%% confidence interval of the mean is within "
+             "±2%% (at least 3, at most 30 repetitions or 60 s per test)")
     add("--ttft", type=int, default=0, metavar="N",
         help="also measure time to first token: a real N-token chat prompt (the model's template) prefilled and "
              "its first token sampled; not LocalScore's TTFT (random-token prefill plus one decode)")
@@ -158,7 +170,11 @@ def build_sweep(args: argparse.Namespace) -> Any:
         sweep.rpc = ["" if value.strip().lower() == "none" else value.strip() for value in args.rpc]
     if args.pg:
         sweep.n_pg = list(args.pg)
-    if args.repetitions is not None:
+    if args.repetitions == "auto":
+        from models.bench.adaptive import AdaptivePlan
+
+        sweep.adaptive = AdaptivePlan()
+    elif args.repetitions is not None:
         sweep.repetitions = args.repetitions
     if args.ttft < 0:
         raise BenchmarkError(f"--ttft must be at least 0, got {args.ttft}.")
