@@ -41,6 +41,7 @@ class FileRow:
     fit_error: str = ""
     speed: Any = None  # models.fit.speed.SpeedPrediction at the suggested offload
     local: Path | None = None  # the file already on this machine (Library), if it is
+    measured: Any = None  # models.results.choice.MeasuredHere: speed and quality measured on this machine
 
 
 REPO_COLUMNS: list[Column[RepoSummary]] = [
@@ -65,7 +66,10 @@ def _badge(row: FileRow) -> str:
 
 
 def _speed(row: FileRow) -> str:
-    """"≈ 35 t/s here" beside the fit badge: generation speed predicted at the suggested offload."""
+    """"≈ 35 t/s here" beside the fit badge: generation speed predicted at the suggested offload; for a quant
+    measured here, its measured speed and quality instead ("12.3 t/s · KLD 0.0123 measured")."""
+    if row.measured is not None and row.measured.short():
+        return str(row.measured.short())
     if row.speed is None or row.verdict is None or row.verdict.verdict == "no_fit":
         return ""
     return row.speed.short()
@@ -90,6 +94,12 @@ def _fit_tip(row: FileRow) -> str:
     return "\n".join(lines + v.notes[:4])
 
 
+def _speed_tip(row: FileRow) -> str:
+    if row.measured is None:
+        return _fit_tip(row)
+    return "\n".join([*row.measured.lines(), "", _fit_tip(row)])
+
+
 FILE_COLUMNS: list[Column[FileRow]] = [
     Column("Quant", lambda f: f.model.quant, tip="Quantization: fewer bits per weight = smaller and faster, "
                                                  "at some loss of quality."),
@@ -100,10 +110,11 @@ FILE_COLUMNS: list[Column[FileRow]] = [
            color=lambda f: QColor(BADGES[f.verdict.verdict][1]) if f.verdict is not None else None,
            tip="Whether it runs on this machine at 4096 tokens of context, estimated from the GGUF header "
                "(read from the Hub without downloading) and the detected RAM and VRAM. Hover for the numbers."),
-    Column("Speed here", _speed, cell_tip=_fit_tip,
+    Column("Speed here", _speed, cell_tip=_speed_tip,
            tip="Generation speed predicted for this machine: the bytes each token reads (weights, only the "
                "active experts of MoE models, the KV cache) over the measured memory bandwidth, corrected by "
-               "what models measured here reached. Hover for the range."),
+               "what models measured here reached. Hover for the range. A quant already measured here (Benchmark, "
+               "Quality) shows its measured speed and quality instead."),
     Column("Checksum", lambda f: "sha256" if f.model.verifiable else "size only",
            tip="sha256: the download is verified against the Hub's LFS hash; size only: the Hub (or mirror) "
                "gave no hash, so only the size can be checked."),
@@ -332,6 +343,7 @@ class DiscoverPage(Page):
                      "gated: save a token in Settings" if found.gated else ""]
             self.repo_title.setText(f"{repo_id} — " + " · ".join(f for f in facts if f))
             self._estimate_fits(found, generation)
+            self._mark_measured(repo_id, generation)
             self._load_card(found, generation)
 
         def failed(error: BaseException) -> None:
@@ -371,6 +383,28 @@ class DiscoverPage(Page):
             self._file_selected(QItemSelection(), QItemSelection())
 
         run_job(lambda: local_files(repo.repo_id), on_done=done)
+
+    def _mark_measured(self, repo_id: str, generation: int) -> None:
+        """Beside the fit badge: the speed and quality this machine measured of a file of this repo."""
+
+        def work() -> dict[str, Any]:
+            from models.machine.hardware import machine_fingerprint
+            from models.results.choice import measured_here
+
+            with self.ctx.open_store() as store:
+                return measured_here(store, machine=machine_fingerprint())
+
+        def done(measured: dict[str, Any]) -> None:
+            if generation != self._repo_generation:
+                return
+            for row in self.files.rows:
+                found = measured.get(Path(row.model.files[0].filename).name)
+                # A file of the same name from another repo is another model: only this repo's (or one whose
+                # repo the store does not know) counts.
+                row.measured = found if found is not None and found.repo in ("", repo_id) else None
+            self.files.set_rows(self.files.rows)
+
+        run_job(work, on_done=done, on_error=lambda error: log.warning("measured figures not read: %s", error))
 
     def _estimate_fits(self, repo: RepoFiles, generation: int) -> None:
         """Read each file's header over HTTP ranges (a few hundred kB, no download) and judge it, off the GUI thread."""

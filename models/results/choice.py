@@ -28,6 +28,7 @@ class Speed:
     mem_peak: int  # bytes: the worker's peak resident memory over that sitting
     test: str
     run_id: int
+    repo: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def speeds_here(store: ResultsStore, machine: dict[str, Any]) -> dict[str, Speed
         if name in speeds or not (r.n_gen > 0 and r.n_prompt == 0 and r.n_depth == 0 and r.avg_ts > 0):
             continue
         peak = max((o.result.mem_peak for o in by_job.get(rec.job, [rec]) if _file_of(o) == name), default=0)
-        speeds[name] = Speed(tg=r.avg_ts, mem_peak=int(peak or r.mem_peak), test=r.test, run_id=rec.id)
+        speeds[name] = Speed(tg=r.avg_ts, mem_peak=int(peak or r.mem_peak), test=r.test, run_id=rec.id,
+                             repo=str(rec.model.get("repo") or ""))
     return speeds
 
 
@@ -163,3 +165,54 @@ def recommend(choice: Choice, *, memory_bytes: int, min_tg: float) -> tuple[Choi
     smallest = min(choice.points, key=lambda p: p.mem_peak)
     return None, (f"None of the {len(choice.points)} models measured here fits in {fmt_bytes(memory_bytes)}; the "
                   f"smallest, {smallest.file}, peaked at {fmt_bytes(smallest.mem_peak)}.")
+
+
+@dataclass(frozen=True)
+class MeasuredHere:
+    """What this machine measured of one model file: its generation speed and its quality, where known."""
+
+    file: str
+    repo: str = ""
+    tg: float | None = None
+    mem_peak: int | None = None
+    kld: float | None = None
+    reference_model: str = ""
+    bits_per_byte: float | None = None
+
+    def short(self) -> str:
+        """'12.3 t/s · KLD 0.0123 measured': speed and quality in a table cell."""
+        parts = [fmt_rate(self.tg)] if self.tg else []
+        if self.kld is not None:
+            parts.append(f"KLD {self.kld:.4f}")
+        elif self.bits_per_byte is not None:
+            parts.append(f"{self.bits_per_byte:.3f} bits/byte")
+        return " · ".join(parts) + " measured" if parts else ""
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.tg:
+            out.append(f"Measured here: generation {fmt_rate(self.tg)}, peak memory {fmt_bytes(self.mem_peak)}")
+        if self.kld is not None:
+            out.append(f"Mean KL divergence {self.kld:.5f} against {self.reference_model or 'its reference'}")
+        if self.bits_per_byte is not None:
+            out.append(f"{self.bits_per_byte:.4f} bits per byte of the text")
+        return out
+
+
+def measured_here(store: ResultsStore, *, machine: dict[str, Any]) -> dict[str, MeasuredHere]:
+    """Per model file name, the newest speed and quality measured on this machine (a KLD result preferred)."""
+    speeds = speeds_here(store, machine)
+    quality: dict[str, QualityPoint] = {}
+    repos: dict[str, str] = {}
+    for q in stored_quality(store, machine=machine):  # newest first
+        repos.setdefault(q.file, q.repo)
+        if q.file not in quality or (quality[q.file].kld is None and q.kld is not None):
+            quality[q.file] = q
+    out = {}
+    for name in set(speeds) | set(quality):
+        s, q = speeds.get(name), quality.get(name)
+        out[name] = MeasuredHere(file=name, repo=repos.get(name) or (s.repo if s else ""), tg=s.tg if s else None,
+                                 mem_peak=s.mem_peak if s else None, kld=q.kld if q else None,
+                                 reference_model=q.reference_model if q else "",
+                                 bits_per_byte=q.bits_per_byte if q else None)
+    return out

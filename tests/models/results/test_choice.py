@@ -132,3 +132,21 @@ def test_pareto_front_keeps_only_the_unbeaten() -> None:
     assert [p.file for p in pareto_front([best, fast, beaten], against="mem_peak")] == ["fast", "best"]
     # Two equal points do not beat each other: both stay.
     assert {p.file for p in pareto_front([fast, tie, beaten], against="tg")} == {"fast", "tie"}
+
+
+def test_measured_here_gives_each_file_its_speed_and_quality(measured: Path, q8_0: Path,
+                                                             starter_model: Path) -> None:
+    from models.hub.starter import STARTER_REPO_ID
+    from models.results.choice import measured_here
+
+    with ResultsStore(measured) as store:
+        figures = measured_here(store, machine=_machine())
+        choice = build_choice(store, machine=_machine(), memory_bytes=2**40, min_tg=0.0)
+    points = {p.file: p for p in choice.points}
+    assert set(figures) == {q8_0.name, starter_model.name}
+    q4 = figures[starter_model.name]
+    assert q4.repo == STARTER_REPO_ID and figures[q8_0.name].repo == ""
+    assert q4.tg == points[starter_model.name].tg and q4.kld == points[starter_model.name].quality > 0
+    assert q4.reference_model == q8_0.name and figures[q8_0.name].kld == 0.0
+    assert q4.short() == f"{q4.tg:.{1 if q4.tg >= 10 else 2}f} t/s · KLD {q4.kld:.4f} measured"
+    assert any(q8_0.name in line for line in q4.lines())
