@@ -1,4 +1,5 @@
-"""The Capacity page's figures: throughput and TTFT against people at once, the level and sweep tables' columns."""
+"""The Capacity page's parts: throughput and TTFT charts against people at once, the level, sweep and past-test
+tables, and the form's number parsers."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCharts import QLineSeries
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPen
-from PySide6.QtWidgets import QHBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from shiboken6 import isValid
 
 from desktop.charts import ChartView, xy_chart
-from desktop.tables import Column
+from desktop.jobs import Change, run_job
+from desktop.tables import Column, RowTable, table_view
 from models.bench.serving import LoadSummary
+from models.errors import BenchmarkError
+from models.results.measurements import Measurement
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,8 @@ class CapacityCharts(QWidget):
         limit = levels[0].slo.ttft if levels else None
         if limit is not None:
             top = max(lv.concurrency for lv in levels)
-            ttft_points[_slo_name(levels)] = [(min(lv.concurrency for lv in levels), limit), (top, limit)]
+            # Across the whole axis (which starts at 0): one level alone still shows where the limit is.
+            ttft_points[_slo_name(levels)] = [(0, limit), (top, limit)]
         ttft = xy_chart(f"Time to first token ({percentile}) against people at once", ttft_points,
                         x_title="people at once", y_title="seconds", lines=True)
         if limit is not None:
@@ -123,3 +129,110 @@ def _getter(key: str) -> Callable[[dict[str, Any]], Any]:
 
 BATCHED_COLUMNS: list[Column[dict[str, Any]]] = [
     Column(title, _getter(key), text=_number, numeric=True, tip=BATCHED_TIPS[title]) for title, key in BATCHED_KEYS]
+
+
+PAST_COLUMNS: list[Column[Measurement]] = [
+    Column("When", lambda m: m.started_at[:16].replace("T", " "), tip="When the test started"),
+    Column("Kind", lambda m: m.kind), Column("Model", lambda m: m.model_name),
+    Column("Where", lambda m: m.target, tip="llama.cpp here, or the server's URL"),
+    Column("Status", lambda m: m.status, cell_tip=lambda m: m.error),
+    Column("Answer", lambda m: m.answer, cell_tip=lambda m: m.answer),
+]
+
+
+def ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise BenchmarkError(f"{name}: use whole numbers separated by commas, got {text!r}.") from None
+    if not values:
+        raise BenchmarkError(f"{name}: give at least one number.")
+    return values
+
+
+def number(text: str, name: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise BenchmarkError(f"{name}: expected a number, got {text!r}.") from None
+
+
+class PastTests(QWidget):
+    """The stored load tests and sweeps, newest first: open one (or double-click it), or delete it; the list
+    follows the store (a change operation on results reloads it)."""
+
+    opened = Signal(object)  # Measurement
+
+    def __init__(self, ctx: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.table = RowTable(PAST_COLUMNS, parent=self)
+        self.view = table_view(self.table)
+        self.view.doubleClicked.connect(lambda index: self.opened.emit(self.table.row(index.row())))
+        self.open_button = QPushButton("Open")
+        self.open_button.clicked.connect(self._open_selected)
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.clicked.connect(self._delete_selected)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #d9534f;")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.view, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.open_button)
+        row.addWidget(self.delete_button)
+        row.addWidget(self.error, 1)
+        layout.addLayout(row)
+        self.opened.connect(lambda _m: self.error.clear())
+        ctx.watch(Change.RESULTS, self.reload, owner=self)
+        QTimer.singleShot(150, self.reload)
+
+    def reload(self) -> None:
+        def read() -> list[Measurement]:
+            from models.results.measurements import list_measurements
+
+            with self.ctx.open_store() as store:
+                return [m for m in list_measurements(store, limit=500) if m.kind in ("load", "batched")]
+
+        def done(rows: list[Measurement]) -> None:
+            self.error.clear()
+            self.table.set_rows(rows)
+
+        run_job(read, on_done=while_alive(self, done), on_error=while_alive(
+            self, lambda error: self.error.setText(f"The past tests could not be read: {error}")))
+
+    def selected(self) -> Measurement | None:
+        rows = self.view.selectionModel().selectedRows()
+        return self.table.row(rows[0].row()) if rows else None
+
+    def _open_selected(self) -> None:
+        measurement = self.selected()
+        if measurement is None:
+            self.error.setText("Select a past test first.")
+            return
+        self.opened.emit(measurement)
+
+    def _delete_selected(self) -> None:
+        measurement = self.selected()
+        if measurement is None:
+            self.error.setText("Select a past test first.")
+            return
+
+        def delete() -> int:
+            from models.results.measurements import delete_measurements
+
+            with self.ctx.open_store() as store:
+                return delete_measurements(store, [measurement.id])
+
+        self.ctx.change(delete, changes=Change.RESULTS,
+                        on_error=while_alive(self, lambda error: self.error.setText(f"Not deleted: {error}")))
+
+
+def while_alive(widget: QWidget, fn: Callable[..., None]) -> Callable[..., None]:
+    """A job's callback that does nothing once the widget is gone (the window closed while the job ran)."""
+
+    def call(*args: Any) -> None:
+        if isValid(widget):
+            fn(*args)
+
+    return call

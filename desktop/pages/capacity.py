@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
-from shiboken6 import isValid
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from desktop.bench_queue import CANCELLED, DONE, FAILED, QUEUED, QueueItem
-from desktop.capacity_view import BATCHED_COLUMNS, LEVEL_COLUMNS, CapacityCharts
+from desktop.capacity_view import BATCHED_COLUMNS, LEVEL_COLUMNS, CapacityCharts, PastTests, ints, number, while_alive
 from desktop.context import AppContext
 from desktop.jobs import Bridge, Change, run_job
 from desktop.pages import SPACING, Page
-from desktop.tables import Column, RowTable, table_view
+from desktop.tables import RowTable, table_view
 from models.bench.events import Batched, LoadLevel
 from models.bench.load_profile import PROFILES
 from models.bench.serving import LoadSummary, Slo, capacity_sentence
@@ -29,42 +28,6 @@ log = logging.getLogger(__name__)
 
 LOAD, BATCHED = "Load test", "Batched sweep (llama-batched-bench)"
 HERE, ENDPOINT = "llama.cpp here", "An OpenAI-compatible server"
-PAST_COLUMNS: list[Column[Measurement]] = [
-    Column("When", lambda m: m.started_at[:16].replace("T", " "), tip="When the test started"),
-    Column("Kind", lambda m: m.kind), Column("Model", lambda m: m.model_name),
-    Column("Where", lambda m: m.target, tip="llama.cpp here, or the server's URL"),
-    Column("Status", lambda m: m.status, cell_tip=lambda m: m.error),
-    Column("Answer", lambda m: m.answer, cell_tip=lambda m: m.answer),
-]
-
-
-def _ints(text: str, name: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
-        raise BenchmarkError(f"{name}: use whole numbers separated by commas, got {text!r}.") from None
-    if not values:
-        raise BenchmarkError(f"{name}: give at least one number.")
-    return values
-
-
-def _number(text: str, name: str) -> float:
-    try:
-        return float(text.strip())
-    except ValueError:
-        raise BenchmarkError(f"{name}: expected a number, got {text!r}.") from None
-
-
-def _while_alive(page: QWidget, fn: Callable[..., None]) -> Callable[..., None]:
-    """A job's callback that does nothing once the page is gone (the window closed while the job ran)."""
-
-    def call(*args: Any) -> None:
-        if isValid(page):
-            fn(*args)
-
-    return call
-
-
 class CapacityPage(Page):
     name = "capacity"  # title and hint: desktop.pages.PAGES
 
@@ -86,11 +49,9 @@ class CapacityPage(Page):
         ctx.bench.measured.connect(self._measured)
         ctx.bench.changed.connect(self._changed)
         ctx.bench.finished.connect(self._finished)
-        ctx.watch(Change.RESULTS, self.reload_past, owner=self)
         ctx.watch(Change.LIBRARY, self.reload_models, owner=self)
         self._mode_changed()
         QTimer.singleShot(100, self.reload_models)
-        QTimer.singleShot(150, self.reload_past)
 
     # -- building --
     def _form(self) -> QWidget:
@@ -126,6 +87,9 @@ class CapacityPage(Page):
         self.slo_ttft = line("2", "Time to first token limit, seconds")
         self.slo_tpot = line("100", "Time per output token limit, milliseconds (100 ms = 10 t/s each)")
         self.percentile = line("90", "The percentile the limits apply to")
+        self.all_levels = QCheckBox("Run every level")
+        self.all_levels.setToolTip("Go on after a level misses the SLO (by default the sweep stops there: a heavier "
+                                   "load will not meet it either)")
         from models.bench.spec import default_threads
 
         self.threads = line(str(default_threads()), "CPU threads for llama.cpp")
@@ -137,6 +101,7 @@ class CapacityPage(Page):
                               ("Profile", self.profile), ("People at once", self.concurrency),
                               ("Requests per level", self.requests), ("SLO: TTFT (s)", self.slo_ttft),
                               ("SLO: TPOT (ms)", self.slo_tpot), ("SLO percentile", self.percentile),
+                              ("", self.all_levels),
                               ("Prompt tokens", self.npp), ("Generated tokens", self.ntg),
                               ("Sequences (B)", self.npl), ("Threads", self.threads)):
             form.addRow(label, widget)
@@ -179,28 +144,15 @@ class CapacityPage(Page):
         self.charts.setMinimumHeight(220)
         self.level_table = RowTable(LEVEL_COLUMNS, parent=self)
         self.batched_table: RowTable[dict[str, Any]] = RowTable(BATCHED_COLUMNS, parent=self)
-        self.past = RowTable(PAST_COLUMNS, parent=self)
-        self.past_view = table_view(self.past)
-        self.past_view.doubleClicked.connect(lambda index: self.open_measurement(self.past.row(index.row())))
-        self.open_button = QPushButton("Open")
-        self.open_button.clicked.connect(self._open_selected)
-        self.delete_button = QPushButton("Delete")
-        self.delete_button.clicked.connect(self._delete_selected)
-        self.past_error = QLabel()
-        self.past_error.setWordWrap(True)
-        self.past_error.setStyleSheet("color: #d9534f;")
-        past = QWidget()
-        past_layout = QVBoxLayout(past)
-        past_layout.addWidget(self.past_view, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.open_button)
-        row.addWidget(self.delete_button)
-        row.addWidget(self.past_error, 1)
-        past_layout.addLayout(row)
+        self.past_tests = PastTests(self.ctx, self)
+        self.past_tests.opened.connect(self.open_measurement)
+        # The panel's parts, as the page's own: what tests and the screenshot script drive.
+        self.past, self.past_view, self.past_error = self.past_tests.table, self.past_tests.view, self.past_tests.error
+        self.open_button, self.delete_button = self.past_tests.open_button, self.past_tests.delete_button
         self.tabs = QTabWidget()
         self.tabs.addTab(table_view(self.level_table), "Levels")
         self.tabs.addTab(table_view(self.batched_table), "Batched rows")
-        self.tabs.addTab(past, "Past tests")
+        self.tabs.addTab(self.past_tests, "Past tests")
         layout.addWidget(self.answer)
         layout.addWidget(self.cost)
         layout.addWidget(self.charts, 3)
@@ -214,15 +166,15 @@ class CapacityPage(Page):
             return
         shown = {self.target: load, self.model: here, self.url: not here, self.api: not here,
                  self.server_model: not here, self.profile: load, self.concurrency: load, self.requests: load,
-                 self.slo_ttft: load, self.slo_tpot: load, self.percentile: load, self.npp: not load,
-                 self.ntg: not load, self.npl: not load, self.threads: here}
+                 self.slo_ttft: load, self.slo_tpot: load, self.percentile: load, self.all_levels: load,
+                 self.npp: not load, self.ntg: not load, self.npl: not load, self.threads: here}
         for widget, visible in shown.items():
             self.form.setRowVisible(widget, visible)
 
     # -- models and past tests --
     def reload_models(self) -> None:
-        run_job(self.ctx.local_models, on_done=_while_alive(self, self._set_models),
-                on_error=_while_alive(self, lambda error: self.error.setText(f"The library could not be read: {error}")))
+        run_job(self.ctx.local_models, on_done=while_alive(self, self._set_models), on_error=while_alive(
+            self, lambda error: self.error.setText(f"The library could not be read: {error}")))
 
     def _set_models(self, entries: list[tuple[str, Path, str]]) -> None:
         current = self.model.currentData()
@@ -234,44 +186,7 @@ class CapacityPage(Page):
             self.model.setCurrentIndex(self.model.findData(current))
 
     def reload_past(self) -> None:
-        def read() -> list[Measurement]:
-            from models.results.measurements import list_measurements
-
-            with self.ctx.open_store() as store:
-                return [m for m in list_measurements(store, limit=500) if m.kind in ("load", "batched")]
-
-        def done(rows: list[Measurement]) -> None:
-            self.past_error.clear()
-            self.past.set_rows(rows)
-
-        run_job(read, on_done=_while_alive(self, done), on_error=_while_alive(
-            self, lambda error: self.past_error.setText(f"The past tests could not be read: {error}")))
-
-    def _selected_past(self) -> Measurement | None:
-        rows = self.past_view.selectionModel().selectedRows()
-        return self.past.row(rows[0].row()) if rows else None
-
-    def _open_selected(self) -> None:
-        measurement = self._selected_past()
-        if measurement is None:
-            self.past_error.setText("Select a past test first.")
-            return
-        self.open_measurement(measurement)
-
-    def _delete_selected(self) -> None:
-        measurement = self._selected_past()
-        if measurement is None:
-            self.past_error.setText("Select a past test first.")
-            return
-
-        def delete() -> int:
-            from models.results.measurements import delete_measurements
-
-            with self.ctx.open_store() as store:
-                return delete_measurements(store, [measurement.id])
-
-        self.ctx.change(delete, changes=Change.RESULTS,
-                        on_error=_while_alive(self, lambda error: self.past_error.setText(f"Not deleted: {error}")))
+        self.past_tests.reload()
 
     def open_measurement(self, measurement: Measurement) -> None:
         """Show a stored load test or sweep as it was: its levels or rows, answer and cost."""
@@ -300,11 +215,12 @@ class CapacityPage(Page):
     def load_plan(self) -> Any:
         from models.bench.capacity import LoadPlan
 
-        percentile = _number(self.percentile.text(), "SLO percentile")
-        plan = LoadPlan(profile=self.profile.currentText(), concurrency=_ints(self.concurrency.text(), "People at once"),
-                        requests=int(_number(self.requests.text() or "0", "Requests per level")),
-                        slo=Slo(ttft=_number(self.slo_ttft.text(), "SLO TTFT"),
-                                tpot=_number(self.slo_tpot.text(), "SLO TPOT") / 1000.0, percentile=percentile))
+        percentile = number(self.percentile.text(), "SLO percentile")
+        plan = LoadPlan(profile=self.profile.currentText(), concurrency=ints(self.concurrency.text(), "People at once"),
+                        requests=int(number(self.requests.text() or "0", "Requests per level")),
+                        stop_early=not self.all_levels.isChecked(),
+                        slo=Slo(ttft=number(self.slo_ttft.text(), "SLO TTFT"),
+                                tpot=number(self.slo_tpot.text(), "SLO TPOT") / 1000.0, percentile=percentile))
         problem = plan.problem()
         if problem:
             raise BenchmarkError(problem)
@@ -317,7 +233,7 @@ class CapacityPage(Page):
         path = self.model.currentData()
         if path is None:
             raise BenchmarkError("Pick a model first (the library has none yet).")
-        threads = int(_number(self.threads.text(), "Threads"))
+        threads = int(number(self.threads.text(), "Threads"))
         if isinstance(plan, BatchedPlan):
             job = BenchJob(model_path=Path(path), params=BenchParams(n_threads=threads), tests=(), repetitions=1,
                            batched=plan)
@@ -339,9 +255,9 @@ class CapacityPage(Page):
             return
         try:
             if self.mode.currentText() == BATCHED:
-                plan: Any = BatchedPlan(n_prompt=_ints(self.npp.text(), "Prompt tokens"),
-                                        n_gen=_ints(self.ntg.text(), "Generated tokens"),
-                                        n_parallel=_ints(self.npl.text(), "Sequences"))
+                plan: Any = BatchedPlan(n_prompt=ints(self.npp.text(), "Prompt tokens"),
+                                        n_gen=ints(self.ntg.text(), "Generated tokens"),
+                                        n_parallel=ints(self.npl.text(), "Sequences"))
                 problem = plan.problem()
                 if problem:
                     raise BenchmarkError(problem)
@@ -384,35 +300,17 @@ class CapacityPage(Page):
         url = self.url.text().strip()
         if not url.startswith(("http://", "https://")):
             raise BenchmarkError(f"The server URL must start with http:// or https://, got {url!r}.")
-        endpoint = Endpoint(url, api=self.api.currentText(), model=self.server_model.text().strip())  # type: ignore[arg-type]
+        api: Any = self.api.currentText()  # "completions" or "chat": the combo holds only those
+        endpoint = Endpoint(url, api=api, model=self.server_model.text().strip())
         stop = self._stop = threading.Event()
         self._start_display(endpoint.model or "the server's model", url)
         self.status.setText(f"Sending requests to {endpoint.path} …")
         bridge, name = self.bridge, self._model_name
+        from desktop.capacity_runs import endpoint_sweep
 
-        def work() -> list[LoadSummary]:
-            from models.bench.capacity import run_sweep
-            from models.bench.endpoint import run_endpoint_level
-
-            def level(concurrency: int, rate: float | None, shapes: list[Any], arrivals: list[float]) -> Any:
-                bridge("progress", f"{concurrency} at once: {len(shapes)} requests …")
-                return run_endpoint_level(endpoint, shapes, arrivals, concurrency=concurrency,
-                                          closed_loop=rate is None, should_stop=stop.is_set)
-
-            levels = run_sweep(plan, level, on_level=lambda summary, _records: bridge("level", summary),
-                               should_stop=stop.is_set)
-            if levels:
-                from models.errors import StoreError
-
-                try:
-                    _save_endpoint_test(plan, endpoint, levels, cancelled=stop.is_set(),
-                                        sentence=capacity_sentence(levels, model=name, machine=url))
-                except StoreError as error:  # the figures stay on screen; only keeping them failed
-                    bridge("unsaved", f"The load test was not saved: {error}")
-            return levels
-
-        run_job(work, on_done=_while_alive(self, lambda _levels: self._endpoint_ended(None)),
-                on_error=_while_alive(self, self._endpoint_ended))
+        work = partial(endpoint_sweep, plan, endpoint, stop=stop, report=bridge, name=name)
+        run_job(work, on_done=while_alive(self, lambda _levels: self._endpoint_ended(None)),
+                on_error=while_alive(self, self._endpoint_ended))
         self._show_running()
 
     def _endpoint_event(self, args: tuple[Any, ...]) -> None:
@@ -498,20 +396,4 @@ class CapacityPage(Page):
             self.error.setText("No request succeeded: " + ("; ".join(self.levels[0].errors) or "no answer"))
 
 
-def _save_endpoint_test(plan: Any, endpoint: Any, levels: list[LoadSummary], *, sentence: str,
-                        cancelled: bool) -> None:
-    """Keep a load test against a server (its machine is this one, the client); the API key is never stored."""
-    from dataclasses import asdict
-
-    from models.machine.hardware import machine_fingerprint
-    from models.results.measurements import record_measurement
-    from models.results.store import ResultsStore
-
-    settings = {"plan": plan.to_json(), "server_model": endpoint.model or "",
-                "endpoint": {k: v for k, v in asdict(endpoint).items() if k != "api_key"}}
-    measurement = Measurement(kind="load", target=endpoint.path, settings=settings, answer=sentence,
-                              data={"levels": [level.to_json() for level in levels]}, machine=machine_fingerprint(),
-                              status="cancelled" if cancelled else "ok")
-    with ResultsStore() as store:
-        record_measurement(store, measurement)
 PAGE = CapacityPage

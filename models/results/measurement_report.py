@@ -174,7 +174,7 @@ def capacity_html(measurements: Sequence[Measurement], settings: Settings | None
                                    f"p{p:g} {lv.ttft.at(p) / 1000:.2f} s") for lv in levels])]
         limit = levels[0].slo.ttft
         if limit is not None:
-            ttft.append((f"SLO {limit:g} s", [(levels[0].concurrency, limit, f"SLO: TTFT ≤ {limit:g} s"),
+            ttft.append((f"SLO {limit:g} s", [(0, limit, f"SLO: TTFT ≤ {limit:g} s"),
                                               (levels[-1].concurrency, limit, f"SLO: TTFT ≤ {limit:g} s")]))
         ttft_svg = _xy(ttft, x_unit="people at once", y_unit="seconds", lines=True,
                        title=f"Time to first token against people at once: {title}")
@@ -182,9 +182,10 @@ def capacity_html(measurements: Sequence[Measurement], settings: Settings | None
         if settings is not None:
             cost = measurement_cost(m, settings) if m.target == "llama.cpp" else None
             if cost is not None:
+                source = "estimated" if cost.energy_is_estimate else "measured"
                 cost_text = (f'<p>Cost at {cost.concurrency} at once: <b>{_money(cost.per_mtok_output, cost.currency)}'
-                             f'</b> per 1M output tokens (energy {"estimated" if cost.energy_is_estimate else "measured"}'
-                             f', input processing included); the API would charge '
+                             f'</b> per 1M output tokens (energy {source}, input processing included); the API '
+                             f'would charge '
                              f'{_money(cost.api_per_mtok_output, cost.currency)} for the same traffic.</p>')
             else:
                 cost_text = ('<p class="sub">Cost at that load: not known (no level met the SLO, the load ran on '

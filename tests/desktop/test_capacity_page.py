@@ -49,7 +49,7 @@ def test_a_load_test_runs_live_is_kept_and_reopens(window, qtbot, starter_model:
     per_person = page.charts.points("per person t/s")
     total = page.charts.points("total t/s")
     assert [x for x, _ in per_person] == [1, 2] and all(y > 0 for _, y in per_person + total)
-    assert page.charts.points("SLO 120 s") == [(1, 120), (2, 120)]
+    assert page.charts.points("SLO 120 s") == [(0, 120), (2, 120)]  # the limit across the axis
     ttft = page.charts.points("TTFT p90")
     assert [x for x, _ in ttft] == [1, 2] and all(0 < y < 120 for _, y in ttft)
     assert "serves 2 people at once" in page.answer.text()
@@ -115,6 +115,10 @@ def test_a_server_that_is_not_there_is_said_and_the_run_ends(window, qtbot) -> N
     assert len(page.level_table.rows) == 1  # the sweep stopped at the first level that missed
     qtbot.waitUntil(lambda: page.past.rowCount() == 1, timeout=10_000)
     assert page.past.row(0).target.endswith("/v1/completions")
+    page.all_levels.setChecked(True)  # every level, missed or not
+    qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.running, timeout=60_000)
+    assert [level.concurrency for level in page.level_table.rows] == [1, 2]
 
 
 def test_cancel_stops_the_load_test(window, qtbot, starter_model: Path) -> None:
