@@ -201,6 +201,7 @@ class BenchRunner:
             return rows
         with self._lock:
             self._worker = worker
+        watch = _watch(worker.proc.pid)  # run conditions, sampled here so the worker stays lean
         if self._cancel.is_set():  # cancelled between the check above and the start
             self.cancel()
         received: list[BenchResult] = []
@@ -228,7 +229,12 @@ class BenchRunner:
                 event: BenchEvent = payload
                 if event.kind == "log" and event.data.get("source") == "llama.cpp":
                     worker.add_tail(str(event.data.get("message", "")))
+                elif event.kind == "progress" and watch is not None and event.data.get("test") \
+                        and event.data.get("test") != watch.current and event.data.get("phase") != "done":
+                    watch.begin(str(event.data["test"]))
                 elif event.kind == "result":
+                    if watch is not None:
+                        _assess(event.data["result"], watch)
                     received.append(BenchResult.from_json(event.data["result"]))
                 elif event.kind == "failure":
                     failure = event.data
@@ -238,6 +244,8 @@ class BenchRunner:
                     continue
                 self._emit(job, event)
         finally:
+            if watch is not None:
+                watch.stop()
             returncode = self._reap(worker)
             with self._lock:
                 self._worker = None
@@ -295,6 +303,33 @@ class BenchRunner:
             self._emit(job, BenchEvent("result", {"result": row.to_json()}))
             rows.append(row)
         return rows
+
+
+def _watch(pid: int) -> Any:
+    """A started ConditionWatch for the worker, or None when it cannot sample (the run goes on without it)."""
+    try:
+        from models.bench.conditions import ConditionWatch
+
+        watch = ConditionWatch(pid)
+        watch.start()
+        return watch
+    except Exception as error:  # noqa: BLE001 - conditions are extra; the measurement must not depend on them
+        log.warning("Run conditions not recorded: %s", error)
+        return None
+
+
+def _assess(row: dict[str, Any], watch: Any) -> None:
+    """Add the test's conditions and trust label to a worker's result row (before it is emitted and stored)."""
+    try:
+        from models.bench.trust import assess
+
+        conditions = watch.finish(str(row.get("test", "")))
+        row["conditions"] = conditions
+        if row.get("status") == "ok":
+            label, reasons = assess(row, conditions)
+            row["trust"], row["trust_reasons"] = label, "; ".join(reasons)
+    except Exception as error:  # noqa: BLE001
+        log.warning("Run conditions not assessed: %s", error)
 
 
 def _with_tail(message: str, lines: Sequence[str]) -> str:

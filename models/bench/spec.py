@@ -414,6 +414,12 @@ class BenchResult:
     ci95_ts: float = 0.0
     ci_target: float = 0.0
     ci_met: bool = False
+    # What the machine was doing during the test (models.bench.conditions; a sensor not read is left out) and the
+    # one trust label drawn from it and the samples (models.bench.trust: ok, noisy, throttled, swapped, partial
+    # offload; "" when not assessed), with the reasons joined by "; ".
+    conditions: dict[str, Any] = field(default_factory=dict)
+    trust: str = ""
+    trust_reasons: str = ""
     rpc: str = ""  # the RPC servers used (llama-bench's -rpc), "" for none
     # The pool measured just before the test: each endpoint with its devices (memory as the server reports it),
     # round trip and bandwidth, and the local devices (models.machine.rpc_attach).
