@@ -111,6 +111,10 @@ def run_quality(ll: Any, model: Any, plan: QualityPlan, *, n_batch: int = 2048, 
     tokens = tokenize_text(ll, vocab, text)
     job = prepare(tokens, n_ctx=plan.n_ctx, n_chunks=plan.n_chunks, n_vocab=n_vocab, reference=reference)
     shape = QualityShape.of(job.n_ctx, n_batch)
+    n_train = int(ll.llama_model_n_ctx_train(model))
+    if 0 < n_train < job.n_ctx:  # llama-perplexity warns and goes on; so do we
+        emit("log", level="warning", message=f"The model was trained on only {n_train} context tokens "
+                                             f"({job.n_ctx} per chunk asked).")
     emit("log", level="info", message=f"Quality: {name}, {len(tokens)} tokens, {job.n_chunk} chunks of {job.n_ctx}"
                                       f" ({shape.n_seq} at a time)" + (f", against {reference.describe()}"
                                                                        if reference else ""))
