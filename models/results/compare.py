@@ -68,6 +68,10 @@ class CompareRow:
     cells: dict[str, Stat] = field(default_factory=dict)
     diffs: dict[str, float] = field(default_factory=dict)  # percent change against the baseline row
     is_baseline: bool = False
+    # Per test, the first trust label other than "ok" among its runs, and why
+    # (models.bench.trust; runs measured before labels existed have none).
+    trust: dict[str, str] = field(default_factory=dict)
+    trust_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def settings_label(self) -> str:
@@ -261,6 +265,10 @@ def _fill(row: CompareRow, records: list[RunRecord]) -> None:
     for rec in ok:
         samples.setdefault(rec.result.test, []).extend(rec.result.samples_ts)
         row.tests[rec.result.test] = (rec.result.n_prompt, rec.result.n_gen, rec.result.n_depth)
+        label = getattr(rec.result, "trust", "")
+        if label and label != "ok" and rec.result.test not in row.trust:
+            row.trust[rec.result.test] = label
+            row.trust_notes[rec.result.test] = getattr(rec.result, "trust_reasons", "")
     # Load time, TTFT and peak memory belong to a job (one model load), which every test result repeats.
     per_job: dict[str, RunRecord] = {}
     peak: dict[str, int] = {}
@@ -310,6 +318,8 @@ def format_comparison(comparison: Comparison) -> str:
             text = format_stat(row.cells.get(col.key), digits=4 if col.kind == "energy" else 2)
             if col.key in row.diffs and not row.is_baseline:
                 text += f" {row.diffs[col.key]:+.1f}%"
+            if col.key in row.trust:
+                text += f" [{row.trust[col.key]}]"
             cells.append(text)
         if row.failed:
             cells[0] += f" ({row.failed} failed)"
@@ -317,4 +327,9 @@ def format_comparison(comparison: Comparison) -> str:
     if comparison.repeats:
         lines += ["", "Configurations run more than once (each run is its own row above; never pooled):"]
         lines += [f"- {spread.text()}" for spread in comparison.repeats]
+    flagged = [(row, test) for row in comparison.rows for test in row.trust]
+    if flagged:
+        lines += ["", "Figures to trust less ([label] in the table):"]
+        lines += [f"- {row.model_label} · {row.settings_label} · {test}: {row.trust[test]}"
+                  + (f" ({row.trust_notes[test]})" if row.trust_notes.get(test) else "") for row, test in flagged]
     return "\n".join(lines) + "\n"

@@ -134,6 +134,7 @@ class RunFilter:
     until: str = ""
     imported: bool | None = None
     ids: Sequence[int] = field(default_factory=tuple)
+    trust: str = ""  # a trust label (models.bench.trust.LABELS); read from the stored result, no column needed
 
 
 class ResultsStore:
@@ -341,6 +342,9 @@ class ResultsStore:
         if f.until:
             clauses.append("r.started_at <= ?")
             params.append(f.until)
+        if f.trust:
+            clauses.append("json_extract(r.result, '$.trust') = ?")
+            params.append(f.trust)
         if f.imported is not None:
             clauses.append("r.imported_from != ''" if f.imported else "r.imported_from = ''")
         if f.ids:  # one JSON parameter: any number of ids without hitting SQLite's variable limit
