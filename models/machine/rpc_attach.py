@@ -10,6 +10,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,14 +66,20 @@ def _devices(lib: Any, *, rpc: bool) -> list[dict[str, Any]]:
     return out
 
 
-def _refused(endpoint: Endpoint) -> bool:
-    try:
-        socket.create_connection((endpoint.host, endpoint.port), timeout=1.0).close()
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-    return False
+def _refused(endpoint: Endpoint, *, within: float = 2.0) -> bool:
+    """Whether the server's port refuses connections within `within` seconds: a killed server's listening socket
+    closes a moment after the connection to it was reset, so one try right away can still get through."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            socket.create_connection((endpoint.host, endpoint.port), timeout=1.0).close()
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def abort_reason(message: str, endpoints: tuple[Endpoint, ...], timeout: float) -> str | None:

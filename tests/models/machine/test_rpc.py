@@ -66,8 +66,10 @@ class Server:
         self.lines: list[str] = []
         self.err: list[str] = []
         self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self._readers = [threading.Thread(target=self._read, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -93,9 +95,13 @@ class Server:
         return kids[0]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the command and wait for it; its output is then read to the end."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(30)
+        code = self.proc.wait(30)
+        for reader in self._readers:
+            reader.join(10)
+        return code
 
 
 @contextlib.contextmanager
@@ -274,9 +280,10 @@ def test_rpc_server_off_loopback_warns_and_sigterm_stops_it() -> None:
     server = Server("--host", "0.0.0.0")
     try:
         server.wait_ready()
+        assert server.stop(signal.SIGTERM) == 0
         assert any("WARNING: 0.0.0.0:" in line and "anyone who can reach this port can run code" in line
                    for line in server.err)
-        assert server.stop(signal.SIGTERM) == 0
+        assert "RPC server stopped." in server.lines
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
@@ -410,3 +417,18 @@ def test_server_that_stops_answering_times_out(starter_model: Path) -> None:
     rows = json.loads(out)
     assert rows[0]["status"] == "failed"
     assert f"An RPC server ({server.endpoint}) stopped answering: no answer within 3 s" in rows[0]["error"]
+
+
+def test_fit_for_a_pool_asks_the_servers(starter_model: Path) -> None:
+    with servers(1) as (server,):
+        done = _cli("fit", str(starter_model), "--rpc", server.endpoint, "--ngl", "20", "--ctx", "512", "--json",
+                    timeout=120)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    cpu, rpc0 = answer["pool"]["devices"]
+    assert answer["rpc"] == [server.endpoint] and answer["pool"]["fits"]
+    assert rpc0["name"] == "RPC0" and rpc0["memory_free"] > 0 and rpc0["layers"] == list(range(11, 31))
+    assert cpu["layers"] == list(range(11)) and rpc0["weights"] > 0 and rpc0["kv"] > 0
+    port = _free_port()
+    refused = _cli("fit", str(starter_model), "--rpc", f"127.0.0.1:{port}", timeout=60)
+    assert refused.returncode == 1 and f"127.0.0.1:{port}: nothing is listening there" in refused.stderr
