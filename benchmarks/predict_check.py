@@ -105,7 +105,8 @@ def table(store_path: Path, *, history_models: int, threads: int | None, names: 
     gens = [r for r in records if r.result.status == "ok" and r.result.n_gen > 0 and r.result.n_prompt == 0]
     order = list(dict.fromkeys(_model(r) for r in gens))
     errors = []
-    print(f"{'model':<40} {'test':<10} {'measured':>9} {'predicted':>16} {'error':>7} {'limit':>8} {'of limit':>8} basis")
+    print(f"{'model':<40} {'test':<10} {'measured':>9} {'predicted':>16} {'error':>7} {'limit':>8} {'of limit':>8} "
+          f"{'at run':>8} basis")
     for record in gens:
         r, model = record.result, _model(record)
         if names:
@@ -133,8 +134,10 @@ def table(store_path: Path, *, history_models: int, threads: int | None, names: 
         error = p.tg / r.avg_ts - 1
         errors.append(error)
         share = bandwidth_share(r, bandwidth, header=header) or 0.0
+        stored = r.speed_estimate.get("predicted_ts", 0.0)  # what was predicted when it ran, if it was
         print(f"{Path(r.model_path).name:<40} {r.test or '':<10} {r.avg_ts:9.2f} {p.tg:8.2f} ± {p.tg_spread:5.2f} "
-              f"{error:+7.1%} {p.tg_ceiling:8.1f} {share:8.0%} {p.n_models} models, {p.kind}")
+              f"{error:+7.1%} {p.tg_ceiling:8.1f} {share:8.0%} {stored or float('nan'):8.1f} {p.n_models} models, "
+              f"{p.kind}")
     if not errors:
         print("no generation results to check")
         return 1

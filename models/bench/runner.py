@@ -202,6 +202,7 @@ class BenchRunner:
         with self._lock:
             self._worker = worker
         watch = _watch(worker.proc.pid)  # run conditions, sampled here so the worker stays lean
+        predictions: dict[str, Any] = {}  # the bandwidth, history and headers the speed predictions share
         if self._cancel.is_set():  # cancelled between the check above and the start
             self.cancel()
         received: list[BenchResult] = []
@@ -235,6 +236,7 @@ class BenchRunner:
                 elif event.kind == "result":
                     if watch is not None:
                         _assess(event.data["result"], watch)
+                    _predict(event.data["result"], predictions)
                     received.append(BenchResult.from_json(event.data["result"]))
                 elif event.kind == "failure":
                     failure = event.data
@@ -330,6 +332,18 @@ def _assess(row: dict[str, Any], watch: Any) -> None:
             row["trust"], row["trust_reasons"] = label, "; ".join(reasons)
     except Exception as error:  # noqa: BLE001
         log.warning("Run conditions not assessed: %s", error)
+
+
+def _predict(row: dict[str, Any], cache: dict[str, Any]) -> None:
+    """Store the speed predicted for a generation result beside it (predicted vs measured, learned later)."""
+    try:
+        from models.fit.here import result_prediction
+
+        estimate = result_prediction(row, cache=cache)
+        if estimate:
+            row["speed_estimate"] = estimate
+    except Exception as error:  # noqa: BLE001 - a prediction must never cost the measurement
+        log.warning("No speed prediction stored: %s", error)
 
 
 def _with_tail(message: str, lines: Sequence[str]) -> str:

@@ -420,6 +420,9 @@ class BenchResult:
     conditions: dict[str, Any] = field(default_factory=dict)
     trust: str = ""
     trust_reasons: str = ""
+    # Generation tests: the speed models.fit predicted for this machine before the result was known (predicted_ts,
+    # low_ts, high_ts, ceiling_ts, share_of_limit, bytes_per_token, n_models); {} where not predicted.
+    speed_estimate: dict[str, float] = field(default_factory=dict)
     rpc: str = ""  # the RPC servers used (llama-bench's -rpc), "" for none
     # The pool measured just before the test: each endpoint with its devices (memory as the server reports it),
     # round trip and bandwidth, and the local devices (models.machine.rpc_attach).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from models.fit.speed import SpeedPrediction, predict_speed
 from models.gguf.reader import GGUFHeader
@@ -70,3 +71,37 @@ def speed_predictor(hardware: HardwareInfo, *, measure: bool = True) -> Callable
                              gpu=gpu_usable(hardware), n_gen=n_gen, cpu_flags=hardware.cpu.flags, cache_bytes=cache)
 
     return predict
+
+
+def result_prediction(row: dict[str, Any], *, cache: dict[str, Any]) -> dict[str, float]:
+    """The prediction for a generation result just measured (BenchResult.to_json()), made as `tokenometer fit`
+    makes it, to be stored beside it: the predicted t/s and range, the bandwidth limit and the share of it
+    reached. {} for other tests or where the bandwidth was never measured (no measuring here: it would disturb
+    the benchmark). `cache` keeps the bandwidth, history and headers across one job's results."""
+    from models.bench.spec import BenchResult
+    from models.gguf.split import read_model_header
+    from models.machine.bandwidth import load_bandwidth
+    from models.machine.hardware import probe_cpu
+
+    r = BenchResult.from_json(row)
+    if r.status != "ok" or r.n_gen <= 0 or r.n_prompt > 0 or not r.model_path:
+        return {}
+    if "bandwidth" not in cache:
+        cache["bandwidth"] = load_bandwidth()
+        cache["history"] = this_machine_history() if cache["bandwidth"] is not None else ("", [])
+        cache["l3"] = probe_cpu([]).caches.get("L3", 0)
+    bandwidth = cache["bandwidth"]
+    if bandwidth is None:
+        return {}
+    headers = cache.setdefault("headers", {})
+    if r.model_path not in headers:
+        headers[r.model_path] = read_model_header(Path(r.model_path))
+    machine_id, runs = cache["history"]
+    p = predict_speed(headers[r.model_path], bandwidth, history=runs, machine_id=machine_id,
+                      n_gpu_layers=r.n_gpu_layers, gpu=bool(r.gpu_info) and r.n_gpu_layers != 0, n_depth=r.n_depth,
+                      n_gen=r.n_gen, type_k=r.type_k, type_v=r.type_v, cache_bytes=cache["l3"])
+    if p.tg <= 0:
+        return {}
+    return {"predicted_ts": p.tg, "low_ts": p.tg_low, "high_ts": p.tg_high, "ceiling_ts": p.tg_ceiling,
+            "share_of_limit": r.avg_ts / p.tg_ceiling, "bytes_per_token": float(p.bytes_per_token),
+            "n_models": float(p.n_models)}
