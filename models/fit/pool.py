@@ -113,10 +113,12 @@ def estimate_pool(header: GGUFHeader, devices: Sequence[tuple[str, int]], *, hos
             layer = int(tensor.name.split(".")[1])
         else:
             layer = n_layer
-        if 0 <= layer <= n_layer and placed[layer] is not None:
-            pool[placed[layer]].weights += tensor.n_bytes
-        if tensor.name == "token_embd.weight" and "output.weight" not in names and placed[n_layer] is not None:
-            pool[placed[n_layer]].weights += tensor.n_bytes  # tied output: a copy on the output device
+        where = placed[layer] if 0 <= layer <= n_layer else None
+        if where is not None:
+            pool[where].weights += tensor.n_bytes
+        output_at = placed[n_layer]
+        if tensor.name == "token_embd.weight" and "output.weight" not in names and output_at is not None:
+            pool[output_at].weights += tensor.n_bytes  # tied output: a copy on the output device
     unknown: list[str] = []
     d = model_dims(header, unknown)
     kv_size = base.n_ctx

@@ -219,10 +219,10 @@ class _Link:
             got += len(chunk)
         return b"".join(chunks)
 
-    def answer(self, size: int | None, what: str) -> bytes:
+    def answer(self, size: int | None, what: str, *, limit: int = _MAX_ANSWER) -> bytes:
         head = self._exact(8, what)
         announced = struct.unpack("<Q", head)[0]
-        if (size is not None and announced != size) or announced > _MAX_ANSWER:
+        if (size is not None and announced != size) or announced > limit:
             shown = head.decode("ascii", "replace") if all(32 <= b < 127 for b in head) else head.hex()
             looks = " It looks like an HTTP server." if head.startswith(b"HTTP/") else ""
             raise RpcError(f"RPC server {self.endpoint}: the answer {what} is not llama.cpp's RPC protocol (it begins "
@@ -278,11 +278,16 @@ def probe_endpoint(endpoint: Endpoint | str, *, timeout: float = PROBE_TIMEOUT_S
     link = _Link(target, timeout)
     result = EndpointProbe(endpoint=str(target), connect_ms=round(link.connect_ms, 3))
     try:
-        hello = link.call(_CMD_HELLO, bytes(_CONN_CAPS), 4 + _CONN_CAPS, "to the handshake")
+        link.send(_CMD_HELLO, bytes(_CONN_CAPS))
+        # Every release answers with major, minor, patch first; what follows changed between releases.
+        hello = link.answer(None, "to the handshake", limit=64)
+        if len(hello) < 3:
+            raise RpcError(f"RPC server {target}: its handshake answer ({len(hello)} bytes) is not llama.cpp's RPC "
+                           "protocol.")
         major, minor, patch = hello[0], hello[1], hello[2]
         result.version = f"{major}.{minor}.{patch}"
         ours = protocol_version()
-        if major != ours[0] or minor > ours[1]:
+        if major != ours[0] or minor > ours[1] or len(hello) != 4 + _CONN_CAPS:
             raise RpcError(f"RPC server {target} speaks RPC protocol v{result.version}; this llama.cpp build speaks "
                            f"v{ours[0]}.{ours[1]}.x. Install the same llama.cpp release on both machines.")
         for _ in range(max(1, rtt_rounds)):

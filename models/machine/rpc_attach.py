@@ -32,7 +32,7 @@ def _fn(lib: Any, name: str, restype: Any, argtypes: list[Any]) -> Any:
 
 def _library(llama: Any) -> Any:
     """libllama's handle; ggml's symbols resolve through it (its dependencies load with it)."""
-    low = getattr(llama, "llama_cpp", None) or sys.modules.get("llama_cpp.llama_cpp")
+    low: Any = getattr(llama, "llama_cpp", None) or sys.modules.get("llama_cpp.llama_cpp")
     return low._lib
 
 

@@ -432,3 +432,11 @@ def test_fit_for_a_pool_asks_the_servers(starter_model: Path) -> None:
     port = _free_port()
     refused = _cli("fit", str(starter_model), "--rpc", f"127.0.0.1:{port}", timeout=60)
     assert refused.returncode == 1 and f"127.0.0.1:{port}: nothing is listening there" in refused.stderr
+
+
+def test_probe_refuses_an_old_three_byte_handshake() -> None:
+    hello_v3 = struct.pack("<Q", 3) + bytes([3, 0, 0])  # an older release: major, minor, patch only
+    with scripted_server(hello_v3) as port:
+        with pytest.raises(RpcError) as error:
+            probe_endpoint(f"127.0.0.1:{port}")
+    assert "speaks RPC protocol v3.0.0; this llama.cpp build speaks v7.0.x" in str(error.value)
