@@ -22,6 +22,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from models.bench.spec import BenchJob, BenchParams, BenchResult, BenchTest
 
 log = logging.getLogger(__name__)
@@ -118,3 +119,33 @@ def localscore(results: Iterable[BenchResult]) -> LocalScore:
     if out.complete:
         out.score = score_of(out.avg_prompt_tps, out.avg_gen_tps, out.avg_ttft_ms)
     return out
+
+
+def localscore_jobs(jobs: Iterable[BenchJob], *, repetitions: int | None = None) -> list[BenchJob]:
+    """The preset for each model and thread/offload setting of a sweep's jobs (other settings are LocalScore's)."""
+    seen: dict[tuple[str, int, int], BenchJob] = {}
+    for job in jobs:
+        key = (str(job.model_path), job.params.n_threads, job.params.n_gpu_layers)
+        if key not in seen:
+            seen[key] = localscore_job(job.model_path, n_threads=job.params.n_threads,
+                                       n_gpu_layers=job.params.n_gpu_layers,
+                                       repetitions=repetitions or LOCALSCORE_REPETITIONS)
+    return list(seen.values())
+
+
+def score_lines(results: Iterable[BenchResult]) -> list[str]:
+    """One line per model and setting: its LocalScore and the three means, or what is missing."""
+    groups: dict[tuple[str, int, int], list[BenchResult]] = {}
+    for r in results:
+        groups.setdefault((r.model_filename or r.model_path, r.n_threads, r.n_gpu_layers), []).append(r)
+    lines = []
+    for (model, threads, ngl), rows in groups.items():
+        s = localscore(rows)
+        name = Path(model).name
+        if s.complete:
+            lines.append(f"LocalScore {s.score:.0f}  {name} (threads {threads}, ngl {ngl}): prompt "
+                         f"{s.avg_prompt_tps:.1f} t/s, generation {s.avg_gen_tps:.1f} t/s, time to first token "
+                         f"{s.avg_ttft_ms:.0f} ms")
+        else:
+            lines.append(f"LocalScore not computed for {name}: {', '.join(s.missing)} did not run")
+    return lines

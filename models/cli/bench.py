@@ -132,6 +132,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-r", "--repetitions", type=_repetitions, default=None, metavar="N|auto",
         help="repetitions per test (5); auto: repeat until the 95%% confidence interval of the mean is within "
              "±2%% (at least 3, at most 30 repetitions or 60 s per test)")
+    add("--localscore", action="store_true",
+        help="run LocalScore's nine tests with its settings (models.bench.localscore) instead of -p/-n/-pg/-d and "
+             "print its score, comparable with localscore.ai's results for the same model file")
     add("--ttft", type=int, default=0, metavar="N",
         help="also measure time to first token: a real N-token chat prompt (the model's template) prefilled and "
              "its first token sampled; not LocalScore's TTFT (random-token prefill plus one decode)")
@@ -215,6 +218,10 @@ def run_bench(args: argparse.Namespace) -> int:
 
     sweep = build_sweep(args)
     jobs = sweep.jobs()  # validates; a BenchmarkError becomes "error: ..." and exit code 1
+    if getattr(args, "localscore", False):
+        from models.bench.localscore import localscore_jobs
+
+        jobs = localscore_jobs(jobs, repetitions=args.repetitions if isinstance(args.repetitions, int) else None)
     index = {id(job): number for number, job in enumerate(jobs, 1)}
     state: dict[str, Any] = {"printer": None, "results": []}
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
@@ -257,6 +264,12 @@ def run_bench(args: argparse.Namespace) -> int:
     results = outcome.get("results", state["results"])
     if state["printer"] is not None:
         state["printer"].footer(results)
+    if getattr(args, "localscore", False):
+        from models.bench.localscore import score_lines
+
+        # Beside a machine-readable output the score goes to stderr, so the output stays parseable.
+        for line in score_lines(results):
+            print(line, file=sys.stdout if args.output == "md" else sys.stderr)
     if recovery.records:
         print(f"error: {printable(recovery.summary())}", file=sys.stderr)
     if received:  # SIGTERM/SIGHUP: the shell's convention, 128 + the signal

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from models.bench.localscore import (LOCALSCORE_TESTS, localscore, localscore_job, localscore_tests, score_of)
-from models.bench.runner import BenchRunner
 from models.bench.spec import BenchResult, check_job
 from tests.models.gguf.factory import Shape, write_model
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_preset_runs_localscore_s_nine_pairs() -> None:
@@ -59,11 +63,18 @@ def test_missing_or_failed_tests_give_no_score() -> None:
 
 
 def test_real_run_of_the_preset(tmp_path: Path) -> None:
-    """The whole preset through the real runner and llama.cpp, on a tiny random model so it takes seconds."""
+    """tokenometer bench --localscore: the whole preset through the real runner and llama.cpp, on a tiny random
+    model so it takes seconds; the rows in JSON, the score on stderr."""
     model = write_model(tmp_path / "tiny.gguf", Shape(n_layer=2, n_embd=128, n_head=4, n_head_kv=2, n_ff=256,
                                                      ctx_train=8192))
-    results = BenchRunner().run([localscore_job(model, n_threads=1, n_gpu_layers=0)])
-    assert [r.status for r in results] == ["ok"] * len(localscore_tests()), [r.error for r in results]
+    done = subprocess.run([sys.executable, "-m", "models.cli", "bench", str(model), "--localscore", "-t", "1",
+                           "-ngl", "0", "-o", "json", "--no-save"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    results = [BenchResult.from_json(row) for row in json.loads(done.stdout)]
+    assert [r.test for r in results] == [t.name for t in localscore_tests()]
+    assert all(str(r.flash_attn) in ("off", "0") and r.n_batch == 2048 and len(r.samples_ts) == 1 for r in results)
     s = localscore(results)
     assert s.complete and s.score > 0
     assert all(t.ttft_ms > 1000 * t.n_prompt / t.prompt_tps for t in s.tests)
+    assert f"LocalScore {s.score:.0f}  tiny.gguf (threads 1, ngl 0)" in done.stderr
