@@ -78,6 +78,9 @@ class CapacityPage(Page):
         self.api.addItems(["completions", "chat"])
         self.server_model = line("", "The model name to send to the server (empty: the server's own)")
         self.profile = QComboBox()
+        self.profile.setEditable(True)  # or the path of a CSV/JSONL file of prompt_tokens,output_tokens
+        self.profile.setToolTip("Request lengths: a built-in profile, or type the path of a CSV or JSONL file with "
+                                "prompt_tokens and output_tokens")
         for profile in PROFILES.values():
             self.profile.addItem(profile.name)
             self.profile.setItemData(self.profile.count() - 1, profile.description, Qt.ItemDataRole.ToolTipRole)
@@ -216,7 +219,7 @@ class CapacityPage(Page):
         from models.bench.capacity import LoadPlan
 
         percentile = number(self.percentile.text(), "SLO percentile")
-        plan = LoadPlan(profile=self.profile.currentText(), concurrency=ints(self.concurrency.text(), "People at once"),
+        plan = LoadPlan(profile=self.profile.currentText().strip(), concurrency=ints(self.concurrency.text(), "People at once"),
                         requests=int(number(self.requests.text() or "0", "Requests per level")),
                         stop_early=not self.all_levels.isChecked(),
                         slo=Slo(ttft=number(self.slo_ttft.text(), "SLO TTFT"),

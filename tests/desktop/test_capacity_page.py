@@ -76,7 +76,7 @@ def test_a_load_test_runs_live_is_kept_and_reopens(window, qtbot, starter_model:
     qtbot.waitUntil(lambda: page.past.rowCount() == 0, timeout=10_000)
 
 
-def test_bad_fields_are_refused_in_words_and_nothing_starts(window, qtbot) -> None:
+def test_bad_fields_are_refused_in_words_and_nothing_starts(window, qtbot, tmp_path: Path) -> None:
     page = _page(window, qtbot)
     for fields, words in (({"concurrency": "two"}, "People at once"),
                           ({"concurrency": "0, 2"}, "Concurrency levels must be between 1"),
@@ -87,6 +87,15 @@ def test_bad_fields_are_refused_in_words_and_nothing_starts(window, qtbot) -> No
         qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
         assert words in page.error.text(), (fields, page.error.text())
         assert page._item is None and not window.ctx.bench.items
+    page.profile.setEditText(str(tmp_path / "lengths.csv"))  # a lengths file that is not there
+    _fill(page, threads="2")
+    qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    assert "Unknown load profile" in page.error.text() and "lengths.csv" in page.error.text()
+    (tmp_path / "lengths.csv").write_text("prompt_tokens,output_tokens\n12,abc\n")
+    qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    assert "lengths.csv row 1: needs whole numbers" in page.error.text()
+    assert page._item is None
+    page.profile.setCurrentText("tiny")
     page.mode.setCurrentText("Batched sweep (llama-batched-bench)")
     _fill(page, threads="2", npl="")
     qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
