@@ -1,6 +1,8 @@
 """Take the README screenshots from the real window on a virtual X screen (Xvfb), after a real benchmark.
 
 Usage (needs Xvfb and ImageMagick's `import`): .venv/bin/python docs/screenshots/take_screenshots.py
+[capacity|quality] (with `capacity`, only the Capacity page's shot, after a real load test; with `quality`, only
+the Quality page's, after real quality runs of three quants of the starter model and a benchmark of each).
 The Hub is the tests' loopback server (no network needed); the benchmark is real (the starter model).
 """
 
@@ -13,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
@@ -66,6 +69,7 @@ def _shoot(home: Path) -> int:
     window = MainWindow(settings=QSettings(str(home / "gui.ini"), QSettings.Format.IniFormat), start_page="benchmark")
     window.setGeometry(0, 0, WIDTH, HEIGHT)
     window.show()
+    only = set(sys.argv[1:])
 
     def settle(seconds: float, until: object = None) -> None:
         end = time.time() + seconds
@@ -81,6 +85,17 @@ def _shoot(home: Path) -> int:
         target = OUT / f"{name}.png"
         subprocess.run(["import", "-window", "root", "-depth", "8", str(target)], check=True)
         print(f"{target.relative_to(ROOT)}: {target.stat().st_size // 1024} KiB")
+
+    if only == {"capacity"}:
+        _capacity(window, settle, shoot)
+        window.close()
+        server.stop()
+        return 0
+    if only == {"quality"}:
+        _quality(window, settle, shoot, starter, home)
+        window.close()
+        server.stop()
+        return 0
 
     # A real benchmark first: a thread sweep at two depths, so Results has something to compare.
     bench = window.page("benchmark")
@@ -141,9 +156,76 @@ def _shoot(home: Path) -> int:
 
     window.show_page("settings")
     shoot("settings")
+    _capacity(window, settle, shoot)
+    _quality(window, settle, shoot, starter, home)
     window.close()
     server.stop()
     return 0
+
+
+def _quality(window: Any, settle: Any, shoot: Any, starter: Path, home: Path) -> None:
+    """Quants of the starter made with llama.cpp's quantize API, each measured on the Quality page against the
+    Q8_0 and benchmarked (tg) by the real CLI: the Pareto charts and the recommendation from those."""
+    import llama_cpp as ll
+
+    from models.cli import main as cli
+
+    quants = {}
+    for name, ftype in (("Q8_0", ll.LLAMA_FTYPE_MOSTLY_Q8_0), ("Q4_0", ll.LLAMA_FTYPE_MOSTLY_Q4_0),
+                        ("Q2_K", ll.LLAMA_FTYPE_MOSTLY_Q2_K)):
+        path = home / f"SmolLM2-135M-Instruct.{name}.gguf"
+        params = ll.llama_model_quantize_default_params()
+        params.ftype, params.allow_requantize = ftype, True
+        if ll.llama_model_quantize(str(starter).encode(), str(path).encode(), params) != 0:
+            raise SystemExit(f"llama.cpp could not write the {name} quant")
+        quants[name] = path
+    page = window.page("quality")
+    window.show_page("quality")
+    settle(10, lambda: page.model_box.count() > 0)
+    for path in quants.values():
+        page.add_model(path)
+    page.text_field.setText(str(ROOT / "tests" / "models" / "bench" / "data" / "public_domain.txt"))
+    page.ctx_size.setValue(128)
+    page.chunks.setValue(0)
+    page.reference_box.setCurrentIndex(page.reference_box.findData(str(quants["Q8_0"])))
+    for model in (starter, quants["Q4_0"], quants["Q2_K"]):
+        page.model_box.setCurrentIndex(page.model_box.findData(str(model)))
+        page.start()
+        settle(600, lambda: page.run_button.isEnabled())
+        if not page.status.text().startswith("Done."):
+            raise SystemExit(f"the quality run failed: {page.status.text()}")
+    if cli(["bench", str(starter), *map(str, quants.values()), "-p", "64", "-n", "32", "-r", "2", "-o", "json"]):
+        raise SystemExit("the benchmark of the quants failed")
+    page.min_tg.setValue(5.0)  # re-reads the store
+    settle(30, lambda: "at least 5 t/s" in page.recommendation.text() or "reaches 5 t/s" in page.recommendation.text())
+    shoot("quality")
+
+
+def _capacity(window: Any, settle: Any, shoot: Any) -> None:
+    """A real load test of the starter model (short requests, 1 to 8 people at once) on the Capacity page."""
+    from dataclasses import replace
+
+    from models.settings import load_settings, save_settings
+
+    # No energy sensor on a virtual screen's machine: a plausible desktop's watts, so the cost line has a figure.
+    save_settings(replace(load_settings(), system_power_watts=65.0))
+    window.show_page("capacity")
+    page = window.pages["capacity"]
+    settle(10, lambda: page.model.count() > 0)
+    page.profile.setCurrentText("tiny")
+    page.concurrency.setText("1, 2, 4")
+    page.requests.setText("4")
+    page.threads.setText("2")
+    page.all_levels.setChecked(True)  # every level drawn, past the one that misses the SLO
+    # Limits a small, shared two-core machine meets for a person or two, so the levels fall on both sides.
+    page.slo_ttft.setText("5")
+    page.slo_tpot.setText("1000")
+    page.run()
+    if page._item is None:
+        raise SystemExit(f"the load test was refused: {page.error.text()}")
+    settle(900, lambda: page._item.state.finished)
+    page.tabs.setCurrentIndex(0)
+    shoot("capacity")
 
 
 if __name__ == "__main__":
