@@ -70,11 +70,16 @@ def test_real_runs_stop_at_the_target_or_the_cap(tmp_path: Path) -> None:
                     adaptive=AdaptivePlan(target=1e-9, min_reps=3, max_reps=5))
     results = BenchRunner().run([easy, hard])
     assert [r.status for r in results] == ["ok"] * 4, [r.error for r in results]
-    for r in results[:2]:  # a ±90% target is met as soon as the minimum is reached
-        assert len(r.samples_ts) == 3 and r.ci_met and r.ci_target == 0.9
-        assert r.ci95_ts == pytest.approx(ci95(r.samples_ts))
-    for r in results[2:]:  # an unreachable target runs to the cap and says it was not met
-        assert len(r.samples_ts) == 5 and not r.ci_met and r.ci95_ts > 0
+    for r, plan in zip(results, [easy.adaptive] * 2 + [hard.adaptive] * 2):
+        assert plan is not None
+        # The worker stopped at the first repetition where the rule said so (re-applied to its own samples).
+        n = len(r.samples_ts)
+        stops = [plan.done(r.samples_ts[:k], sum(r.samples_ns[:k]) / 1e9) for k in range(1, n + 1)]
+        assert stops[-1] and not any(stops[:-1])
+        assert r.ci95_ts == pytest.approx(ci95(r.samples_ts)) and r.ci_target == plan.target
+        assert r.ci_met == (relative_ci95(r.samples_ts) <= plan.target)
+    assert all(len(r.samples_ts) == 5 and not r.ci_met for r in results[2:])  # unreachable: the cap, not met
+    assert all(3 <= len(r.samples_ts) <= 12 for r in results[:2])
 
 
 def test_cli_takes_r_auto(tmp_path: Path) -> None:
