@@ -72,6 +72,9 @@ class CompareRow:
     # (models.bench.trust; runs measured before labels existed have none).
     trust: dict[str, str] = field(default_factory=dict)
     trust_notes: dict[str, str] = field(default_factory=dict)
+    # Per generation test: the mean t/s as a share of the machine's memory-bandwidth limit, from the prediction
+    # stored with each run (BenchResult.speed_estimate; runs without one have none).
+    limit_share: dict[str, float] = field(default_factory=dict)
 
     @property
     def settings_label(self) -> str:
@@ -265,6 +268,9 @@ def _fill(row: CompareRow, records: list[RunRecord]) -> None:
     for rec in ok:
         samples.setdefault(rec.result.test, []).extend(rec.result.samples_ts)
         row.tests[rec.result.test] = (rec.result.n_prompt, rec.result.n_gen, rec.result.n_depth)
+        share = (getattr(rec.result, "speed_estimate", None) or {}).get("share_of_limit")
+        if share:
+            row.limit_share.setdefault(rec.result.test, share)
         label = getattr(rec.result, "trust", "")
         if label and label != "ok" and rec.result.test not in row.trust:
             row.trust[rec.result.test] = label
@@ -327,6 +333,12 @@ def format_comparison(comparison: Comparison) -> str:
     if comparison.repeats:
         lines += ["", "Configurations run more than once (each run is its own row above; never pooled):"]
         lines += [f"- {spread.text()}" for spread in comparison.repeats]
+    shares = [(row, test, share) for row in comparison.rows for test, share in row.limit_share.items()]
+    if shares:
+        lines += ["", "Generation against the machine's memory-bandwidth limit (bytes read per token over the "
+                  "measured bandwidth):"]
+        lines += [f"- {row.model_label} · {row.settings_label} · {test}: at {share:.0%} of the limit"
+                  for row, test, share in shares]
     flagged = [(row, test) for row in comparison.rows for test in row.trust]
     if flagged:
         lines += ["", "Figures to trust less ([label] in the table):"]

@@ -15,7 +15,9 @@ def test_labels_in_compare_and_the_filter(tmp_path: Path) -> None:
     with ResultsStore(tmp_path / "r.sqlite3") as store:
         store.record_result(make_result(n_prompt=512, trust="ok"), machine=MACHINE, job="a")
         store.record_result(make_result(n_prompt=0, n_gen=128, ts=(50.0, 40.0, 60.0), trust="noisy",
-                                        trust_reasons="spread 20.0% of the mean (over 5%)"), machine=MACHINE, job="a")
+                                        trust_reasons="spread 20.0% of the mean (over 5%)",
+                                        speed_estimate={"share_of_limit": 0.62, "ceiling_ts": 80.6}),
+                            machine=MACHINE, job="a")
         store.record_result(make_result(n_prompt=512, ts=(900.0,)), machine=MACHINE, job="b")  # before labels
         runs = store.list_runs()
         noisy = store.list_runs(filters=RunFilter(trust="noisy"))
@@ -28,3 +30,4 @@ def test_labels_in_compare_and_the_filter(tmp_path: Path) -> None:
     assert "[noisy]" in text and "tg128: noisy (spread 20.0% of the mean (over 5%))" in text
     assert text.count("[noisy]") == 1 and "[ok]" not in text
     assert comparison.to_json()["rows"][0]["trust"] is not None
+    assert "tg128: at 62% of the limit" in text  # "tg at N% of this machine's memory-bandwidth limit"
