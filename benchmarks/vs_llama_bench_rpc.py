@@ -78,7 +78,9 @@ def run_llama_bench(binary: Path, model: Path, rpc: str, a: argparse.Namespace) 
 def run_tokenometer(model: Path, rpc: str, a: argparse.Namespace) -> tuple[dict[str, tuple[float, float]], list]:
     done = subprocess.run([sys.executable, "-m", "models.cli", "bench", str(model), "-p", str(a.p), "-n", str(a.n),
                            "-t", str(a.threads), "-r", str(a.reps), "-ngl", str(a.ngl), "--rpc", rpc, "-o", "json",
-                           "--no-save"], capture_output=True, text=True, check=True, cwd=ROOT)
+                           "--no-save"], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        sys.exit(f"tokenometer bench failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     rows = json.loads(done.stdout)
     return _rates(rows, n_prompt=a.p, n_gen=a.n), rows
 

@@ -131,9 +131,9 @@ def arm_sockets(peers: set[tuple[str, int]], timeout: float) -> int:
     timeval = struct.pack("ll", int(timeout), int((timeout % 1) * 1e6))
     for fd in _open_fds():
         try:
-            sock = socket.socket(fileno=os.dup(fd))
+            sock = socket.socket(fileno=fd)  # no duplicate: nothing to close, nothing to leak
         except OSError:
-            continue
+            continue  # not a socket
         try:
             if sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM and sock.getpeername() in peers:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
@@ -142,7 +142,7 @@ def arm_sockets(peers: set[tuple[str, int]], timeout: float) -> int:
         except OSError:
             pass
         finally:
-            sock.close()  # only the duplicate: the connection stays open through ggml's descriptor
+            sock.detach()  # the descriptor stays ggml's (or whoever's) and open
     return armed
 
 

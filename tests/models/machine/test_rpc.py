@@ -440,3 +440,22 @@ def test_probe_refuses_an_old_three_byte_handshake() -> None:
         with pytest.raises(RpcError) as error:
             probe_endpoint(f"127.0.0.1:{port}")
     assert "speaks RPC protocol v3.0.0; this llama.cpp build speaks v7.0.x" in str(error.value)
+
+
+def test_arming_sockets_leaks_no_descriptor() -> None:
+    from models.machine.rpc_attach import arm_sockets
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    try:
+        before = psutil.Process().num_fds()
+        for _ in range(50):
+            assert arm_sockets({listener.getsockname()}, 2.5) == 1
+        assert psutil.Process().num_fds() == before
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == struct.pack("ll", 2, 500000)
+        client.sendall(b"still open")
+    finally:
+        client.close()
+        listener.close()
