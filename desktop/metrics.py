@@ -125,8 +125,29 @@ def result_columns(get: Callable[[Any], BenchResult] = lambda row: row, *,
         Column("GPU layers", lambda r: get(r).n_gpu_layers, numeric=True, tip=TIPS["ngl"]),
         Column("Batch", lambda r: get(r).n_batch, numeric=True, tip=TIPS["batch"],
                show=lambda r: f"{get(r).n_batch} / {get(r).n_ubatch}"),
+        Column("Trust", lambda r: _trust(get(r)), tip=TIPS_TRUST, cell_tip=lambda r: _trust_tip(get(r)),
+               color=lambda r: QColor("#c77c02") if get(r).trust not in ("", "ok") else None),
     ]
     return columns
+
+
+TIPS_TRUST = ("How far to trust the figure: ok, noisy (spread over 5%, a busy machine, battery), throttled (a "
+              "steady fall across repetitions, GPU throttling), swapped, or partial offload; hover for the reason. "
+              "Type a label in the filter to see only those runs.")
+
+
+def _trust(result: BenchResult) -> str:
+    if result.status != "ok":
+        return ""
+    return result.trust or "not assessed"
+
+
+def _trust_tip(result: BenchResult) -> str:
+    if result.trust_reasons:
+        return result.trust_reasons
+    if result.trust == "ok":
+        return "Spread within 5%, no drift, no other load, no swapping seen during the test."
+    return "Measured before run conditions were recorded." if result.status == "ok" else ""
 
 
 def _model_tip(result: BenchResult) -> str:

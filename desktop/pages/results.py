@@ -59,7 +59,7 @@ class ResultsPage(Page):
         self.runs = RowTable(run_columns(), parent=self)
         self.proxy = sortable(self.runs, self)
         self.filter = QLineEdit()
-        self.filter.setPlaceholderText("Filter by model, test, machine or status …")
+        self.filter.setPlaceholderText("Filter by model, test, machine, status or trust (noisy, throttled …) …")
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         self.import_button = QPushButton("Import…")
