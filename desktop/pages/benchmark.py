@@ -20,7 +20,8 @@ from desktop.metrics import model_where, result_columns
 from desktop.pages import SPACING, Page
 from desktop.queue_panel import QueuePanel, state_text
 from desktop.tables import RowTable, table_view
-from models.bench.spec import KV_TYPES, BenchSweep, default_threads
+from models.bench.adaptive import AdaptivePlan
+from models.bench.spec import DEFAULT_REPETITIONS, KV_TYPES, BenchSweep, default_threads
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("type_k", "KV type K", f"K cache type: {', '.join(KV_TYPES)}. Comma list."),
     ("type_v", "KV type V", f"V cache type: {', '.join(KV_TYPES)}. Comma list."),
     ("use_mmap", "mmap", "Map the model file (1) or read it into memory (0). Comma list."),
-    ("repetitions", "Repetitions", "Timed repetitions of each test, after one warmup."),
+    ("repetitions", "Repetitions", "Timed repetitions of each test, after one warmup; auto: repeat until the 95% "
+                                   "confidence interval of the mean is within ±2% (3 to 30 repetitions, 60 s at most)."),
     ("ttft", "TTFT prompt", "Also time the first token of a real chat prompt of about this many tokens "
                             "(0 = not measured)."),
 )
@@ -241,8 +243,10 @@ class BenchmarkPage(Page):
             n_gpu_layers=_ints(f["n_gpu_layers"], "GPU layers"), n_batch=_ints(f["n_batch"], "Batch"),
             n_ubatch=_ints(f["n_ubatch"], "Micro-batch"), flash_attn=_words(f["flash_attn"]),  # type: ignore[arg-type]
             type_k=_words(f["type_k"]), type_v=_words(f["type_v"]), use_mmap=mmap,
-            repetitions=(_ints(f["repetitions"], "Repetitions") or [0])[0],
-            ttft_prompt_tokens=(_ints(f["ttft"], "TTFT prompt") or [0])[0])
+            repetitions=DEFAULT_REPETITIONS if f["repetitions"].lower() == "auto" else
+            (_ints(f["repetitions"], "Repetitions") or [0])[0],
+            ttft_prompt_tokens=(_ints(f["ttft"], "TTFT prompt") or [0])[0],
+            adaptive=AdaptivePlan() if f["repetitions"].lower() == "auto" else None)
         if sweep.ttft_prompt_tokens < 0:
             raise BenchmarkError(f"TTFT prompt must be at least 0, got {sweep.ttft_prompt_tokens}.")
         sweep.validate()
