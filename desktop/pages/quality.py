@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
-from desktop.charts import pareto_chart, short_name
+from desktop.charts import pareto_chart, unique_short
 from desktop.context import AppContext
 from desktop.jobs import Change, run_job
 from desktop.pages import SPACING, Page
@@ -43,6 +43,14 @@ def stored_columns() -> list[Column[Any]]:
     ]
 
 
+def point_labels(points: list[Any]) -> list[str]:
+    """Legend names: the quants where they tell the files apart (quants of one model), else the files' names."""
+    quants = [p.quant for p in points]
+    if all(quants) and len(set(quants)) == len(quants):
+        return quants
+    return unique_short([p.file for p in points])
+
+
 class _Relay(QObject):
     """Worker events, heard on the runner's thread, re-emitted on the GUI thread."""
 
@@ -58,6 +66,7 @@ class QualityPage(Page):
         self._jobs: list[Any] = []
         self._failure = ""
         self._cancelled = False
+        self._reads = 0
         self._models: list[tuple[str, Path, str]] = []
         self._charts: list[QWidget] = []
         self.relay = _Relay(self)
@@ -277,6 +286,9 @@ class QualityPage(Page):
     def refresh(self) -> None:
         """Read the stored quality results and the choice off the GUI thread, then draw them."""
         min_tg = self.min_tg.value()
+        # Reads may overlap (the speed spun quickly): only the newest one's answer is shown.
+        self._reads += 1
+        generation = self._reads
 
         def read() -> tuple[list[Any], Any]:
             from models.machine.hardware import machine_fingerprint
@@ -289,11 +301,15 @@ class QualityPage(Page):
                         build_choice(store, machine=machine, memory_bytes=int(machine.get("ram_total") or 0),
                                      min_tg=min_tg))
 
-        run_job(read, on_done=self._show)
+        # A bound method, not a lambda: Qt drops the delivery when the page is gone before the read ends.
+        run_job(lambda: (generation, *read()), on_done=self._show)
 
-    def _show(self, read: tuple[list[Any], Any]) -> None:
-        stored, choice = read
+    def _show(self, read: tuple[int, list[Any], Any]) -> None:
+        generation, stored, choice = read
+        if generation != self._reads:
+            return
         self.stored.set_rows(stored)
+        self.stored_view.resizeColumnsToContents()
         self.choice = choice
         self.recommendation.setText(choice.recommendation)
         for chart in self._charts:
@@ -302,7 +318,7 @@ class QualityPage(Page):
         self._charts = []
         from models.results.choice import pareto_front
 
-        names = {p.file: short_name(p.file) for p in choice.points}
+        names = dict(zip((p.file for p in choice.points), point_labels(choice.points)))
         y_title = f"{choice.metric_label} (lower is better)"
         axes: tuple[tuple[Literal["tg", "mem_peak"], str, Callable[[Any], float]], ...] = (
             ("tg", "generation t/s (higher is better)", lambda p: p.tg),
