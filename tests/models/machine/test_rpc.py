@@ -459,3 +459,28 @@ def test_arming_sockets_leaks_no_descriptor() -> None:
     finally:
         client.close()
         listener.close()
+
+
+def _dev_module():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tokenometer_dev", ROOT / "dev.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dev_install_builds_with_rpc_beside_the_users_backend() -> None:
+    dev = _dev_module()
+    assert dev.llama_cmake_args("") == "-DGGML_RPC=on"
+    assert dev.llama_cmake_args("-DGGML_CUDA=on") == "-DGGML_CUDA=on -DGGML_RPC=on"
+    assert dev.llama_cmake_args("-DGGML_VULKAN=on -DGGML_RPC=off") == "-DGGML_VULKAN=on -DGGML_RPC=off"
+
+
+def test_hardware_says_the_build_has_rpc() -> None:
+    _require_rpc()
+    done = _cli("hardware", "--no-bandwidth", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "RPC        yes: this build can serve devices" in done.stdout
+    assert "RPC" in json.loads(_cli("hardware", "--json", "--no-bandwidth", timeout=120).stdout)["llama"]["backends"]
