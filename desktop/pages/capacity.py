@@ -193,13 +193,13 @@ class CapacityPage(Page):
 
     def open_measurement(self, measurement: Measurement) -> None:
         """Show a stored load test or sweep as it was: its levels or rows, answer and cost."""
-        from models.results.capacity import load_levels, measurement_answer, measurement_cost
+        from models.results.capacity import load_levels, measurement_answer, measurement_cost, started
 
         self.past_error.clear()
         if measurement.kind == "batched":
             self.batched_table.set_rows([row for row in measurement.data.get("rows", []) if not row.get("skipped")])
             self.tabs.setCurrentIndex(1)
-            self.status.setText(f"A batched sweep of {measurement.model_name} from {measurement.started_at[:16]}.")
+            self.status.setText(f"A batched sweep of {measurement.model_name} from {started(measurement)}.")
             return
         self.levels = load_levels(measurement)
         self.level_table.set_rows(self.levels)
@@ -207,7 +207,7 @@ class CapacityPage(Page):
         self.answer.setText(measurement_answer(measurement))
         self._show_cost(measurement_cost(measurement, self.ctx.settings()) if measurement.target == "llama.cpp"
                         else None, remote=measurement.target != "llama.cpp")
-        self.status.setText(f"The load test of {measurement.model_name} from {measurement.started_at[:16]} "
+        self.status.setText(f"The load test of {measurement.model_name} from {started(measurement)} "
                             f"({measurement.status}).")
 
     # -- running --
@@ -219,7 +219,8 @@ class CapacityPage(Page):
         from models.bench.capacity import LoadPlan
 
         percentile = number(self.percentile.text(), "SLO percentile")
-        plan = LoadPlan(profile=self.profile.currentText().strip(), concurrency=ints(self.concurrency.text(), "People at once"),
+        plan = LoadPlan(profile=self.profile.currentText().strip(),
+                        concurrency=ints(self.concurrency.text(), "People at once"),
                         requests=int(number(self.requests.text() or "0", "Requests per level")),
                         stop_early=not self.all_levels.isChecked(),
                         slo=Slo(ttft=number(self.slo_ttft.text(), "SLO TTFT"),

@@ -202,7 +202,7 @@ def _quality(window: Any, settle: Any, shoot: Any, starter: Path, home: Path) ->
 
 
 def _capacity(window: Any, settle: Any, shoot: Any) -> None:
-    """A real load test of the starter model (short requests, 1 to 8 people at once) on the Capacity page."""
+    """A real load test of the starter model (short requests, 1, 2 and 4 people at once) on the Capacity page."""
     from dataclasses import replace
 
     from models.settings import load_settings, save_settings

@@ -142,7 +142,7 @@ def _print_costs(comparison: Comparison) -> None:
     print(f"\nCost per 1M generated tokens ({settings.electricity_price_per_kwh:g} {cur}/kWh, hardware "
           f"{settings.hardware_cost:,.0f} {cur} over {settings.hardware_lifetime_years:g} y at "
           f"{settings.hardware_hours_per_day:g} h/day; API {settings.api_price_per_mtok:g} {cur}/1M):")
-    from models.results.capacity import capacity_for, measurement_cost
+    from models.results.capacity import capacity_for, measurement_cost, started
     from models.results.measurements import list_measurements
 
     with _store() as store:
@@ -154,7 +154,7 @@ def _print_costs(comparison: Comparison) -> None:
         at_load = measurement_cost(tested, settings) if tested is not None else None
         if tested is not None and at_load is not None:
             source = "estimated" if at_load.energy_is_estimate else "measured"
-            print(f"  {name} [at {at_load.concurrency} people, load test of {tested.started_at[:16]}]: "
+            print(f"  {name} [at {at_load.concurrency} people, load test of {started(tested)}]: "
                   f"{at_load.per_mtok_output:.4f} {cur} per 1M output tokens (energy {source}, input processing "
                   f"included); API {at_load.api_per_mtok_output:.4f} {cur} for the same traffic")
             continue

@@ -19,6 +19,11 @@ _SUMMARY_FIELDS = {f.name for f in dataclasses.fields(LoadSummary)}
 EventCallback = Callable[[Any, Any], None]
 
 
+def started(measurement: Measurement) -> str:
+    """When a measurement started, as people read it: "2026-11-27 04:22" (UTC)."""
+    return measurement.started_at[:16].replace("T", " ")
+
+
 def load_levels(measurement: Measurement) -> list[LoadSummary]:
     """A load measurement's levels as summaries (the recorder adds energy keys beside the summary's own)."""
     levels = []

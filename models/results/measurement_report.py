@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from models.results.capacity import load_levels, measurement_answer, measurement_cost
+from models.results.capacity import load_levels, measurement_answer, measurement_cost, started
 from models.results.measurements import Measurement, list_measurements
 from models.results.store import ResultsStore, RunRecord, machine_label
 from models.settings import Settings
@@ -120,7 +120,7 @@ def measurements_markdown(measurements: Sequence[Measurement], settings: Setting
         return ""
     lines = ["", "## Capacity", ""]
     for m in measurements:
-        title = f"{m.model_name} · {m.target} · {m.started_at[:16]}" + (f" ({m.status})" if m.status != "ok" else "")
+        title = f"{m.model_name} · {m.target} · {started(m)}" + (f" ({m.status})" if m.status != "ok" else "")
         lines += [f"### {_md(title)}", ""]
         if m.kind == "load":
             lines += [_md(measurement_answer(m)), ""]
@@ -152,7 +152,7 @@ def capacity_html(measurements: Sequence[Measurement], settings: Settings | None
 
     parts = []
     for m in measurements:
-        title = f"{m.model_name} · {m.target} · {m.started_at[:16]}" + (f" ({m.status})" if m.status != "ok" else "")
+        title = f"{m.model_name} · {m.target} · {started(m)}" + (f" ({m.status})" if m.status != "ok" else "")
         if m.kind != "load":
             rows = [[escape(f"{row.get(k):.3f}" if isinstance(row.get(k), float) else str(row.get(k)))
                      for k in BATCHED_FIELDS] for row in m.data.get("rows") or [] if not row.get("skipped")]

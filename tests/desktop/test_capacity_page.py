@@ -42,23 +42,24 @@ def test_a_load_test_runs_live_is_kept_and_reopens(window, qtbot, starter_model:
     assert page.cancel_button.isEnabled() and not page.run_button.isEnabled()
     qtbot.waitUntil(lambda: item.state.finished, timeout=300_000)
     assert item.state == DONE, item.message
-    assert len(answers) == 2 and "serves 1 person" in answers[0]  # live: the first level answered on its own
+    assert len(answers) == 2 and "serves 1 person" in answers[0], answers  # live: the first level answered alone
     levels = page.level_table.rows
     assert [level.concurrency for level in levels] == [1, 2]
-    assert all(level.completed == 2 and level.failed == 0 and level.slo_met for level in levels)
+    assert all(level.completed == 2 and level.failed == 0 and level.slo_met for level in levels), [
+        (level.completed, level.failed, level.ttft.p90, level.tpot.p90, level.errors) for level in levels]
     per_person = page.charts.points("per person t/s")
     total = page.charts.points("total t/s")
     assert [x for x, _ in per_person] == [1, 2] and all(y > 0 for _, y in per_person + total)
     assert page.charts.points("SLO 120 s") == [(0, 120), (2, 120)]  # the limit across the axis
     ttft = page.charts.points("TTFT p90")
     assert [x for x, _ in ttft] == [1, 2] and all(0 < y < 120 for _, y in ttft)
-    assert "serves 2 people at once" in page.answer.text()
-    assert "per 1M output tokens at 2 at once" in page.cost.text()
+    assert "serves 2 people at once" in page.answer.text(), page.answer.text()
+    assert "per 1M output tokens at 2 at once" in page.cost.text(), page.cost.text()
     assert page.run_button.isEnabled() and not page.cancel_button.isEnabled()
     qtmodeltester.check(page.level_table)
 
     # Kept in the store as one measurement, listed with the past tests, and reopened as it was.
-    qtbot.waitUntil(lambda: page.past.rowCount() == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: page.past.rowCount() == 1, timeout=30_000)
     qtmodeltester.check(page.past)
     saved = page.past.row(0)
     assert saved.kind == "load" and saved.target == "llama.cpp" and saved.model_name == starter_model.name
@@ -73,7 +74,7 @@ def test_a_load_test_runs_live_is_kept_and_reopens(window, qtbot, starter_model:
     assert "per 1M output tokens" in page.cost.text()
     # Deleting it empties the list (through a change operation: the page hears of it).
     qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: page.past.rowCount() == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: page.past.rowCount() == 0, timeout=30_000)
 
 
 def test_bad_fields_are_refused_in_words_and_nothing_starts(window, qtbot, tmp_path: Path) -> None:
@@ -122,7 +123,7 @@ def test_a_server_that_is_not_there_is_said_and_the_run_ends(window, qtbot) -> N
     assert "No request succeeded" in page.error.text() and "cannot connect" in page.error.text()
     assert "does not meet" in page.answer.text()
     assert len(page.level_table.rows) == 1  # the sweep stopped at the first level that missed
-    qtbot.waitUntil(lambda: page.past.rowCount() == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: page.past.rowCount() == 1, timeout=30_000)
     assert page.past.row(0).target.endswith("/v1/completions")
     page.all_levels.setChecked(True)  # every level, missed or not
     qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
@@ -160,5 +161,5 @@ def test_a_batched_sweep_fills_llama_batched_bench_table(window, qtbot, starter_
     headers = [page.batched_table.headerData(i, Qt.Orientation.Horizontal) for i in range(10)]
     assert headers == ["PP", "TG", "B", "N_KV", "T_PP", "S_PP", "T_TG", "S_TG", "T", "S"]
     qtmodeltester.check(page.batched_table)
-    qtbot.waitUntil(lambda: page.past.rowCount() == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: page.past.rowCount() == 1, timeout=30_000)
     assert page.past.row(0).kind == "batched" and len(page.past.row(0).data["rows"]) == 2

@@ -41,7 +41,7 @@ def test_reports_carry_load_tests_and_sweeps_and_compare_prices_the_load(
     # compare --cost: the same file was load tested here, so its cost is at that load, labelled.
     assert main(["compare", "all", "--cost"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"\[at 2 people, load test of \d{4}-\d\d-\d\d", out), out
+    assert re.search(r"\[at 2 people, load test of \d{4}-\d\d-\d\d \d\d:\d\d\]", out), out
     assert "per 1M output tokens (energy estimated" in out and "assumes one user" not in out
 
     # Every run exported: every measurement goes with them.
