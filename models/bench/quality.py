@@ -156,3 +156,22 @@ def _check_room(target: Path, need: int) -> None:
     if free < need:
         raise BenchmarkError(f"The reference file needs {fmt_bytes(need)} and {folder} has {fmt_bytes(free)} free; "
                              f"use fewer chunks (--chunks) or another folder.")
+
+
+def discard_partial_reference(plan: QualityPlan) -> bool:
+    """Remove what a cancelled or crashed worker left of a reference it was writing (FILE.part); True if any.
+
+    A worker stopped by a signal cannot clean up after itself; whoever ran the job (CLI, GUI) calls this after.
+    """
+    if not plan.save_reference:
+        return False
+    part = Path(plan.save_reference)
+    part = part.with_name(part.name + ".part")
+    try:
+        part.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        log.warning("Could not remove the partial reference %s: %s", part, error)
+        return False
+    return True

@@ -152,6 +152,9 @@ def run_quality_command(args: argparse.Namespace) -> int:
 
                 outcome["recorder"] = open_quality_recorder(job)
             runner.run([job])
+            from models.bench.quality import discard_partial_reference
+
+            discard_partial_reference(job.quality)  # a worker stopped mid-way leaves FILE.part behind
             if outcome["recorder"] is not None and outcome["recorder"].error is not None:
                 outcome["unsaved"].append(f"{job.model_path.name}: {outcome['recorder'].error}")
             if outcome["failure"] or runner.cancelled:

@@ -91,3 +91,28 @@ def test_a_text_too_short_fails_with_the_worker_s_reason(starter_model: Path, tm
     code = main(["quality", str(starter_model), "--text", str(short), "-c", "64", "-t", "1"])
     _out, err = capsys.readouterr()
     assert code == 1 and "too short" in err and "at least 128" in err
+
+
+def test_ctrl_c_stops_the_worker_and_leaves_no_partial_reference(starter_model: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ref = tmp_path / "cut.kld"
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-m", "models.cli", "quality", str(starter_model), "--save-ref", str(ref),
+                             "--text", str(TEXT), "-c", "64", "-b", "64", "-t", "1", "--progress"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:  # the first chunk is done: the reference is being written
+        if "chunk 1/" in line or time.monotonic() > deadline:
+            break
+    assert ref.with_name(ref.name + ".part").exists()
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not ref.exists() and not ref.with_name(ref.name + ".part").exists()
