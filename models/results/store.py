@@ -257,7 +257,10 @@ class ResultsStore:
                 try:
                     yield
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    # SQLite may already have rolled back (a full disk, an I/O error): a second ROLLBACK would
+                    # raise "no transaction is active" and hide the real error.
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
                 self._db.execute("COMMIT")
             except sqlite3.Error as error:
