@@ -10,8 +10,10 @@ from typing import Any, Literal
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QTabWidget, QVBoxLayout,
+                               QWidget)
 
+from desktop.answers_view import AnswersView
 from desktop.charts import pareto_chart, unique_short
 from desktop.context import AppContext
 from desktop.jobs import Change, run_job
@@ -83,7 +85,15 @@ class QualityPage(Page):
         split.addWidget(self.stored_view)
         split.setSizes([300, 150])
         split.setChildrenCollapsible(False)
-        self.body.addWidget(split, 1)
+        choice_tab = QWidget()
+        choice_layout = QVBoxLayout(choice_tab)
+        choice_layout.setContentsMargins(0, 0, 0, 0)
+        choice_layout.addWidget(split, 1)
+        self.answers = AnswersView(busy=self._busy)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(choice_tab, "The choice")
+        self.tabs.addTab(self.answers, "Answers side by side")
+        self.body.addWidget(self.tabs, 1)
 
         choose = QHBoxLayout()
         choose.addWidget(QLabel("At least"))
@@ -102,7 +112,7 @@ class QualityPage(Page):
         self.recommendation.setWordWrap(True)
         self.recommendation.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         choose.addWidget(self.recommendation, 1)
-        self.body.addLayout(choose)
+        choice_layout.addLayout(choose)
         self.choice: Any = None
         ctx.watch(Change.RESULTS, self.refresh, owner=self)
         ctx.watch(Change.LIBRARY, self._load_models, owner=self)
@@ -179,6 +189,7 @@ class QualityPage(Page):
                 box.setItemData(box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
             if picked is not None and box.findData(picked) >= 0:
                 box.setCurrentIndex(box.findData(picked))
+        self.answers.set_models([(name, str(path)) for name, path, _tip in models])
 
     def add_model(self, path: Path) -> None:
         """Offer a model file in both lists (a file outside the library)."""
@@ -186,6 +197,15 @@ class QualityPage(Page):
             if box.findData(str(path)) < 0:
                 box.addItem(path.name, str(path))
                 box.setItemData(box.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
+        self.answers.set_models([(path.name, str(path))])
+
+    def _busy(self) -> str:
+        """Why a run may not start now: two workers at once would share the cores and skew both."""
+        if self.ctx.bench.running is not None:
+            return "A benchmark is running; start when it has finished."
+        if self._runner is not None or self.answers._runner is not None:
+            return "A quality run or an answer is under way; start when it has finished."
+        return ""
 
     def _pick_text(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "A text to measure on", "", "Text (*.txt *.raw);;All files (*)")
@@ -206,9 +226,8 @@ class QualityPage(Page):
         if reference is not None and Path(reference) == Path(model):
             self.status.setText("The reference is the model itself: pick a larger quant of it, or no reference.")
             return
-        if self.ctx.bench.running is not None:
-            # Two workers at once would share the cores and skew both measurements.
-            self.status.setText("A benchmark is running; measure quality when it has finished.")
+        if self._busy():
+            self.status.setText(self._busy())
             return
         jobs = quality_jobs(Path(model), reference=Path(reference) if reference else None, text=text,
                             n_ctx=self.ctx_size.value(), n_chunks=self.chunks.value())

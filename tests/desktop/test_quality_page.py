@@ -105,3 +105,35 @@ def test_bad_input_is_refused_in_words(window, qtbot, starter_model: Path, tmp_p
     qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
     assert page.status.text() == f"The text file {tmp_path / 'missing.txt'} does not exist."
     assert page.run_button.isEnabled() and not page.cancel_button.isEnabled()
+
+
+def test_answers_side_by_side_one_model_after_another(window, qtbot, starter_model: Path, q8_0: Path) -> None:
+    page = _page(window, qtbot, q8_0)
+    page.tabs.setCurrentWidget(page.answers)
+    view = page.answers
+    view.tick([str(starter_model)])
+    qtbot.mouseClick(view.run_button, Qt.MouseButton.LeftButton)
+    assert view.status.text() == "Tick 2 to 4 models to compare; 1 ticked."
+    view.tick([str(starter_model), str(q8_0)])
+    view.prompt.setCurrentText("Name three colours.")
+    view.temperature.setValue(0.0)
+    view.seed.setValue(42)
+    view.n_predict.setValue(12)
+    order: list[tuple[str, str]] = []  # (model, event kind) as the pieces arrived
+    view.relay.arrived.connect(lambda job, event: order.append((job.model_path.name, event.kind))
+                               if event.kind in ("answer_piece", "answer") else None)
+    qtbot.mouseClick(view.run_button, Qt.MouseButton.LeftButton)
+    assert "temperature 0 · " in view.sampling.text() and "seed 42" in view.sampling.text()
+    assert "at most 12 tokens" in view.sampling.text()
+    qtbot.waitUntil(lambda: view.run_button.isEnabled(), timeout=120_000)
+    assert view.status.text() == "Done: every model answered in turn.", view.status.text()
+    for index in (0, 1):
+        text, figures = view.columns[index]
+        assert text.toPlainText().strip() and figures.text().startswith("TTFT ")
+        assert " t/s" in figures.text()
+    # Streamed, and one after another: every piece of the first model's answer before any of the second's.
+    models = [name for name, kind in order if kind == "answer_piece"]
+    assert models[0] == starter_model.name and models[-1] == q8_0.name
+    switch = models.index(q8_0.name)
+    assert set(models[:switch]) == {starter_model.name} and set(models[switch:]) == {q8_0.name}
+    assert (starter_model.name, "answer") in order and (q8_0.name, "answer") in order

@@ -1,0 +1,195 @@
+"""The same prompt, side by side: 2–4 models answer in turn in the bench worker, each answer streaming into its own
+column with its TTFT and tokens/s; the sampling settings and seed shown above them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QGroupBox, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from desktop.jobs import run_job
+
+log = logging.getLogger(__name__)
+
+MIN_MODELS, MAX_MODELS = 2, 4
+
+
+class _Relay(QObject):
+    arrived = Signal(object, object)  # BenchJob, BenchEvent, from the runner's thread
+
+
+class AnswersView(QWidget):
+    """Prompt, models to tick, sampling; one column per model once they run."""
+
+    def __init__(self, busy: Any = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from models.bench.answers import SAMPLE_PROMPTS
+
+        self.busy = busy or (lambda: "")  # () -> why no run may start now ("" when one may)
+        self.relay = _Relay(self)
+        self.relay.arrived.connect(self._heard)
+        self._runner: Any = None
+        self._cancelled = False
+        self._jobs: list[Any] = []
+        self.columns: dict[int, tuple[QPlainTextEdit, QLabel]] = {}  # by job index
+        self.prompt = QComboBox()
+        self.prompt.setEditable(True)
+        self.prompt.addItems(list(SAMPLE_PROMPTS))
+        self.prompt.setToolTip("Type a prompt, or pick one of these")
+        self.models = QListWidget()
+        self.models.setMaximumHeight(110)
+        self.models.setToolTip(f"Tick {MIN_MODELS} to {MAX_MODELS} models: they answer one after another")
+        self.temperature, self.seed, self.n_predict = QDoubleSpinBox(), QSpinBox(), QSpinBox()
+        self.temperature.setRange(0.0, 5.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setValue(0.8)
+        self.temperature.setToolTip("0: greedy (the most likely token each time)")
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setValue(1234)
+        self.n_predict.setRange(1, 4096)
+        self.n_predict.setValue(256)
+        self.run_button, self.cancel_button = QPushButton("Answer"), QPushButton("Cancel")
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        row = QHBoxLayout()
+        for label, widget in (("Temperature", self.temperature), ("Seed", self.seed), ("Tokens", self.n_predict)):
+            row.addWidget(QLabel(label))
+            row.addWidget(widget)
+        row.addStretch(1)
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        self.status, self.sampling = QLabel(""), QLabel("")
+        self.status.setWordWrap(True)
+        self.sampling.setObjectName("sampling")
+        self.answers = QHBoxLayout()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.prompt)
+        layout.addWidget(self.models)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addWidget(self.sampling)
+        layout.addLayout(self.answers, 1)
+
+    def set_models(self, models: list[tuple[str, str]]) -> None:
+        """(name, path) of the models to offer; ticks are kept for those still offered."""
+        ticked = set(self.ticked())
+        present = {self.models.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.models.count())}
+        for name, path in models:
+            if path in present:
+                continue
+            item = QListWidgetItem(name)
+            item.setData(Qt.ItemDataRole.UserRole, path)
+            item.setToolTip(path)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if path in ticked else Qt.CheckState.Unchecked)
+            self.models.addItem(item)
+
+    def tick(self, paths: list[str]) -> None:
+        for i in range(self.models.count()):
+            item = self.models.item(i)
+            item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in paths
+                               else Qt.CheckState.Unchecked)
+
+    def ticked(self) -> list[str]:
+        return [self.models.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.models.count())
+                if self.models.item(i).checkState() == Qt.CheckState.Checked]
+
+    def start(self) -> None:
+        from models.bench.answers import AnswersPlan
+        from models.bench.runner import BenchRunner, check_job
+        from models.bench.spec import BenchJob, BenchParams, BenchSweep
+
+        paths = self.ticked()
+        if not MIN_MODELS <= len(paths) <= MAX_MODELS:
+            self.status.setText(f"Tick {MIN_MODELS} to {MAX_MODELS} models to compare; {len(paths)} ticked.")
+            return
+        why = self.busy()
+        if why:
+            self.status.setText(why)
+            return
+        plan = AnswersPlan(prompt=self.prompt.currentText().strip(), n_predict=self.n_predict.value(),
+                           temperature=self.temperature.value(), seed=self.seed.value())
+        defaults = BenchSweep(models=[Path(paths[0])])
+        params = BenchParams(n_threads=defaults.n_threads[0], n_gpu_layers=defaults.n_gpu_layers[0])
+        jobs = [BenchJob(model_path=Path(p), params=params, tests=(), repetitions=1, answers=plan) for p in paths]
+        problem = plan.problem() or next((p for p in map(check_job, jobs) if p), None)
+        if problem:
+            self.status.setText(problem)
+            return
+        s = plan.sampling()
+        self.sampling.setText(f"temperature {s['temperature']:g} · top-k {s['top_k']} · top-p {s['top_p']:g} · "
+                              f"min-p {s['min_p']:g} · seed {s['seed']} · at most {s['n_predict']} tokens · "
+                              f"chat template {'on' if s['chat_template'] else 'off'}")
+        self._clear_columns()
+        for index, job in enumerate(jobs):
+            box = QGroupBox(job.model_path.name)
+            text, figures = QPlainTextEdit(), QLabel("waiting")
+            text.setReadOnly(True)
+            figures.setWordWrap(True)
+            column = QVBoxLayout(box)
+            column.addWidget(text, 1)
+            column.addWidget(figures)
+            self.answers.addWidget(box)
+            self.columns[index] = (text, figures)
+        runner = BenchRunner(on_event=self.relay.arrived.emit)
+        self._runner, self._jobs, self._cancelled = runner, jobs, False
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText("Starting…")
+
+        def work() -> None:
+            for job in jobs:
+                runner.run([job])
+                if self._cancelled:
+                    return
+
+        run_job(work, on_done=self._ended, on_error=self._ended)
+
+    def cancel(self) -> None:
+        if self._runner is not None:
+            self._cancelled = True
+            self.status.setText("Cancelling…")
+            self._runner.cancel()
+
+    def _clear_columns(self) -> None:
+        while self.answers.count():
+            taken = self.answers.takeAt(0)
+            widget = taken.widget() if taken is not None else None
+            if widget is not None:
+                widget.deleteLater()
+        self.columns = {}
+
+    def _heard(self, job: Any, event: Any) -> None:
+        from models.cli.answers import figures
+
+        index = next((i for i, j in enumerate(self._jobs) if j is job), -1)
+        if index not in self.columns:
+            return
+        text, line = self.columns[index]
+        if event.kind == "answer_piece":
+            text.moveCursor(text.textCursor().MoveOperation.End)
+            text.insertPlainText(str(event.data.get("text", "")))
+            line.setText(f"{event.data.get('n', 0)} tokens…")
+            self.status.setText(f"{job.model_path.name} is answering ({index + 1} of {len(self._jobs)})")
+        elif event.kind == "progress" and event.data.get("phase") == "load":
+            line.setText("loading…")
+        elif event.kind == "answer":
+            result = event.data.get("result", {})
+            text.setPlainText(str(result.get("text", "")))  # the whole answer, as the worker assembled it
+            line.setText(figures(result))
+        elif event.kind == "failure":
+            line.setText(f"Failed: {event.data.get('message', '')}")
+
+    def _ended(self, outcome: Any) -> None:
+        self._runner = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if isinstance(outcome, BaseException):
+            self.status.setText(f"Failed: {outcome}")
+        else:
+            self.status.setText("Cancelled." if self._cancelled else "Done: every model answered in turn.")
