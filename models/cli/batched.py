@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from models.cli.engine_flags import add_engine_flags, engine_params
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-pps", action="store_true", help="one prompt shared by all sequences")
     add("-kvu", "--kv-unified", action="store_true", help="one KV buffer shared across the sequences")
     add("-c", "--ctx-size", type=int, default=0, metavar="N", help="context size (default: just enough)")
-    add("-t", "--threads", type=int, default=None, metavar="N", help="threads (default: as tokenometer bench)")
-    add("-ngl", "--n-gpu-layers", type=int, default=None, metavar="N", help="layers on the GPU (all)")
-    add("-b", "--batch-size", type=int, default=2048, metavar="N", help="n_batch (2048)")
-    add("-ub", "--ubatch-size", type=int, default=512, metavar="N", help="n_ubatch (512)")
-    add("-fa", "--flash-attn", choices=("on", "off", "auto"), default="auto", help="flash attention (auto)")
-    add("-ctk", "--cache-type-k", default="f16", metavar="TYPE", help="K cache type (f16)")
-    add("-ctv", "--cache-type-v", default="f16", metavar="TYPE", help="V cache type (f16)")
+    add_engine_flags(parser)
     add("-o", "--output", choices=FORMATS, default="md", help="output format (md)")
     add("--progress", action="store_true", help="print progress to stderr")
     add("--no-save", dest="save", action="store_false",
@@ -58,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_job(args: argparse.Namespace) -> Any:
     """The BenchJob with a batched plan that the flags describe."""
     from models.bench.batched import BatchedPlan
-    from models.bench.spec import BenchJob, BenchParams, BenchSweep
+    from models.bench.spec import BenchJob
 
     path = args.model_flag or args.model
     if path:
@@ -72,13 +67,7 @@ def build_job(args: argparse.Namespace) -> Any:
     problem = plan.problem()
     if problem:
         raise BenchmarkError(problem)
-    defaults = BenchSweep(models=[model])
-    params = BenchParams(
-        n_threads=args.threads if args.threads is not None else defaults.n_threads[0],
-        n_gpu_layers=args.n_gpu_layers if args.n_gpu_layers is not None else defaults.n_gpu_layers[0],
-        n_batch=args.batch_size, n_ubatch=args.ubatch_size, flash_attn=args.flash_attn,
-        type_k=args.cache_type_k, type_v=args.cache_type_v)
-    return BenchJob(model_path=model, params=params, tests=(), repetitions=1, batched=plan)
+    return BenchJob(model_path=model, params=engine_params(args, model), tests=(), repetitions=1, batched=plan)
 
 
 def run_batched(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from models.cli.engine_flags import add_engine_flags, engine_params
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--slo-tpot", type=_seconds, default=0.1, metavar="T", help="time per output token limit (100ms)")
     add("--slo-percentile", type=float, default=90.0, metavar="P", help="percentile the limits apply to (90)")
     add("--all-levels", action="store_true", help="run every level even after the SLO is missed")
-    add("-t", "--threads", type=int, default=None, metavar="N", help="threads (default: as tokenometer bench)")
-    add("-ngl", "--n-gpu-layers", type=int, default=None, metavar="N", help="layers on the GPU (all)")
-    add("-b", "--batch-size", type=int, default=2048, metavar="N", help="n_batch (2048)")
-    add("-ub", "--ubatch-size", type=int, default=512, metavar="N", help="n_ubatch (512)")
-    add("-fa", "--flash-attn", choices=("on", "off", "auto"), default="auto", help="flash attention (auto)")
+    add_engine_flags(parser)
     add("-o", "--output", choices=FORMATS, default="md", help="output format (md)")
     add("--progress", action="store_true", help="print progress to stderr")
     add("--no-save", dest="save", action="store_false",
@@ -142,14 +139,10 @@ def run_load(args: argparse.Namespace) -> int:
         from models.bench.runner import BenchRunner
         from models.bench.spec import check_job
         from models.bench.serving import LoadSummary
-        from models.bench.spec import BenchJob, BenchParams, BenchSweep
+        from models.bench.spec import BenchJob
 
         model = _model(args)
-        defaults = BenchSweep(models=[model])
-        params = BenchParams(
-            n_threads=args.threads if args.threads is not None else defaults.n_threads[0],
-            n_gpu_layers=args.n_gpu_layers if args.n_gpu_layers is not None else defaults.n_gpu_layers[0],
-            n_batch=args.batch_size, n_ubatch=args.ubatch_size, flash_attn=args.flash_attn)
+        params = engine_params(args, model)
         job = BenchJob(model_path=model, params=params, tests=(), repetitions=1, load=plan)
         problem = check_job(job)
         if problem:

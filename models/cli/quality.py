@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from models.cli.engine_flags import add_engine_flags, engine_params
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="UTF-8 text file, or wikitext-2 (the raw test split, downloaded once from the Hub) (wikitext-2)")
     add("-c", "--ctx-size", type=int, default=512, metavar="N", help="tokens per chunk (512)")
     add("--chunks", type=int, default=0, metavar="N", help="chunks to evaluate (all)")
-    add("-t", "--threads", type=int, default=None, metavar="N", help="threads (default: as tokenometer bench)")
-    add("-ngl", "--n-gpu-layers", type=int, default=None, metavar="N", help="layers on the GPU (all)")
-    add("-b", "--batch-size", type=int, default=2048, metavar="N", help="n_batch: b / c chunks run together (2048)")
-    add("-ub", "--ubatch-size", type=int, default=512, metavar="N", help="n_ubatch, at most n_batch (512)")
-    add("-fa", "--flash-attn", choices=("on", "off", "auto"), default="auto", help="flash attention (auto)")
-    add("-ctk", "--cache-type-k", default="f16", metavar="TYPE", help="K cache type (f16)")
-    add("-ctv", "--cache-type-v", default="f16", metavar="TYPE", help="V cache type (f16)")
+    add_engine_flags(parser, batch_help="n_batch: b / c chunks run together (2048)")
     add("-o", "--output", choices=FORMATS, default="md", help="output format (md)")
     add("--progress", action="store_true", help="print each chunk's running figures to stderr")
     add("--no-save", dest="save", action="store_false",
@@ -52,15 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _job(args: argparse.Namespace, model: Path, plan: Any) -> Any:
-    from models.bench.spec import BenchJob, BenchParams, BenchSweep
+    from models.bench.spec import BenchJob
 
-    defaults = BenchSweep(models=[model])
-    params = BenchParams(
-        n_threads=args.threads if args.threads is not None else defaults.n_threads[0],
-        n_gpu_layers=args.n_gpu_layers if args.n_gpu_layers is not None else defaults.n_gpu_layers[0],
-        n_batch=args.batch_size, n_ubatch=min(args.ubatch_size, args.batch_size), flash_attn=args.flash_attn,
-        type_k=args.cache_type_k, type_v=args.cache_type_v)
-    return BenchJob(model_path=model, params=params, tests=(), repetitions=1, quality=plan)
+    return BenchJob(model_path=model, params=engine_params(args, model), tests=(), repetitions=1, quality=plan)
 
 
 def _is_gguf(path: Path) -> bool:
