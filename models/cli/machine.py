@@ -167,6 +167,12 @@ def _fit(args: argparse.Namespace) -> int:
               + (f" (limit {speed.tg_ceiling:.1f} t/s: {fmt_bytes(speed.bytes_per_token)} read per token"
                  f"; learned from {plural(speed.n_models, 'model')} measured here)" if speed.tg_ceiling else "")
               + (f"; pp512 ≈ {speed.pp:.0f} t/s ({speed.pp_low:.0f}-{speed.pp_high:.0f})" if speed.pp else ""))
+    if not args.no_speed:
+        from models.fit.here import memory_error_here
+
+        history = memory_error_here(header.architecture)
+        if history:
+            print(f"History    {history}")
     for note in verdict.notes + (speed.notes if speed else []):
         print(f"note       {note}")
     return 0

@@ -105,3 +105,16 @@ def result_prediction(row: dict[str, Any], *, cache: dict[str, Any]) -> dict[str
     return {"predicted_ts": p.tg, "low_ts": p.tg_low, "high_ts": p.tg_high, "ceiling_ts": p.tg_ceiling,
             "share_of_limit": r.avg_ts / p.tg_ceiling, "bytes_per_token": float(p.bytes_per_token),
             "n_models": float(p.n_models)}
+
+
+def memory_error_here(architecture: str) -> str:
+    """"" or a line on how far the memory estimate was from llama.cpp's buffers for this architecture here."""
+    from models.fit.history import memory_estimate_errors
+
+    machine_id, runs = this_machine_history()
+    found = next((e for e in memory_estimate_errors(runs, machine_id=machine_id) if e.architecture == architecture),
+                 None)
+    if found is None:
+        return ""
+    return (f"the estimate was {found.mean:+.0%} off llama.cpp's buffers on average for {architecture} here "
+            f"({found.n_runs} runs of {found.models} models; worst {found.worst:+.0%})")

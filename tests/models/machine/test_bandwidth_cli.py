@@ -40,3 +40,22 @@ def test_fit_shows_the_predicted_speed(starter_model: Path, capsys: pytest.Captu
     assert 0 < speed["tg_low"] < speed["tg"] < speed["tg_high"] and speed["tg"] < speed["tg_ceiling"]
     assert main(["fit", str(starter_model), "--no-speed"]) == 0
     assert "Speed " not in capsys.readouterr().out
+
+
+def test_fit_shows_the_memory_estimate_error_from_history(starter_model: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from models.bench.spec import BenchResult
+    from models.machine.hardware import machine_fingerprint
+    from models.results.store import ResultsStore
+
+    machine_bandwidth(buffer_bytes=16 << 20, repeats=2, threads=1)
+    assert main(["fit", str(starter_model)]) == 0
+    assert "History " not in capsys.readouterr().out  # nothing measured yet
+    result = BenchResult(model_type="llama 135M Q4_1", model_filename=str(starter_model), n_gen=16, avg_ts=50.0,
+                         buf_model=100, buf_kv=50, buf_compute=40, buf_output=10, fit_estimate={"total": 220})
+    with ResultsStore() as store:
+        store.record_result(result, machine=machine_fingerprint())
+    assert main(["fit", str(starter_model)]) == 0
+    out = capsys.readouterr().out
+    assert "History    the estimate was +10% off llama.cpp's buffers on average for llama here (1 runs of 1 models" \
+        in out
