@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from models.bench.record_printer import RecordPrinter
 from models.text import printable
 
 log = logging.getLogger(__name__)
@@ -23,6 +22,7 @@ EXTRA_KEYS = ("model_filename", "model_type", "build_commit", "backends", "kv_un
 ALL_KEYS = SETTINGS_KEYS + ROW_KEYS + EXTRA_KEYS
 
 _TABLE_HEAD = ("PP", "TG", "B", "N_KV", "T_PP s", "S_PP t/s", "T_TG s", "S_TG t/s", "T s", "S t/s")
+_WIDTHS = (6, 6, 4, 6) + (8,) * 6
 
 
 def record(row: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -42,42 +42,24 @@ def table_row(rec: dict[str, Any]) -> str:
         rec["t"], rec["speed"])
 
 
-class BatchedPrinter:
-    """Writes records as they arrive (md and jsonl stream; csv streams after its header; json at the end)."""
+class BatchedPrinter(RecordPrinter):
+    """llama-batched-bench's table per model in md; its jsonl keys (plus ours) in csv, json and jsonl."""
+
+    FORMATS = FORMATS
+    KEYS = ALL_KEYS
 
     def __init__(self, fmt: str, stream: TextIO) -> None:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-        self.fmt = fmt
-        self.stream = stream
-        self.records: list[dict[str, Any]] = []
+        super().__init__(fmt, stream)
         self._model = ""
-        self._csv: Any = None
 
-    def row(self, rec: dict[str, Any]) -> None:
-        self.records.append(rec)
+    def md_row(self, rec: dict[str, Any]) -> None:
         out = self.stream
-        if self.fmt == "md":
-            if rec["model_filename"] != self._model:
-                self._model = rec["model_filename"]
-                out.write(f"\n{printable(str(rec['model_filename']))}\n{settings_line(rec)}\n\n")
-                out.write("|" + " | ".join(f"{h:>{w}}" for h, w in zip(_TABLE_HEAD, (6, 6, 4, 6) + (8,) * 6)) + " |\n")
-                out.write("|" + "-|-".join("-" * w for w in (6, 6, 4, 6) + (8,) * 6) + "-|\n")
-            out.write(table_row(rec) + "\n")
-        elif self.fmt == "jsonl":
-            out.write(json.dumps(rec) + "\n")
-        elif self.fmt == "csv":
-            if self._csv is None:
-                self._csv = csv.DictWriter(out, fieldnames=ALL_KEYS, lineterminator="\n")
-                self._csv.writeheader()
-            self._csv.writerow({k: printable(v) if isinstance(v, str) else v for k, v in rec.items()})
-        out.flush()
-
-    def finish(self) -> None:
-        if self.fmt == "json":
-            json.dump(self.records, self.stream, indent=2)
-            self.stream.write("\n")
-            self.stream.flush()
+        if rec["model_filename"] != self._model:
+            self._model = rec["model_filename"]
+            out.write(f"\n{printable(str(rec['model_filename']))}\n{settings_line(rec)}\n\n")
+            out.write("|" + " | ".join(f"{h:>{w}}" for h, w in zip(_TABLE_HEAD, _WIDTHS)) + " |\n")
+            out.write("|" + "-|-".join("-" * w for w in _WIDTHS) + "-|\n")
+        out.write(table_row(rec) + "\n")
 
 
 def format_records(records: Sequence[dict[str, Any]], fmt: str) -> str:

@@ -121,13 +121,18 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+def neutralise_formula(text: str) -> str:
+    """Text a spreadsheet would run as a formula, with a leading quote; numbers (-1 included) left alone."""
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def csv_cell(field: Field, value: Any) -> str:
     """A csv cell's text: text fields that a spreadsheet would run as a formula are neutralised; numbers
     (-1 included) stay numbers."""
     text = text_value(field, value)
-    if field.kind is Kind.STRING and text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
+    return neutralise_formula(text) if field.kind is Kind.STRING else text
 
 
 def csv_text_back(field: Field, text: str) -> str:

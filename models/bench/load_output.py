@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-from typing import Any, TextIO
+from typing import Any
 
+from models.bench.record_printer import RecordPrinter
 from models.bench.serving import LoadSummary
+from models.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -34,48 +34,33 @@ def flat_summary(summary: LoadSummary, context: dict[str, Any]) -> dict[str, Any
     return row
 
 
-class LoadPrinter:
-    """Prints each level as it finishes (md, csv, jsonl) or all of them at the end (json)."""
+class LoadPrinter(RecordPrinter):
+    """Prints each level as it finishes (md, csv, jsonl) or all of them with the answer at the end (json)."""
 
-    def __init__(self, fmt: str, stream: TextIO) -> None:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-        self.fmt = fmt
-        self.stream = stream
-        self.rows: list[dict[str, Any]] = []
-        self._csv: Any = None
+    FORMATS = FORMATS
 
     def level(self, summary: LoadSummary, context: dict[str, Any]) -> None:
-        row = flat_summary(summary, context)
-        self.rows.append(row)
-        out = self.stream
-        if self.fmt == "md":
-            if len(self.rows) == 1:
-                out.write(f"\n{context.get('model', '')} — {context.get('target', '')}, profile "
-                          f"{context.get('profile', '')}, SLO {summary.slo.describe()}\n\n")
-                out.write("| people | rate/s | done | failed | req/s | out t/s | t/s each | TTFT p50 ms | TTFT p90 ms "
-                          "| TTFT p99 ms | TPOT p50 ms | TPOT p90 ms | ITL p50 ms | E2E p50 ms | goodput/s | SLO |\n")
-                out.write("|" + "---:|" * 15 + ":---:|\n")
-            rate = f"{summary.rate:g}" if summary.rate is not None else "–"
-            out.write(f"| {summary.concurrency} | {rate} | {summary.completed} | {summary.failed} | "
-                      f"{summary.request_throughput:.2f} | {summary.output_throughput:.1f} | "
-                      f"{summary.per_user_tps:.1f} | {summary.ttft.median:.0f} | {summary.ttft.p90:.0f} | "
-                      f"{summary.ttft.p99:.0f} | {summary.tpot.median:.1f} | {summary.tpot.p90:.1f} | "
-                      f"{summary.itl.median:.1f} | {summary.e2e.median:.0f} | {summary.goodput:.2f} | "
-                      f"{'met' if summary.slo_met else 'missed'} |\n")
-        elif self.fmt == "jsonl":
-            out.write(json.dumps(row) + "\n")
-        elif self.fmt == "csv":
-            if self._csv is None:
-                self._csv = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
-                self._csv.writeheader()
-            self._csv.writerow(row)
-        out.flush()
+        self._summary = summary
+        self.row(flat_summary(summary, context))
 
-    def finish(self, sentence: str) -> None:
-        if self.fmt == "json":
-            json.dump({"levels": self.rows, "answer": sentence}, self.stream, indent=2)
-            self.stream.write("\n")
-        elif self.fmt == "md":
-            self.stream.write(f"\n{sentence}\n")
-        self.stream.flush()
+    def md_row(self, rec: dict[str, Any]) -> None:
+        summary, out = self._summary, self.stream
+        if len(self.records) == 1:
+            out.write(f"\n{printable(str(rec.get('model', '')))} — {printable(str(rec.get('target', '')))}, profile "
+                      f"{printable(str(rec.get('profile', '')))}, SLO {summary.slo.describe()}\n\n")
+            out.write("| people | rate/s | done | failed | req/s | out t/s | t/s each | TTFT p50 ms | TTFT p90 ms "
+                      "| TTFT p99 ms | TPOT p50 ms | TPOT p90 ms | ITL p50 ms | E2E p50 ms | goodput/s | SLO |\n")
+            out.write("|" + "---:|" * 15 + ":---:|\n")
+        rate = f"{summary.rate:g}" if summary.rate is not None else "–"
+        out.write(f"| {summary.concurrency} | {rate} | {summary.completed} | {summary.failed} | "
+                  f"{summary.request_throughput:.2f} | {summary.output_throughput:.1f} | "
+                  f"{summary.per_user_tps:.1f} | {summary.ttft.median:.0f} | {summary.ttft.p90:.0f} | "
+                  f"{summary.ttft.p99:.0f} | {summary.tpot.median:.1f} | {summary.tpot.p90:.1f} | "
+                  f"{summary.itl.median:.1f} | {summary.e2e.median:.0f} | {summary.goodput:.2f} | "
+                  f"{'met' if summary.slo_met else 'missed'} |\n")
+
+    def json_document(self, sentence: str = "") -> Any:
+        return {"levels": self.records, "answer": sentence}
+
+    def md_end(self, sentence: str = "") -> None:
+        self.stream.write(f"\n{sentence}\n")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from models.bench.record_printer import RecordPrinter
 from models.text import printable
 
 log = logging.getLogger(__name__)
@@ -49,43 +48,27 @@ def table_row(rec: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-class QualityPrinter:
+class QualityPrinter(RecordPrinter):
     """Writes each model's record as it arrives (md and csv stream; json at the end)."""
 
-    def __init__(self, fmt: str, stream: TextIO) -> None:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-        self.fmt = fmt
-        self.stream = stream
-        self.records: list[dict[str, Any]] = []
-        self._csv: Any = None
+    FORMATS = FORMATS
+    KEYS = KEYS
 
     def row(self, result: dict[str, Any]) -> None:
-        rec = flat(result)
-        self.records.append(rec)
-        out = self.stream
-        if self.fmt == "md":
-            if len(self.records) == 1:
-                out.write(f"text {printable(str(rec['text']))}: {rec['n_chunk']} chunks of {rec['n_ctx']} tokens, "
-                          f"{rec['n_scored']} scored (llama-perplexity's method)\n\n")
-                out.write("| " + " | ".join(_HEAD) + " |\n|" + "---|" * len(_HEAD) + "\n")
-            out.write(table_row(rec) + "\n")
-        elif self.fmt == "csv":
-            if self._csv is None:
-                self._csv = csv.DictWriter(out, fieldnames=KEYS, lineterminator="\n")
-                self._csv.writeheader()
-            self._csv.writerow({k: printable(v) if isinstance(v, str) else v for k, v in rec.items()})
-        out.flush()
+        super().row(flat(result))
 
-    def finish(self) -> None:
-        if self.fmt == "json":
-            json.dump(self.records, self.stream, indent=2)
-            self.stream.write("\n")
-        elif self.fmt == "md" and any(r["kld_mean"] != "" for r in self.records):
+    def md_row(self, rec: dict[str, Any]) -> None:
+        if len(self.records) == 1:
+            self.stream.write(f"text {printable(str(rec['text']))}: {rec['n_chunk']} chunks of {rec['n_ctx']} "
+                              f"tokens, {rec['n_scored']} scored (llama-perplexity's method)\n\n")
+            self.stream.write("| " + " | ".join(_HEAD) + " |\n|" + "---|" * len(_HEAD) + "\n")
+        self.stream.write(table_row(rec) + "\n")
+
+    def md_end(self) -> None:
+        if any(r["kld_mean"] != "" for r in self.records):
             self.stream.write("\nKLD: mean KL divergence from the reference's token distribution (nats), its median "
                               "and 99th/99.9th percentiles; same top: how often both rank the same token first; "
                               "RMS Δp: root mean square change in the probability of the actual next token.\n")
-        self.stream.flush()
 
 
 def format_records(results: Sequence[dict[str, Any]], fmt: str) -> str:
