@@ -234,9 +234,10 @@ def run_bench(args: argparse.Namespace) -> int:
             result = BenchResult.from_json(event.data["result"])
             if state["printer"] is None:
                 backends = result.backends or "CPU"
-                state["printer"] = make_printer(args.output, sys.stdout, values=sweep_values(sweep),
-                                                cpu_backend=any(b in backends for b in ("CPU", "BLAS", "ZenDNN")))
-                state["printer"].header()
+                printer = make_printer(args.output, sys.stdout, values=sweep_values(sweep),
+                                       cpu_backend=any(b in backends for b in ("CPU", "BLAS", "ZenDNN")))
+                printer.header()
+                state["printer"] = printer
             state["printer"].row(result)
             state["results"].append(result)
         elif event.kind == "progress" and args.progress:
