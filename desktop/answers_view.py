@@ -1,9 +1,11 @@
 """The same prompt, side by side: 2–4 models answer in turn in the bench worker, each answer streaming into its own
-column with its TTFT and tokens/s; the sampling settings and seed shown above them."""
+column with its TTFT and tokens/s; the sampling settings and seed shown above them and kept with each answer in
+the results store (measurements of kind answers, one per model, sharing a group id)."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,7 @@ class AnswersView(QWidget):
 
     def start(self) -> None:
         from models.bench.answers import AnswersPlan
+        from models.bench.events import BenchEvent
         from models.bench.runner import BenchRunner, check_job
         from models.bench.spec import BenchJob, BenchParams, BenchSweep
 
@@ -142,9 +145,27 @@ class AnswersView(QWidget):
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting…")
 
+        group = uuid.uuid4().hex  # the answers of one prompt, kept together in the store
+        settings = {"prompt": plan.prompt, "sampling": plan.sampling(), "group": group,
+                    "models": [job.model_path.name for job in jobs], "n_threads": params.n_threads}
+
         def work() -> None:
+            from models.cli.answers import figures
+            from models.results.measurements import open_measurement_recorder
+
             for job in jobs:
+                recorder = open_measurement_recorder(kind="answers", target="llama.cpp", settings=settings,
+                                                     model_path=job.model_path, meter_energy=False,
+                                                     answer=lambda m: figures(m.data) if m.data else "")
+
+                def on_event(job_: Any, event: Any, record: Any = recorder) -> None:
+                    record(job_, event)  # saved from the runner's thread (SQLite is per thread)
+                    self.relay.arrived.emit(job_, event)
+
+                runner.on_event = on_event
                 runner.run([job])
+                if recorder.error is not None:
+                    self.relay.arrived.emit(job, BenchEvent("log", {"message": f"Not saved: {recorder.error}"}))
                 if self._cancelled:
                     return
 
@@ -184,6 +205,8 @@ class AnswersView(QWidget):
             line.setText(figures(result))
         elif event.kind == "failure":
             line.setText(f"Failed: {event.data.get('message', '')}")
+        elif event.kind == "log" and str(event.data.get("message", "")).startswith("Not saved:"):
+            line.setText(f"{line.text()} ({event.data['message']})")
 
     def _ended(self, outcome: Any) -> None:
         self._runner = None

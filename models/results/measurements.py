@@ -17,8 +17,8 @@ from models.results.store import EnergyFigures, ResultsStore, _now, _rowid, repo
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["batched", "load", "quality"]
-KINDS: tuple[str, ...] = ("batched", "load", "quality")
+Kind = Literal["batched", "load", "quality", "answers"]
+KINDS: tuple[str, ...] = ("batched", "load", "quality", "answers")
 
 
 @dataclass
@@ -176,8 +176,8 @@ class MeasurementRecorder:
                              energy_is_estimate=reading.is_estimate)
             m.data.setdefault("levels", []).append(level)
             m.data.setdefault("records", []).append(data.get("records") or [])
-        elif event.kind == "quality":
-            m.data.update(data.get("result") or {})  # one quality job is one model's QualityResult
+        elif event.kind in ("quality", "answer"):
+            m.data.update(data.get("result") or {})  # one quality or answers job is one model's result
         elif event.kind == "failure":
             m.status, m.error = "failed", str(data.get("message", ""))
         elif event.kind == "finished":

@@ -96,6 +96,37 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX measurements_kind ON measurements(kind, started_at);
     """,
+    # 3 -> 4: measurements gain the kind 'answers' (one prompt answered by several models, side by side). SQLite
+    # cannot change a CHECK in place: the table is rebuilt and its rows copied, all inside the migration's
+    # transaction (nothing references measurements, so dropping the old table breaks no foreign key).
+    """
+    CREATE TABLE measurements_v4 (
+        id INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('batched', 'load', 'quality', 'answers')),
+        machine_ref INTEGER NOT NULL REFERENCES machines(id),
+        model_ref INTEGER REFERENCES models(id),
+        target TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'failed', 'cancelled')),
+        error TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL DEFAULT '',
+        ended_at TEXT NOT NULL DEFAULT '',
+        settings TEXT NOT NULL DEFAULT '{}',
+        data TEXT NOT NULL DEFAULT '{}',
+        answer TEXT NOT NULL DEFAULT '',
+        energy_j REAL,
+        energy_seconds REAL,
+        energy_source TEXT NOT NULL DEFAULT '',
+        energy_is_estimate INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO measurements_v4 (id, uid, kind, machine_ref, model_ref, target, status, error, started_at, ended_at,
+                                 settings, data, answer, energy_j, energy_seconds, energy_source, energy_is_estimate)
+        SELECT id, uid, kind, machine_ref, model_ref, target, status, error, started_at, ended_at, settings, data,
+               answer, energy_j, energy_seconds, energy_source, energy_is_estimate FROM measurements;
+    DROP TABLE measurements;
+    ALTER TABLE measurements_v4 RENAME TO measurements;
+    CREATE INDEX measurements_kind ON measurements(kind, started_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

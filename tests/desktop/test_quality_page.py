@@ -137,3 +137,15 @@ def test_answers_side_by_side_one_model_after_another(window, qtbot, starter_mod
     switch = models.index(q8_0.name)
     assert set(models[:switch]) == {starter_model.name} and set(models[switch:]) == {q8_0.name}
     assert (starter_model.name, "answer") in order and (q8_0.name, "answer") in order
+    # Kept in the store: one measurement per model, the same group, with the sampling settings and seed.
+    from models.results.measurements import list_measurements
+
+    with window.ctx.open_store() as store:
+        saved = {m.model["file"]: m for m in list_measurements(store, kind="answers")}
+    assert set(saved) == {starter_model.name, q8_0.name}
+    assert len({m.settings["group"] for m in saved.values()}) == 1
+    for index, name in enumerate((starter_model.name, q8_0.name)):
+        m = saved[name]
+        assert m.settings["sampling"]["seed"] == 42 and m.settings["sampling"]["temperature"] == 0.0
+        assert m.settings["prompt"] == "Name three colours." and m.data["text"] == view.columns[index][0].toPlainText()
+        assert m.answer == view.columns[index][1].text() and m.data["ttft_ms"] > 0

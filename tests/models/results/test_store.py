@@ -114,7 +114,7 @@ def test_an_older_store_is_backed_up_then_migrated(tmp_path: Path) -> None:
     old.commit()
     old.close()
     with ResultsStore(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         (rec,) = store.list_runs()
         assert rec.result == result and rec.machine_label == "Old box" and rec.energy is None
         store.record_result(make_result(), machine=MACHINE_A,

@@ -1,0 +1,70 @@
+"""Schema 4: a store of schema 3 (measurements of three kinds) migrates, keeping its measurements, and then keeps
+answers too; the recorder gathers an answer event into one measurement."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from models.bench.runner import BenchEvent
+from models.errors import StoreError
+from models.results.measurements import (Measurement, MeasurementRecorder, list_measurements, model_identity,
+                                         record_measurement)
+from models.results.schema import MIGRATIONS, SCHEMA_VERSION, _statements
+from models.results.store import ResultsStore
+from tests.models.results.conftest import MACHINE_A
+
+
+def _schema_3_store(path: Path) -> None:
+    """A store exactly as schema 3 made it, with one quality measurement."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        for statement in _statements(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 3")
+    db.execute("INSERT INTO machines (fingerprint_sha, machine_id, label, fingerprint, first_seen) "
+               "VALUES ('k', 'a', 'A', '{}', '2026-11-27')")
+    db.execute("INSERT INTO measurements (uid, kind, machine_ref, settings, data, answer, started_at) "
+               "VALUES ('u1', 'quality', 1, '{\"n_ctx\": 64}', '{\"ppl\": 10.5}', 'PPL 10.5', '2026-11-27T01:00')")
+    with pytest.raises(sqlite3.IntegrityError):  # schema 3's CHECK: no answers yet
+        db.execute("INSERT INTO measurements (uid, kind, machine_ref) VALUES ('u2', 'answers', 1)")
+    db.close()
+
+
+def test_a_schema_3_store_migrates_keeps_its_measurements_and_then_keeps_answers(tmp_path: Path) -> None:
+    path = tmp_path / "v3.sqlite3"
+    _schema_3_store(path)
+    with ResultsStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 4
+        (kept,) = list_measurements(store)
+        assert (kept.kind, kept.uid, kept.settings, kept.data, kept.answer) == (
+            "quality", "u1", {"n_ctx": 64}, {"ppl": 10.5}, "PPL 10.5")
+        ident = record_measurement(store, Measurement(
+            kind="answers", target="llama.cpp", settings={"prompt": "Hi", "seed": 7},
+            data={"text": "Hello!", "ttft_ms": 12.0}, model={"file": "m.gguf", "size": 1}, machine=MACHINE_A))
+        (answer,) = list_measurements(store, kind="answers")
+        assert answer.id == ident and answer.data["text"] == "Hello!" and answer.settings["seed"] == 7
+        with pytest.raises(StoreError, match="Not a kind of measurement"):
+            record_measurement(store, Measurement(kind="poem", target="", settings={}, data={}, machine=MACHINE_A))
+    assert (tmp_path / "v3.sqlite3.v3.bak").exists()  # the schema-3 copy, taken before the rebuild
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'measurements%' ORDER BY name").fetchall() == [
+        ("measurements",), ("measurements_kind",)]  # the rebuilt table under its own name, with its index
+    db.close()
+
+
+def test_the_recorder_keeps_an_answer_with_its_sampling(tmp_path: Path, starter_model: Path) -> None:
+    with ResultsStore(tmp_path / "s.sqlite3") as store:
+        recorder = MeasurementRecorder(store, kind="answers", target="llama.cpp",
+                                       settings={"prompt": "Hi", "sampling": {"seed": 1234, "temperature": 0.8}},
+                                       model=model_identity(starter_model), machine=MACHINE_A,
+                                       answer=lambda m: f"{m.data['n_gen']} tokens")
+        recorder(None, BenchEvent("answer_piece", {"text": "Hel", "n": 1}))
+        recorder(None, BenchEvent("answer", {"result": {"text": "Hello", "n_gen": 2, "ttft_ms": 30.0}}))
+        recorder(None, BenchEvent("finished", {"ok": True}))
+        (saved,) = list_measurements(store, kind="answers")
+    assert saved.id == recorder.saved_id and saved.data == {"text": "Hello", "n_gen": 2, "ttft_ms": 30.0}
+    assert saved.answer == "2 tokens" and saved.settings["sampling"]["seed"] == 1234
+    assert saved.model["file"] == starter_model.name and saved.model["quant"] == "Q4_1"
