@@ -5,7 +5,6 @@ the results store (measurements of kind answers, one per model, sharing a group 
 from __future__ import annotations
 
 import logging
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -145,18 +144,13 @@ class AnswersView(QWidget):
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting…")
 
-        group = uuid.uuid4().hex  # the answers of one prompt, kept together in the store
-        settings = {"prompt": plan.prompt, "sampling": plan.sampling(), "group": group,
-                    "models": [job.model_path.name for job in jobs], "n_threads": params.n_threads}
+        from models.results.answers_records import answers_settings, open_answers_recorder
+
+        settings = answers_settings(plan, jobs)  # the answers of one prompt share a group id in the store
 
         def work() -> None:
-            from models.cli.answers import figures
-            from models.results.measurements import open_measurement_recorder
-
             for job in jobs:
-                recorder = open_measurement_recorder(kind="answers", target="llama.cpp", settings=settings,
-                                                     model_path=job.model_path, meter_energy=False,
-                                                     answer=lambda m: figures(m.data) if m.data else "")
+                recorder = open_answers_recorder(job, settings)
 
                 def on_event(job_: Any, event: Any, record: Any = recorder) -> None:
                     record(job_, event)  # saved from the runner's thread (SQLite is per thread)

@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-t", "--threads", type=int, default=None, metavar="N", help="threads (default: as tokenometer bench)")
     add("-ngl", "--n-gpu-layers", type=int, default=None, metavar="N", help="layers on the GPU (all)")
     add("-o", "--output", choices=FORMATS, default="text", help="text streams; md and json print at the end (text)")
+    add("--no-save", dest="save", action="store_false",
+        help="do not keep the answers in the results store (by default each model's answer is saved)")
     parser.set_defaults(handler=run_answers_command)
 
 
@@ -125,9 +127,17 @@ def run_answers_command(args: argparse.Namespace) -> int:
         out.write(f"prompt: {printable(plan.prompt)}\n{sampling_line(plan)}\n")
     records: list[dict[str, Any]] = []
     failures: list[str] = []
+    recorders: dict[int, Any] = {}  # one measurement per model's answer, made as its job starts
+    from models.results.answers_records import answers_settings, open_answers_recorder
+
+    settings = answers_settings(plan, jobs)
 
     def on_event(job: Any, event: Any) -> None:
         data = event.data
+        if getattr(args, "save", False):
+            if id(job) not in recorders:
+                recorders[id(job)] = open_answers_recorder(job, settings)
+            recorders[id(job)](job, event)
         if event.kind == "started" and streaming:
             out.write(f"\n== {printable(job.model_path.name)} ==\n")
         elif event.kind == "answer_piece" and streaming:
@@ -151,6 +161,9 @@ def run_answers_command(args: argparse.Namespace) -> int:
     elif args.output == "md":
         out.write(markdown(records, plan))
     out.flush()
+    for recorder in recorders.values():
+        if recorder.error is not None:
+            print(f"warning: an answer was not saved: {recorder.error}", file=sys.stderr)
     if cancelled:
         return 130
     for failure in failures:

@@ -68,3 +68,25 @@ def test_the_recorder_keeps_an_answer_with_its_sampling(tmp_path: Path, starter_
     assert saved.id == recorder.saved_id and saved.data == {"text": "Hello", "n_gen": 2, "ttft_ms": 30.0}
     assert saved.answer == "2 tokens" and saved.settings["sampling"]["seed"] == 1234
     assert saved.model["file"] == starter_model.name and saved.model["quant"] == "Q4_1"
+
+
+def test_the_answers_cli_saves_each_answer_unless_told_not_to(starter_model: Path, isolated_home: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from models.cli import main
+
+    argv = ["answers", str(starter_model), str(starter_model), "--prompt", "Name a colour.", "--temp", "0", "-n",
+            "6", "-s", "99", "-t", "2", "-o", "json"]
+    assert main([*argv, "--no-save"]) == 0
+    with ResultsStore() as store:
+        assert list_measurements(store, kind="answers") == []
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    with ResultsStore() as store:
+        saved = sorted(list_measurements(store, kind="answers"), key=lambda m: m.id)
+    assert len(saved) == 2 and saved[0].settings["group"] == saved[1].settings["group"]
+    for m, shown in zip(saved, printed["answers"]):
+        assert m.settings["sampling"] == printed["sampling"] and m.settings["sampling"]["seed"] == 99
+        assert m.data["text"] == shown["text"] and m.status == "ok" and m.answer.startswith("TTFT ")
