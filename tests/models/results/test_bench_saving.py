@@ -106,7 +106,7 @@ def test_a_full_disk_keeps_the_rows_in_the_temp_folder(starter_model: Path, tmp_
     with _tmpfs(tmp_path / "home", "2m") as home:
         monkeypatch.setenv("TOKENOMETER_HOME", str(home))
         ResultsStore(results_db_path()).close()
-        with (home / "filler").open("wb") as filler:  # fill the disk the store is on
+        with (home / "filler").open("wb", buffering=0) as filler:  # fill the disk (unbuffered: nothing left to flush on close)
             with contextlib.suppress(OSError):
                 while True:
                     filler.write(b"\0" * 65536)
