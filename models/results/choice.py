@@ -210,9 +210,9 @@ def measured_here(store: ResultsStore, *, machine: dict[str, Any]) -> dict[str, 
             quality[q.file] = q
     out = {}
     for name in set(speeds) | set(quality):
-        s, q = speeds.get(name), quality.get(name)
+        s, best = speeds.get(name), quality.get(name)
         out[name] = MeasuredHere(file=name, repo=repos.get(name) or (s.repo if s else ""), tg=s.tg if s else None,
-                                 mem_peak=s.mem_peak if s else None, kld=q.kld if q else None,
-                                 reference_model=q.reference_model if q else "",
-                                 bits_per_byte=q.bits_per_byte if q else None)
+                                 mem_peak=s.mem_peak if s else None, kld=best.kld if best else None,
+                                 reference_model=best.reference_model if best else "",
+                                 bits_per_byte=best.bits_per_byte if best else None)
     return out
