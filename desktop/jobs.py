@@ -20,6 +20,21 @@ T = TypeVar("T")
 _live: set[Job[Any]] = set()
 
 
+def _unless_gone(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    """The handler, made quiet when the widgets it would update were deleted while the job ran (a page or the
+    window closed): nobody is left to show the result, so it is dropped rather than raised in the event loop."""
+
+    def deliver(payload: Any) -> None:
+        try:
+            handler(payload)
+        except RuntimeError as error:
+            if "already deleted" not in str(error):
+                raise
+            log.debug("a job's result arrived after its widgets were deleted: %s", error)
+
+    return deliver
+
+
 class Job(QObject, Generic[T]):
     """One call of a core function on the thread pool (Anki's QueryOp, in Qt terms).
 
@@ -35,9 +50,9 @@ class Job(QObject, Generic[T]):
         self._fn = fn
         self.cancelled = False
         if on_done is not None:
-            self.done.connect(on_done)
+            self.done.connect(_unless_gone(on_done))
         # Without a handler a failure is an unhandled error: it goes to the one error dialog.
-        self.failed.connect(on_error if on_error is not None else report_error)
+        self.failed.connect(_unless_gone(on_error) if on_error is not None else report_error)
         self.done.connect(self._release)
         self.failed.connect(self._release)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -113,7 +114,11 @@ def test_llama_build_asked_in_a_child_process() -> None:
     assert not build.error, build.error
     assert "CPU" in build.backends and any(d["type"] == "CPU" for d in build.devices)
     assert build.llama_cpp_python_version and "CPU :" in build.system_info
-    assert "llama_cpp" not in sys.modules  # the probe never loads llama.cpp into this process
+    # The probe never loads llama.cpp into the asking process; asked in a fresh interpreter, since other tests
+    # in this one may have loaded it themselves.
+    check = ("import sys; from models.machine.hardware import llama_build; b = llama_build(); "
+             "assert not b.error, b.error; sys.exit(1 if 'llama_cpp' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", check], cwd=Path(__file__).resolve().parents[3]).returncode == 0
 
 
 def test_llama_probe_failure_is_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
