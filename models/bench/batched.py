@@ -306,8 +306,8 @@ def run_batched_job(bench: Any, plan: BatchedPlan, emit: Callable[..., None]) ->
         def on_row(index: int, test: BatchedTest, row: BatchedRow | None) -> None:
             if row is None:
                 skipped.append(label(test))
+            bench.memory()  # first, so the row's memory figures are its own
             emit("batched", test=label(test), row=record(row.to_json(), settings) if row else None)
-            bench.memory()
 
         try:
             runner.run(tests, pp_shared=plan.pp_shared, kv_unified=plan.kv_unified, on_row=on_row,

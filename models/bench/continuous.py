@@ -163,8 +163,8 @@ def run_load_job(bench: Any, plan: Any, emit: Callable[..., None]) -> bool:
             except BatchedDecodeError as error:
                 raise WorkerFailure(str(error)) from error
         finally:
+            bench.memory()  # with the level's context still allocated: its KV cells count
             bench.free_context(ctx)
-            bench.memory()
 
     def on_level(summary: Any, records: list[RequestRecord]) -> None:
         done["levels"] += 1

@@ -147,6 +147,7 @@ class MeasurementRecorder:
         self.answer = answer  # (measurement) -> str, made when the sweep ends
         self.saved_id = 0
         self.error: StoreError | None = None
+        self._memory: dict[str, Any] = {}
         self._metering = False
 
     def _lap(self) -> Any:
@@ -165,12 +166,18 @@ class MeasurementRecorder:
         elif event.kind == "batched":
             reading = self._lap()
             row = dict(data.get("row") or {}, test=data.get("test", ""), skipped=data.get("row") is None)
+            if self._memory:
+                row.update(mem_rss_anon=self._memory.get("rss_anon"), mem_peak=self._memory.get("peak"))
             if reading is not None:
                 row.update(joules=reading.joules, energy_is_estimate=reading.is_estimate)
             m.data.setdefault("rows", []).append(row)
+        elif event.kind == "memory":
+            self._memory = dict(data)  # the worker's latest figures: after each batched row and each load level
         elif event.kind == "load_level":
             reading = self._lap()
             level = dict(data.get("summary") or {})
+            if self._memory:
+                level.update(mem_rss_anon=self._memory.get("rss_anon"), mem_peak=self._memory.get("peak"))
             if reading is not None:
                 level.update(joules=reading.joules, energy_source=reading.source,
                              energy_is_estimate=reading.is_estimate)

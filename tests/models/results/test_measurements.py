@@ -68,6 +68,8 @@ def test_cli_sweeps_are_saved_with_their_rows(starter_model: Path, capsys: pytes
     assert [row["pl"] for row in batched.data["rows"]] == [1, 2]
     assert batched.settings["plan"]["n_parallel"] == [1, 2] and batched.model["file"] == starter_model.name
     assert [level["concurrency"] for level in load.data["levels"]] == [1]
+    # Memory measured while the level's context was allocated, beside the figures.
+    assert load.data["levels"][0]["mem_peak"] >= load.data["levels"][0]["mem_rss_anon"] > 0
     assert len(load.data["records"][0]) == 2 and "serves 1 person" in load.answer
     json.dumps(load.data)
     assert main(["batched", str(starter_model), "-npp", "16", "-ntg", "4", "-npl", "1", "-t", "1", "-o", "jsonl",
