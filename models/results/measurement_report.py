@@ -20,7 +20,7 @@ from models.text import printable
 
 log = logging.getLogger(__name__)
 
-REPORTED = ("load", "batched")
+REPORTED = ("load", "batched", "answers")
 # The key that marks a measurement in a json or jsonl report; an import skips these objects (runs only).
 MARK = "measurement"
 LEVEL_FIELDS = ("concurrency", "rate", "completed", "failed", "input_tokens", "output_tokens", "duration_s",
@@ -63,6 +63,8 @@ def measurement_object(m: Measurement) -> dict[str, Any]:
                            "settings": m.settings, "answer": measurement_answer(m) if m.kind == "load" else m.answer}
     if m.kind == "load":
         out["levels"] = [level for level in m.data.get("levels") or []]
+    elif m.kind == "answers":
+        out["result"] = {k: v for k, v in m.data.items() if k != "prompt"}
     else:
         out["rows"] = [row for row in m.data.get("rows") or [] if not row.get("skipped")]
     return out
@@ -89,6 +91,8 @@ def measurements_csv(measurements: Sequence[Measurement]) -> str:
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     for m in measurements:
+        if m.kind == "answers":
+            continue  # text, not figures: in the md, json and html reports
         slo = (m.settings.get("plan") or {}).get("slo") or {}
         head = {"measurement_uid": m.uid, "kind": m.kind, "model_filename": m.model.get("file", ""),
                 "model_repo": m.model.get("repo", ""), "target": m.target, "machine": machine_label(m.machine),
@@ -120,6 +124,8 @@ def measurements_markdown(measurements: Sequence[Measurement], settings: Setting
         return ""
     lines = ["", "## Capacity", ""]
     for m in measurements:
+        if m.kind == "answers":
+            continue
         title = f"{m.model_name} · {m.target} · {started(m)}" + (f" ({m.status})" if m.status != "ok" else "")
         lines += [f"### {_md(title)}", ""]
         if m.kind == "load":
@@ -142,7 +148,45 @@ def measurements_markdown(measurements: Sequence[Measurement], settings: Setting
                     lines.append("| " + " | ".join(_md(f"{row.get(k):.3f}" if isinstance(row.get(k), float)
                                                        else row.get(k)) for k in BATCHED_FIELDS) + " |")
         lines.append("")
+    answers = [m for m in measurements if m.kind == "answers"]
+    if answers:
+        lines += ["## Answers", ""]
+        for group in answer_groups(answers):
+            lines += [f"Prompt: {_md(group[0].settings.get('prompt', ''))}", "",
+                      f"Sampling: {_md(sampling_text(group[0]))}", ""]
+            for m in group:
+                lines += [f"### {_md(m.model_name)}", "", f"*{_md(m.answer)}*", ""]
+                lines += ["> " + _md(line) for line in str(m.data.get("text", "")).splitlines() or [""]]
+                lines.append("")
     return "\n".join(lines)
+
+
+def answer_groups(answers: Sequence[Measurement]) -> list[list[Measurement]]:
+    """Answers to one prompt together (the group id they were saved with), oldest group first."""
+    groups: dict[str, list[Measurement]] = {}
+    for m in sorted(answers, key=lambda a: (a.started_at, a.id)):
+        groups.setdefault(str(m.settings.get("group") or m.uid), []).append(m)
+    return list(groups.values())
+
+
+def sampling_text(m: Measurement) -> str:
+    """The sampling settings and seed an answer was made with, in one line."""
+    sampling = m.settings.get("sampling") or m.data.get("sampling") or {}
+    return ", ".join(f"{key} {value}" for key, value in sampling.items()) or "not recorded"
+
+
+def answers_html(answers: Sequence[Measurement]) -> str:
+    """The HTML report's answers: per prompt, each model's answer in its own column, with its figures."""
+    parts = []
+    for group in answer_groups(answers):
+        columns = "".join(
+            f'<div class="card answer"><h4>{escape(m.model_name)}</h4><p class="sub">{escape(m.answer)}</p>'
+            f'<div class="answer-text">{escape(str(m.data.get("text", "")))}</div></div>' for m in group)
+        parts.append(f"<h3>Prompt: {escape(str(group[0].settings.get('prompt', '')))}</h3>"
+                     f'<p class="sub">Sampling: {escape(sampling_text(group[0]))}</p>'
+                     f'<div class="answers" style="display:grid;grid-template-columns:repeat({len(group)},minmax(0,1fr));'
+                     f'gap:12px">{columns}</div>')
+    return "".join(parts)
 
 
 def capacity_html(measurements: Sequence[Measurement], settings: Settings | None) -> str:
@@ -152,6 +196,8 @@ def capacity_html(measurements: Sequence[Measurement], settings: Settings | None
 
     parts = []
     for m in measurements:
+        if m.kind == "answers":
+            continue  # answers_html, in their own section
         title = f"{m.model_name} · {m.target} · {started(m)}" + (f" ({m.status})" if m.status != "ok" else "")
         if m.kind != "load":
             rows = [[escape(f"{row.get(k):.3f}" if isinstance(row.get(k), float) else str(row.get(k)))

@@ -44,7 +44,7 @@ path.line{fill:none;stroke-width:2}rect[data-point]{stroke:none}.err{stroke:var(
 table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:right;vertical-align:top}
 th{font-weight:600;background:var(--card);position:sticky;top:0}td.l,th.l{text-align:left}
-td,th{overflow-wrap:anywhere}.num{white-space:nowrap}td.l:first-child{min-width:8em}
+td,th{overflow-wrap:anywhere}.answer-text{white-space:pre-wrap;overflow-wrap:anywhere}.num{white-space:nowrap}td.l:first-child{min-width:8em}
 @media print{main{max-width:none;padding:0}table{font-size:10px}th{position:static}.card,tr{break-inside:avoid}}
 tr:last-child td{border-bottom:0}.up{color:var(--s2)}.down{color:var(--s3)}.tag{color:var(--muted);font-size:12px}
 .empty{color:var(--muted);font-style:italic;padding:8px 0}footer{margin-top:48px;color:var(--muted);font-size:12px}
@@ -391,11 +391,20 @@ def _capacity(measurements: Sequence[Any], settings: Settings | None) -> str:
     """How many people each machine serves, and at what cost (models.results.measurement_report)."""
     if not measurements:
         return ""
-    from models.results.measurement_report import capacity_html
+    from models.results.measurement_report import answers_html, capacity_html
 
-    return ('<h2>Capacity</h2><p class="sub">Load tests: tokens/s each person got and in all, and time to first '
-            'token, against people at once; the answer is the most people served within the SLO.</p>'
-            + capacity_html(measurements, settings))
+    answers = [m for m in measurements if m.kind == "answers"]
+    figures = [m for m in measurements if m.kind != "answers"]
+    html = ""
+    if figures:
+        html += ('<h2>Capacity</h2><p class="sub">Load tests: tokens/s each person got and in all, and time to first '
+                 'token, against people at once; the answer is the most people served within the SLO.</p>'
+                 + capacity_html(figures, settings))
+    if answers:
+        html += ('<h2>Answers</h2><p class="sub">The same prompt to each model, side by side, with time to first '
+                 'token and tokens/s; the sampling settings and seed are those they were made with.</p>'
+                 + answers_html(answers))
+    return html
 
 
 def render_html(runs: Sequence[RunRecord], *, title: str = "Tokenometer report",

@@ -90,3 +90,23 @@ def test_the_answers_cli_saves_each_answer_unless_told_not_to(starter_model: Pat
     for m, shown in zip(saved, printed["answers"]):
         assert m.settings["sampling"] == printed["sampling"] and m.settings["sampling"]["seed"] == 99
         assert m.data["text"] == shown["text"] and m.status == "ok" and m.answer.startswith("TTFT ")
+
+
+def test_reports_show_the_answers_side_by_side(starter_model: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from models.cli import main
+
+    assert main(["bench", str(starter_model), "-p", "16", "-n", "4", "-r", "1", "-t", "1"]) == 0  # a report needs a run
+    assert main(["answers", str(starter_model), str(starter_model), "-p", "Say <b>hi</b> & go", "-n", "6",
+                 "-s", "7", "-t", "1"]) == 0
+    capsys.readouterr()
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    for out in (html, md):
+        assert main(["report", "all", "-o", str(out)]) == 0
+    page = html.read_text()
+    assert "<h2>Answers</h2>" in page and page.count('class="card answer"') == 2
+    assert "grid-template-columns:repeat(2," in page  # the two answers side by side
+    assert "Say &lt;b&gt;hi&lt;/b&gt; &amp; go" in page and "<b>hi</b>" not in page
+    assert "seed 7" in page
+    text = md.read_text()
+    assert "## Answers" in text and text.count("### SmolLM2") >= 2
