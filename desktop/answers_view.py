@@ -180,7 +180,7 @@ class AnswersView(QWidget):
         self.columns = {}
 
     def _heard(self, job: Any, event: Any) -> None:
-        from models.cli.answers import figures
+        from models.bench.answers import figures
 
         index = next((i for i, j in enumerate(self._jobs) if j is job), -1)
         if index not in self.columns:

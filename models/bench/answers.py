@@ -207,3 +207,10 @@ def run_answers(ll: Any, model: Any, plan: AnswersPlan, *, n_batch: int = 2048, 
         ll.llama_free(ctx)
     emit("answer", result={**(meta or {}), **answer.to_json(), "prompt": plan.prompt})
     return answer
+
+
+def figures(result: dict[str, Any]) -> str:
+    """One line of an answer's figures (TTFT, prompt and generation speed, why it stopped)."""
+    return (f"TTFT {result.get('ttft_ms', 0):.0f} ms | prompt {result.get('n_prompt', 0)} tokens at "
+            f"{result.get('prompt_tps', 0):.1f} t/s | {result.get('n_gen', 0)} tokens at {result.get('gen_tps', 0):.1f}"
+            f" t/s | stop: {result.get('stop', '')}" + ("" if result.get("templated", True) else " | no chat template"))

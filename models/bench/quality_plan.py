@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,3 +58,14 @@ class QualityPlan:
             except BenchmarkError as error:
                 return str(error)
         return None
+
+
+def reference_cache(ref_model: Path, text: str, *, n_ctx: int, n_chunks: int) -> Path:
+    """Where a reference model's log-probabilities are kept: one file per model, text, chunk size and count."""
+    from models.paths import data_dir
+
+    digest = hashlib.sha256()
+    digest.update(str(ref_model.resolve()).encode() + b"\0")
+    digest.update(text.encode() if text == WIKITEXT2 else Path(text).read_bytes())
+    name = f"{ref_model.stem}.c{n_ctx}.n{n_chunks}.{digest.hexdigest()[:16]}.kld"
+    return data_dir(create=True) / "quality" / name

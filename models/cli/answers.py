@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from models.bench.answers import figures
 from models.errors import BenchmarkError
 from models.text import printable
 
@@ -73,13 +74,6 @@ def _job(args: argparse.Namespace, model: Path, plan: Any) -> Any:
         n_threads=args.threads if args.threads is not None else defaults.n_threads[0],
         n_gpu_layers=args.n_gpu_layers if args.n_gpu_layers is not None else defaults.n_gpu_layers[0])
     return BenchJob(model_path=model, params=params, tests=(), repetitions=1, answers=plan)
-
-
-def figures(result: dict[str, Any]) -> str:
-    """One line of an answer's figures."""
-    return (f"TTFT {result.get('ttft_ms', 0):.0f} ms | prompt {result.get('n_prompt', 0)} tokens at "
-            f"{result.get('prompt_tps', 0):.1f} t/s | {result.get('n_gen', 0)} tokens at {result.get('gen_tps', 0):.1f}"
-            f" t/s | stop: {result.get('stop', '')}" + ("" if result.get("templated", True) else " | no chat template"))
 
 
 def sampling_line(plan: Any) -> str:

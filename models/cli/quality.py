@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -60,23 +59,11 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
-def reference_cache(ref_model: Path, text: str, *, n_ctx: int, n_chunks: int) -> Path:
-    """Where a reference model's log-probabilities are kept: one file per model, text, chunk size and count."""
-    from models.bench.quality_plan import WIKITEXT2
-    from models.paths import data_dir
-
-    digest = hashlib.sha256()
-    digest.update(str(ref_model.resolve()).encode() + b"\0")
-    digest.update(text.encode() if text == WIKITEXT2 else Path(text).read_bytes())
-    name = f"{ref_model.stem}.c{n_ctx}.n{n_chunks}.{digest.hexdigest()[:16]}.kld"
-    return data_dir(create=True) / "quality" / name
-
-
 def run_quality_command(args: argparse.Namespace) -> int:
     """Each model in a worker in turn (the reference first); rows printed as they come. 0 ok, 1 failed, 130."""
     from models.bench.kld_reference import read_reference
     from models.bench.quality_output import QualityPrinter
-    from models.bench.quality_plan import QualityPlan
+    from models.bench.quality_plan import QualityPlan, reference_cache
     from models.bench.runner import BenchRunner, check_job
     from models.cli.jobs import run_cancellable
 

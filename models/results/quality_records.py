@@ -145,7 +145,7 @@ def quality_jobs(model: Path, *, reference: Path | None = None, text: str, n_ctx
     against them."""
     from models.bench.quality_plan import QualityPlan
     from models.bench.spec import BenchJob, BenchParams, BenchSweep
-    from models.cli.quality import reference_cache
+    from models.bench.quality_plan import reference_cache
 
     defaults = BenchSweep(models=[model])
     params = BenchParams(n_threads=n_threads or defaults.n_threads[0], n_gpu_layers=defaults.n_gpu_layers[0])
