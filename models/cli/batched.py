@@ -9,17 +9,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from models.cli.engine_flags import add_engine_flags, engine_params
+from models.cli.engine_flags import add_engine_flags, comma_ints, engine_params
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,9 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", nargs="?", metavar="MODEL", help="GGUF file (default: the starter model)")
     add = parser.add_argument
     add("-m", "--model", dest="model_flag", metavar="FILE", help="GGUF file, as llama-batched-bench's -m")
-    add("-npp", type=_ints, default=(128,), metavar="N[,N]", help="prompt tokens per sequence (128)")
-    add("-ntg", type=_ints, default=(128,), metavar="N[,N]", help="generated tokens per sequence (128)")
-    add("-npl", type=_ints, default=(1, 2, 4, 8), metavar="B[,B]", help="parallel sequences (1,2,4,8)")
+    add("-npp", type=comma_ints, default=(128,), metavar="N[,N]", help="prompt tokens per sequence (128)")
+    add("-ntg", type=comma_ints, default=(128,), metavar="N[,N]", help="generated tokens per sequence (128)")
+    add("-npl", type=comma_ints, default=(1, 2, 4, 8), metavar="B[,B]", help="parallel sequences (1,2,4,8)")
     add("-pps", action="store_true", help="one prompt shared by all sequences")
     add("-kvu", "--kv-unified", action="store_true", help="one KV buffer shared across the sequences")
     add("-c", "--ctx-size", type=int, default=0, metavar="N", help="context size (default: just enough)")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from models.cli.jobs import run_cancellable
+from models.cli.engine_flags import comma_ints
 from models.errors import BenchmarkError
 from models.text import printable
 
@@ -21,12 +22,6 @@ log = logging.getLogger(__name__)
 EXIT_FAILED = 1
 EXIT_CANCELLED = 130
 
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _strs(text: str) -> list[str]:
@@ -79,7 +74,7 @@ def _tensor_splits(text: str) -> list[tuple[float, ...]]:
 
 
 def _pair(text: str) -> tuple[int, int]:
-    values = _ints(text)
+    values = comma_ints(text)
     if len(values) != 2:
         raise argparse.ArgumentTypeError(f"-pg takes PROMPT,GEN (e.g. 512,128), got {text!r}")
     return values[0], values[1]
@@ -99,21 +94,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-m", "--model", dest="model_flags", action="append", type=_strs, metavar="FILE[,FILE]",
                         help="GGUF files, as llama-bench's -m")
     add = parser.add_argument
-    add("-p", "--n-prompt", action="append", type=_ints, metavar="N[,N]", help="prompt sizes (default 512)")
-    add("-n", "--n-gen", action="append", type=_ints, metavar="N[,N]", help="generation sizes (default 128)")
+    add("-p", "--n-prompt", action="append", type=comma_ints, metavar="N[,N]", help="prompt sizes (default 512)")
+    add("-n", "--n-gen", action="append", type=comma_ints, metavar="N[,N]", help="generation sizes (default 128)")
     add("-pg", action="append", type=_pair, metavar="PP,TG", help="a combined prompt+generation test")
-    add("-d", "--n-depth", action="append", type=_ints, metavar="N[,N]", help="context depth before the test (0)")
-    add("-t", "--threads", action="append", type=_ints, metavar="N[,N]",
+    add("-d", "--n-depth", action="append", type=comma_ints, metavar="N[,N]", help="context depth before the test (0)")
+    add("-t", "--threads", action="append", type=comma_ints, metavar="N[,N]",
         help="threads (default: llama.cpp's math cores: physical cores, performance cores only on hybrid CPUs)")
     add("-C", "--cpu-mask", action="append", type=_strs, metavar="HEX[,HEX]",
         help="CPUs the threadpool may use, a hex mask (default 0x0: no pinning)")
     add("--cpu-strict", action="append", type=_bools, metavar="0|1", help="one thread per CPU of the mask (0)")
-    add("--poll", action="append", type=_ints, metavar="0..100", help="threadpool polling level (50)")
-    add("-ngl", "--n-gpu-layers", action="append", type=_ints, metavar="N[,N]",
+    add("--poll", action="append", type=comma_ints, metavar="0..100", help="threadpool polling level (50)")
+    add("-ngl", "--n-gpu-layers", action="append", type=comma_ints, metavar="N[,N]",
         help="layers on the GPU (default -1: every layer and the output)")
     add("-sm", "--split-mode", action="append", type=_split_modes, metavar="none|layer|row|tensor",
         help="how to split the model across GPUs (layer)")
-    add("-mg", "--main-gpu", action="append", type=_ints, metavar="I[,I]", help="the GPU for split mode none (0)")
+    add("-mg", "--main-gpu", action="append", type=comma_ints, metavar="I[,I]", help="the GPU for split mode none (0)")
     add("-ts", "--tensor-split", action="append", type=_tensor_splits, metavar="T0/T1/..",
         help="share of the model per GPU (default: llama.cpp decides)")
     add("-nkvo", "--no-kv-offload", action="append", type=_bools, metavar="0|1",
@@ -121,8 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("-rpc", "--rpc", action="append", metavar="HOST:PORT[,HOST:PORT]",
         help="RPC servers whose devices join this machine's (llama-bench's -rpc; see tokenometer rpc-server); "
              "repeat to compare pools, 'none' for this machine alone")
-    add("-b", "--batch-size", action="append", type=_ints, metavar="N[,N]", help="n_batch (2048)")
-    add("-ub", "--ubatch-size", action="append", type=_ints, metavar="N[,N]", help="n_ubatch (512)")
+    add("-b", "--batch-size", action="append", type=comma_ints, metavar="N[,N]", help="n_batch (2048)")
+    add("-ub", "--ubatch-size", action="append", type=comma_ints, metavar="N[,N]", help="n_ubatch (512)")
     add("-fa", "--flash-attn", action="append", type=_flash, metavar="on|off|auto", help="flash attention (auto)")
     add("-ctk", "--cache-type-k", action="append", type=_strs, metavar="TYPE", help="K cache type (f16)")
     add("-ctv", "--cache-type-v", action="append", type=_strs, metavar="TYPE", help="V cache type (f16)")

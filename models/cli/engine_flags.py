@@ -10,6 +10,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def comma_ints(text: str) -> tuple[int, ...]:
+    """An argparse type: a comma list of whole numbers (llama-bench's lists), e.g. "1,2,4"."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def add_engine_flags(parser: argparse.ArgumentParser, *, batch_help: str = "n_batch (2048)",
                      kv_types: bool = True) -> None:
     """Add -t -ngl -b -ub -fa (and -ctk -ctv) with llama.cpp's meanings and llama-bench's defaults."""

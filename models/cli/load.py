@@ -8,17 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.cli.engine_flags import add_engine_flags, engine_params
+from models.cli.engine_flags import add_engine_flags, comma_ints, engine_params
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -58,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--api", choices=("completions", "chat"), default="completions", help="endpoint API (completions)")
     add("--server-model", default="", metavar="NAME", help="model name to send to the endpoint")
     add("--api-key-env", default="", metavar="VAR", help="environment variable holding the endpoint's API key")
-    add("--concurrency", type=_ints, default=(1, 2, 4, 8), metavar="N[,N]", help="people at once (1,2,4,8)")
+    add("--concurrency", type=comma_ints, default=(1, 2, 4, 8), metavar="N[,N]", help="people at once (1,2,4,8)")
     add("--rate", type=_floats, default=(), metavar="R[,R]", help="requests per second instead (Poisson arrivals)")
     add("--slots", type=int, default=0, metavar="N", help="with --rate: requests served at once (largest concurrency)")
     add("--requests", type=int, default=0, metavar="N", help="requests per level (4 per person, at least 8)")
