@@ -22,7 +22,7 @@ SETTINGS_VERSION = 1
 # The values llama.cpp accepts for the settings below that form a set (the GUI offers them as choices).
 FLASH_ATTN_CHOICES = ("auto", "on", "off")
 KV_TYPE_CHOICES = KV_TYPES
-MMAP_CHOICES = ("on", "off")
+MMAP_CHOICES = ("auto", "on", "off")  # auto: llama-bench's default, mapped unless a device cannot
 
 
 def _setting(default: Any, label: str, unit: str = "", minimum: float | None = 0,
@@ -48,7 +48,7 @@ class Settings:
     bench_flash_attn: str = _setting("auto", "Flash attention", "", None, FLASH_ATTN_CHOICES)
     bench_type_k: str = _setting("f16", "KV cache type K", "", None, KV_TYPE_CHOICES)
     bench_type_v: str = _setting("f16", "KV cache type V", "", None, KV_TYPE_CHOICES)
-    bench_use_mmap: str = _setting("on", "Map the model file (mmap)", "", None, MMAP_CHOICES)
+    bench_use_mmap: str = _setting("auto", "Map the model file (mmap)", "", None, MMAP_CHOICES)
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:

@@ -44,13 +44,15 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("n_pg", "Prompt+gen pairs", "pgN,M tests as p:g pairs, e.g. 512:128. Comma list."),
     ("n_depth", "Context depth", "Tokens already in the context before each test. Comma list."),
     ("n_threads", "Threads", "CPU threads (llama-bench's default: physical cores). Comma list."),
-    ("n_gpu_layers", "GPU layers", "Layers offloaded to the GPU; 99 = all. Comma list."),
+    ("n_gpu_layers", "GPU layers", "Layers offloaded to the GPU; -1 = every layer and the output (llama-bench's "
+                                   "default), 0 = none. Comma list."),
     ("n_batch", "Batch", "Logical batch size (n_batch). Comma list."),
     ("n_ubatch", "Micro-batch", "Physical batch size (n_ubatch), at most n_batch. Comma list."),
     ("flash_attn", "Flash attention", "on, off or auto. Comma list."),
     ("type_k", "KV type K", f"K cache type: {', '.join(KV_TYPES)}. Comma list."),
     ("type_v", "KV type V", f"V cache type: {', '.join(KV_TYPES)}. Comma list."),
-    ("use_mmap", "mmap", "Map the model file (1) or read it into memory (0). Comma list."),
+    ("use_mmap", "mmap", "auto: map the model file unless a device cannot (llama-bench's default); on: always "
+                       "map it; off: read it into memory. Comma list."),
     ("repetitions", "Repetitions", "Timed repetitions of each test, after one warmup; auto: repeat until the 95% "
                                    "confidence interval of the mean is within ±2% (3 to 30 repetitions, 60 s at most)."),
     ("ttft", "TTFT prompt", "Also time the first token of a real chat prompt of about this many tokens "
@@ -199,7 +201,7 @@ class BenchmarkPage(Page):
     def _defaults(self) -> dict[str, str]:
         threads = self._default_threads()
         chosen = self.ctx.settings()  # the Settings page's benchmark defaults (each may be a comma list)
-        return {"n_pg": "", "ttft": "0", "n_threads": str(threads), "n_gpu_layers": "99", "n_batch": "2048",
+        return {"n_pg": "", "ttft": "0", "n_threads": str(threads), "n_gpu_layers": "-1", "n_batch": "2048",
                 "n_ubatch": "512", "flash_attn": chosen.bench_flash_attn, "type_k": chosen.bench_type_k,
                 "type_v": chosen.bench_type_v, "use_mmap": chosen.bench_use_mmap}
 
@@ -232,11 +234,11 @@ class BenchmarkPage(Page):
             p, _, g = part.partition(":")
             pairs.append((_ints(p, "Prompt+gen pairs")[0], _ints(g or "0", "Prompt+gen pairs")[0]))
         bools = {"1": True, "on": True, "yes": True, "true": True, "0": False, "off": False, "no": False,
-                 "false": False}
+                 "false": False, "auto": None}
         try:
             mmap: list[bool | None] = [bools[word] for word in _words(f["use_mmap"])]
         except KeyError:
-            raise BenchmarkError("mmap: use 1 or 0.") from None
+            raise BenchmarkError("mmap: use auto, on or off.") from None
         sweep = BenchSweep(
             models=models, n_prompt=_ints(f["n_prompt"], "Prompt tokens"), n_gen=_ints(f["n_gen"], "Generated tokens"),
             n_pg=pairs, n_depth=_ints(f["n_depth"], "Context depth"), n_threads=_ints(f["n_threads"], "Threads"),

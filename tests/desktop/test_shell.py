@@ -488,14 +488,14 @@ def test_benchmark_defaults_are_ticked_not_typed_and_the_benchmark_page_starts_f
     _click_choice(qtbot, page.editors["bench_use_mmap"], "off")
     kv.hidePopup()
     qtbot.waitUntil(lambda: settings_path().exists()
-                    and json.loads(settings_path().read_text()).get("bench_use_mmap") == "on, off", timeout=10_000)
+                    and json.loads(settings_path().read_text()).get("bench_use_mmap") == "auto, off", timeout=10_000)
     assert json.loads(settings_path().read_text())["bench_type_k"] == "f16, q8_0"
     window.show_page("benchmark")
     bench = window.pages["benchmark"]
     bench.set_preset("Standard")
-    assert bench.fields["type_k"].text() == "f16, q8_0" and bench.fields["use_mmap"].text() == "on, off"
+    assert bench.fields["type_k"].text() == "f16, q8_0" and bench.fields["use_mmap"].text() == "auto, off"
     sweep = bench.sweep([Path("model.gguf")])
-    assert sweep.type_k == ["f16", "q8_0"] and sweep.use_mmap == [True, False]
+    assert sweep.type_k == ["f16", "q8_0"] and sweep.use_mmap == [None, False]
 
 
 def test_a_hand_edited_choice_outside_the_set_falls_back_with_a_warning(tmp_path: Path) -> None:
