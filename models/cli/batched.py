@@ -15,7 +15,6 @@ from models.errors import BenchmarkError
 log = logging.getLogger(__name__)
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `tokenometer batched`."""
     from models.bench.batched_output import FORMATS

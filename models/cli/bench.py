@@ -23,7 +23,6 @@ EXIT_FAILED = 1
 EXIT_CANCELLED = 130
 
 
-
 def _strs(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 

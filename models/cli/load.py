@@ -14,7 +14,6 @@ from models.errors import BenchmarkError
 log = logging.getLogger(__name__)
 
 
-
 def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(",") if part.strip())
