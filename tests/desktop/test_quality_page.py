@@ -82,9 +82,13 @@ def test_measure_against_a_reference_then_choose(window, qtbot, starter_model: P
     assert page.choice.recommended is None
 
 
-def test_cancel_stops_the_run(window, qtbot, starter_model: Path) -> None:
+def test_cancel_stops_the_run(window, qtbot, starter_model: Path, tmp_path: Path) -> None:
     page = _page(window, qtbot)
-    _pick(page, starter_model, None, chunks=0)  # every chunk of the text: long enough to cancel midway
+    _pick(page, starter_model, None, chunks=0)  # every chunk of the text
+    # A text some thousand chunks long, so that even a fast machine is midway when the cancel lands.
+    long_text = tmp_path / "long.txt"
+    long_text.write_text(TEXT.read_text(encoding="utf-8") * 60, encoding="utf-8")
+    page.text_field.setText(str(long_text))
     page.ctx_size.setValue(16)
     qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "chunk" in page.status.text(), timeout=60_000)
