@@ -13,8 +13,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,14 +25,22 @@ import numpy as np
 from models.bench.batched import TokenBatch
 from models.bench.kld_reference import (ReferenceInfo, ReferenceReader, ReferenceWriter, quantize_rows,
                                         scored_per_chunk, tokens_sha256)
-from models.bench.quality_stats import KldAccumulator, PplAccumulator, kld_rows, nll_rows
+from models.bench.quality_stats import KldAccumulator, KldSlice, PplAccumulator, add_kld_slice, kld_slice, nll_rows
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[..., None]
-# Rows of logits turned into statistics at a time: bounds the float32 temporaries to a few x 64 x n_vocab.
+# Rows of logits turned into statistics at a time: bounds each thread's float32 temporaries to a few x 64 x n_vocab.
 ROW_SLICE = 64
+
+
+def scoring_threads() -> int:
+    """Threads that score rows: every CPU this process may use, as llama-perplexity's workers use them all."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class QualityCancelled(BenchmarkError):
@@ -185,6 +195,10 @@ class QualityRun:
         num_batches = (n_ctx + n_batch - 1) // n_batch
         tokens = job.tokens
         reader = ReferenceReader(job.reference) if job.reference is not None else None
+        # The rows are scored on every CPU between decodes (numpy releases the GIL), as llama-perplexity's
+        # process_logits does; the reference's next rows are read on their own thread while llama.cpp decodes.
+        pool = ThreadPoolExecutor(max_workers=scoring_threads(), thread_name_prefix="quality-score")
+        prefetch = _Prefetch(reader, n_chunk) if reader is not None else None
         ppl = PplAccumulator()
         kld = KldAccumulator(n_chunk * n_rows) if reader is not None else None
         batch = TokenBatch(ll, n_batch)
@@ -222,15 +236,16 @@ class QualityRun:
                     at = start + seq * n_ctx + first
                     targets = tokens[at + 1:at + 1 + n_rows]
                     scored_bytes += piece_bytes(ll, self.vocab, targets)
-                    base = reader.next_chunk() if reader is not None else None
-                    self._score(logits, targets, ppl, kld, base, save_reference)
+                    base = prefetch.take() if prefetch is not None else None
+                    self._score(pool, logits, targets, ppl, kld, base, save_reference)
                     done = i + seq + 1
                     self.emit("quality_chunk", chunk=done, of=n_chunk, fraction=done / n_chunk,
                               **ppl.summary(), **({"kld": kld.mean()[0], "same_top": kld.same_top()[0]}
                                                   if kld is not None else {}))
         finally:
-            if reader is not None:
-                reader.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            if prefetch is not None:
+                prefetch.close()
         seconds = time.perf_counter() - started
         summary = ppl.summary()
         result = QualityResult(
@@ -264,21 +279,63 @@ class QualityRun:
             _view(batch.logits, at, size, np.int8)[:] = want
             batch.size = at + size
 
-    def _score(self, logits: np.ndarray, targets: np.ndarray, ppl: PplAccumulator, kld: KldAccumulator | None,
+    def _score(self, pool: ThreadPoolExecutor, logits: np.ndarray, targets: np.ndarray, ppl: PplAccumulator, kld: KldAccumulator | None,
                base: np.ndarray | None, writer: ReferenceWriter | None) -> None:
-        rows: list[np.ndarray] = []
-        for lo in range(0, len(targets), ROW_SLICE):
-            part, want = logits[lo:lo + ROW_SLICE], targets[lo:lo + ROW_SLICE]
-            if kld is not None and base is not None:
-                kld_rows(part, want, base[lo:lo + ROW_SLICE], kld, ppl)
-            elif writer is not None:
-                quantized, nll = quantize_rows(part, want)
-                rows.append(quantized)
-                ppl.add(nll if nll is not None else nll_rows(part, want))
-            else:
-                ppl.add(nll_rows(part, want))
-        if writer is not None:
-            writer.write_chunk(np.concatenate(rows))
+        """Score one chunk's rows in slices on the pool, then fold the slices in row order (threads cannot change
+        the sums)."""
+        starts = range(0, len(targets), ROW_SLICE)
+
+        def rows(lo: int) -> tuple[np.ndarray, np.ndarray]:
+            return logits[lo:lo + ROW_SLICE], targets[lo:lo + ROW_SLICE]
+
+        if kld is not None and base is not None:
+            reference = base
+
+            def measure(lo: int) -> KldSlice:
+                return kld_slice(*rows(lo), reference[lo:lo + ROW_SLICE])
+
+            for part in pool.map(measure, starts):
+                add_kld_slice(part, kld, ppl)
+        elif writer is not None:
+            quantized: list[np.ndarray] = []
+            for (lo, (row_block, nll)) in zip(starts, pool.map(lambda lo: quantize_rows(*rows(lo)), starts)):
+                quantized.append(row_block)
+                ppl.add(nll if nll is not None else nll_rows(*rows(lo)))
+            writer.write_chunk(np.concatenate(quantized))
+        else:
+            for nll in pool.map(lambda lo: nll_rows(*rows(lo)), starts):
+                ppl.add(nll)
+
+
+class _Prefetch:
+    """Reads a reference's next chunk of rows on a thread while the current one is decoded and scored."""
+
+    def __init__(self, reader: ReferenceReader, n_chunk: int) -> None:
+        self._reader = reader
+        self._left = n_chunk  # chunks still to read: none past the run's last
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-read")
+        self._next: Future[np.ndarray] | None = None
+        self._start()
+
+    def _start(self) -> None:
+        if self._left > 0:
+            self._left -= 1
+            self._next = self._thread.submit(self._reader.next_chunk)
+        else:
+            self._next = None
+
+    def take(self) -> np.ndarray:
+        """This chunk's rows (a read error is raised here, in the run's thread), and the next read started."""
+        if self._next is None:
+            raise BenchmarkError("The run asked the reference for more chunks than it has.")
+        rows = self._next.result()
+        self._start()
+        return rows
+
+    def close(self) -> None:
+        """Wait for a read in flight (its stream is closed next), then close the file."""
+        self._thread.shutdown(wait=True, cancel_futures=True)
+        self._reader.close()
 
 
 def _view(array: Any, start: int, count: int, dtype: Any = np.int32) -> np.ndarray:

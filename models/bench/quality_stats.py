@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -97,9 +98,19 @@ class KldAccumulator:
         }
 
 
-def kld_rows(logits: np.ndarray, targets: np.ndarray, base: np.ndarray, kld: KldAccumulator,
-             ppl: PplAccumulator) -> None:
-    """perplexity.cpp's log_softmax(n_vocab, logits, base_log_prob, tok, kld) for a block of rows."""
+@dataclass(frozen=True)
+class KldSlice:
+    """The per-token figures of one block of rows, computed apart so that blocks can run on several threads."""
+
+    nll: np.ndarray  # float32, this model
+    nll_base: np.ndarray  # float32, the reference
+    kld: np.ndarray  # float64, KL divergence per token
+    p_diff: np.ndarray  # float32, p(target) - p_base(target)
+    n_same_top: int
+
+
+def kld_slice(logits: np.ndarray, targets: np.ndarray, base: np.ndarray) -> KldSlice:
+    """perplexity.cpp's log_softmax(n_vocab, logits, base_log_prob, tok, kld) for a block of rows; no shared state."""
     n, n_vocab = logits.shape
     rows = np.arange(n)
     imax = logits.argmax(axis=1)  # the first maximum, as its strict > loop finds it
@@ -114,32 +125,42 @@ def kld_rows(logits: np.ndarray, targets: np.ndarray, base: np.ndarray, kld: Kld
     nll_base = -(scale * q[rows, targets].astype(np.float32) + min_log_prob)
     top = max_logit + log_sum_exp
     imax_base = q.argmax(axis=1)  # scale >= 0: the largest q is the largest log p (index 0 when all equal)
-    # Only reference entries with log p > -16 count (most of a vocabulary is far below): find them in q's units
-    # with a step of margin, then apply llama.cpp's exact float test to those alone.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        step = np.where(scale > 0, (np.float32(-LOG_RANGE) - min_log_prob) / scale, -1.0)
-    near = np.floor(step) - 1
-    r, c = np.nonzero(q > np.minimum(near, 65535)[:, None])
-    p_log_base = scale[r] * q[r, c].astype(np.float32) + min_log_prob[r]
-    keep = p_log_base > np.float32(-LOG_RANGE)
-    r, c, p_log_base = r[keep], c[keep], p_log_base[keep]
-    term = np.exp(p_log_base) * (p_log_base - logits[r, c] + top[r])
-    values = np.bincount(r, weights=term.astype(np.float64), minlength=n)
+    # Every entry dequantized in float32 as llama.cpp does (scale * q + min), then its exact test p_log > -16.
+    # A small model's distributions are flat (a quarter of a row passes), so whole-row passes beat gathering the
+    # passing entries; `shifted` is reused as the work buffer.
+    p_log_base = np.multiply(q, scale[:, None], dtype=np.float32)
+    p_log_base += min_log_prob[:, None]
+    counted = p_log_base > np.float32(-LOG_RANGE)
+    gap = np.subtract(p_log_base, logits, out=shifted)  # p_log_base - log_softmax = p_log_base - logit + top
+    gap += top[:, None]
+    weight = np.exp(p_log_base, where=counted, out=np.zeros_like(p_log_base))
+    values = np.einsum("ij,ij->i", weight, gap, dtype=np.float64)
     p_diff = (np.exp(-nll) - np.exp(-nll_base)).astype(np.float32)
+    return KldSlice(nll=nll, nll_base=nll_base, kld=values, p_diff=p_diff, n_same_top=int((imax == imax_base).sum()))
 
-    ppl.add(nll)
-    kld.base.add(nll_base)
-    kld.sum_nll_nll_base += float((nll.astype(np.float64) * nll_base.astype(np.float64)).sum())
-    kld.sum_kld += float(values.sum())
-    kld.sum_kld2 += float((values * values).sum())
-    d = p_diff.astype(np.float64)
+
+def add_kld_slice(part: KldSlice, kld: KldAccumulator, ppl: PplAccumulator) -> None:
+    """Fold one block's figures into the running sums (in row order, so that the result does not depend on threads)."""
+    n = len(part.kld)
+    ppl.add(part.nll)
+    kld.base.add(part.nll_base)
+    kld.sum_nll_nll_base += float((part.nll.astype(np.float64) * part.nll_base.astype(np.float64)).sum())
+    kld.sum_kld += float(part.kld.sum())
+    kld.sum_kld2 += float((part.kld * part.kld).sum())
+    d = part.p_diff.astype(np.float64)
     kld.sum_p_diff += float(d.sum())
     kld.sum_p_diff2 += float((d * d).sum())
     kld.sum_p_diff4 += float((d ** 4).sum())
-    kld.n_same_top += int((imax == imax_base).sum())
-    kld.kld_values[kld.count:kld.count + n] = values
-    kld.p_diff_values[kld.count:kld.count + n] = p_diff
+    kld.n_same_top += part.n_same_top
+    kld.kld_values[kld.count:kld.count + n] = part.kld
+    kld.p_diff_values[kld.count:kld.count + n] = part.p_diff
     kld.count += n
+
+
+def kld_rows(logits: np.ndarray, targets: np.ndarray, base: np.ndarray, kld: KldAccumulator,
+             ppl: PplAccumulator) -> None:
+    """One block of rows measured and folded in: kld_slice then add_kld_slice."""
+    add_kld_slice(kld_slice(logits, targets, base), kld, ppl)
 
 
 def _mean_and_uncertainty(total: float, total2: float, count: int) -> tuple[float, float]:

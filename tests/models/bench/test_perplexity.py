@@ -182,6 +182,23 @@ def test_reference_of_a_model_against_itself_is_zero_and_another_quant_is_not(
     assert k["ln_ppl_ratio"] == pytest.approx(math.log(other.ppl / base.ppl), rel=1e-6)
 
 
+def test_scoring_threads_change_nothing_but_the_time(ll: Any, starter: Any, requantized: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows are scored in slices on a pool and folded in row order: one thread or four give the same bytes."""
+    import models.bench.perplexity as perplexity
+
+    monkeypatch.setattr(perplexity, "ROW_SLICE", 8)  # many slices per chunk, so the pool really splits them
+    runs = []
+    for threads in (1, 4):
+        monkeypatch.setattr(perplexity, "scoring_threads", lambda threads=threads: threads)
+        ref = tmp_path / f"ref-{threads}.kld"
+        base = _run(ll, starter, QualityPlan(text=str(TEXT), n_ctx=C, n_chunks=3, save_reference=str(ref)))
+        other = _run(ll, requantized, QualityPlan(text=str(TEXT), reference=str(ref)))
+        runs.append((ref.read_bytes(), base.ppl, other.ppl, other.kld))
+    assert runs[0] == runs[1]
+    assert runs[0][3] is not None and runs[0][3]["kld_mean"] > 0.01
+
+
 def test_chunks_stream_as_events_and_a_cancel_leaves_no_reference(ll: Any, starter: Any, tmp_path: Path) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
     ref = tmp_path / "cut.kld"
