@@ -24,7 +24,9 @@ class _Relay(QObject):
 
 
 class AnswersView(QWidget):
-    """Prompt, models to tick, sampling; one column per model once they run."""
+    """Prompt, models to tick, sampling; one column per model once they run, or a kept group reopened."""
+
+    finished = Signal()  # a run ended (its answers are in the store)
 
     def __init__(self, busy: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -37,6 +39,7 @@ class AnswersView(QWidget):
         self._cancelled = False
         self._jobs: list[Any] = []
         self.columns: dict[int, tuple[QPlainTextEdit, QLabel]] = {}  # by job index
+        self.shown_group = ""  # the group id of the kept answers on show ("" for a live run or none)
         self.prompt = QComboBox()
         self.prompt.setEditable(True)
         self.prompt.addItems(list(SAMPLE_PROMPTS))
@@ -123,21 +126,11 @@ class AnswersView(QWidget):
         if problem:
             self.status.setText(problem)
             return
-        s = plan.sampling()
-        self.sampling.setText(f"temperature {s['temperature']:g} · top-k {s['top_k']} · top-p {s['top_p']:g} · "
-                              f"min-p {s['min_p']:g} · seed {s['seed']} · at most {s['n_predict']} tokens · "
-                              f"chat template {'on' if s['chat_template'] else 'off'}")
+        self.sampling.setText(sampling_line(plan.sampling()))
         self._clear_columns()
+        self.shown_group = ""
         for index, job in enumerate(jobs):
-            box = QGroupBox(job.model_path.name)
-            text, figures = QPlainTextEdit(), QLabel("waiting")
-            text.setReadOnly(True)
-            figures.setWordWrap(True)
-            column = QVBoxLayout(box)
-            column.addWidget(text, 1)
-            column.addWidget(figures)
-            self.answers.addWidget(box)
-            self.columns[index] = (text, figures)
+            self._add_column(index, job.model_path.name, "waiting")
         runner = BenchRunner(on_event=self.relay.arrived.emit)
         self._runner, self._jobs, self._cancelled = runner, jobs, False
         self.run_button.setEnabled(False)
@@ -170,6 +163,42 @@ class AnswersView(QWidget):
             self._cancelled = True
             self.status.setText("Cancelling…")
             self._runner.cancel()
+
+    def _add_column(self, index: int, title: str, figures_text: str, text: str = "") -> None:
+        box = QGroupBox(title)
+        answer, figures = QPlainTextEdit(text), QLabel(figures_text)
+        answer.setReadOnly(True)
+        figures.setWordWrap(True)
+        figures.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        column = QVBoxLayout(box)
+        column.addWidget(answer, 1)
+        column.addWidget(figures)
+        self.answers.addWidget(box)
+        self.columns[index] = (answer, figures)
+
+    def show_past(self, group: Any) -> bool:
+        """Show a kept group of answers (models.results.answers_records.AnswerGroup) side by side again, with
+        each model's figures, the sampling settings and seed; refused (False) while a run is under way."""
+        from models.bench.answers import figures
+
+        if self._runner is not None:
+            self.status.setText("Answers are being made; open a past prompt when they are done.")
+            return False
+        self._clear_columns()
+        self._jobs = []
+        self.shown_group = group.group
+        self.prompt.setCurrentText(group.prompt)
+        sampling = group.sampling
+        self.sampling.setText(sampling_line(sampling) if sampling else "sampling settings not recorded")
+        for index, m in enumerate(group.answers):
+            line = m.answer or (figures(m.data) if m.data else "")
+            if m.status != "ok":
+                line = f"{m.status}: {m.error}" if m.error else m.status
+            self._add_column(index, m.model_name, line, str(m.data.get("text", "")))
+        when = group.started_at[:16].replace("T", " ")
+        self.status.setText(f"Kept answers of {when}, {len(group.answers)} model"
+                            f"{'s' if len(group.answers) != 1 else ''}.")
+        return True
 
     def _clear_columns(self) -> None:
         while self.answers.count():
@@ -210,3 +239,14 @@ class AnswersView(QWidget):
             self.status.setText(f"Failed: {outcome}")
         else:
             self.status.setText("Cancelled." if self._cancelled else "Done: every model answered in turn.")
+        self.finished.emit()
+
+
+def sampling_line(s: dict[str, Any]) -> str:
+    """The sampling settings and seed of an answer, in one line (keys missing from an older record are left out)."""
+    parts = [f"temperature {s['temperature']:g}" if "temperature" in s else "",
+             f"top-k {s['top_k']}" if "top_k" in s else "", f"top-p {s['top_p']:g}" if "top_p" in s else "",
+             f"min-p {s['min_p']:g}" if "min_p" in s else "", f"seed {s['seed']}" if "seed" in s else "",
+             f"at most {s['n_predict']} tokens" if "n_predict" in s else "",
+             f"chat template {'on' if s['chat_template'] else 'off'}" if "chat_template" in s else ""]
+    return " · ".join(p for p in parts if p)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QTabWidget, QVBoxLayout,
                                QWidget)
 
+from desktop.answers_history import PastAnswers
 from desktop.answers_view import AnswersView
 from desktop.charts import pareto_chart, unique_short
 from desktop.context import AppContext
@@ -93,6 +94,10 @@ class QualityPage(Page):
         self.tabs = QTabWidget()
         self.tabs.addTab(choice_tab, "The choice")
         self.tabs.addTab(self.answers, "Answers side by side")
+        self.past_answers = PastAnswers(ctx)
+        self.past_answers.opened.connect(self.open_answers)
+        self.tabs.addTab(self.past_answers, "Past answers")
+        self.answers.finished.connect(lambda: self.ctx.changes.notify(Change.RESULTS))  # the past list grows
         self.body.addWidget(self.tabs, 1)
 
         choose = QHBoxLayout()
@@ -206,6 +211,13 @@ class QualityPage(Page):
         if self._runner is not None or self.answers._runner is not None:
             return "A quality run or an answer is under way; start when it has finished."
         return ""
+
+    def open_answers(self, group: Any) -> None:
+        """Show a kept group of answers side by side again (from the Past answers list)."""
+        if self.answers.show_past(group):
+            self.tabs.setCurrentWidget(self.answers)
+        else:
+            self.past_answers.message.setText(self.answers.status.text())
 
     def _pick_text(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "A text to measure on", "", "Text (*.txt *.raw);;All files (*)")
