@@ -75,6 +75,9 @@ class CompareRow:
     # Per generation test: the mean t/s as a share of the machine's memory-bandwidth limit, from the prediction
     # stored with each run (BenchResult.speed_estimate; runs without one have none).
     limit_share: dict[str, float] = field(default_factory=dict)
+    # LocalScore's score (models.bench.localscore) where the row holds all of LocalScore's tests at its batch
+    # sizes and flash attention off; 0 otherwise. Only comparable with LocalScore's results for the same file.
+    localscore: float = 0.0
 
     @property
     def settings_label(self) -> str:
@@ -301,6 +304,20 @@ def _fill(row: CompareRow, records: list[RunRecord]) -> None:
         stat = Stat.of(values)
         if stat is not None:
             row.cells[key] = stat
+    row.localscore = _localscore(row, ok)
+
+
+def _localscore(row: CompareRow, ok: Sequence[RunRecord]) -> float:
+    """LocalScore's score for a sitting that ran its preset (its tests, batch sizes, flash attention off), else 0:
+    the same tests at other settings are not what LocalScore measures."""
+    from models.bench.localscore import LOCALSCORE_BATCH, LOCALSCORE_UBATCH, localscore
+
+    s = row.settings
+    if (s.get("n_batch"), s.get("n_ubatch")) != (LOCALSCORE_BATCH, LOCALSCORE_UBATCH) \
+            or str(s.get("flash_attn")).lower() not in ("off", "0", "false"):
+        return 0.0
+    score = localscore(rec.result for rec in ok)
+    return score.score if score.complete else 0.0
 
 
 def format_stat(stat: Stat | None, *, digits: int = 2) -> str:
@@ -339,6 +356,10 @@ def format_comparison(comparison: Comparison) -> str:
                   "measured bandwidth):"]
         lines += [f"- {row.model_label} · {row.settings_label} · {test}: at {share:.0%} of the limit"
                   for row, test, share in shares]
+    scored = [row for row in comparison.rows if row.localscore]
+    if scored:
+        lines += ["", "LocalScore (localscore.ai's score; compare only with its results for the same model file):"]
+        lines += [f"- {row.model_label} · {row.settings_label}: {row.localscore:.0f}" for row in scored]
     flagged = [(row, test) for row in comparison.rows for test in row.trust]
     if flagged:
         lines += ["", "Figures to trust less ([label] in the table):"]

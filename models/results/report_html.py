@@ -11,6 +11,7 @@ from typing import Any
 
 from models import __version__
 from models.results.compare import CompareRow, Comparison, Stat, compare_runs
+from models.results.report_notes import localscore_rows, trust_notes, trust_tag
 from models.results.report_rows import REPORT_FORMAT, row_labels
 from models.results.store import RunRecord
 from models.settings import Settings
@@ -47,7 +48,7 @@ th{font-weight:600;background:var(--card);position:sticky;top:0}td.l,th.l{text-a
 td,th{overflow-wrap:anywhere}.answer-text{white-space:pre-wrap;overflow-wrap:anywhere}.num{white-space:nowrap}td.l:first-child{min-width:8em}
 @media print{main{max-width:none;padding:0}table{font-size:10px}th{position:static}.card,tr{break-inside:avoid}}
 tr:last-child td{border-bottom:0}.up{color:var(--s2)}.down{color:var(--s3)}.tag{color:var(--muted);font-size:12px}
-.empty{color:var(--muted);font-style:italic;padding:8px 0}footer{margin-top:48px;color:var(--muted);font-size:12px}
+.empty{color:var(--muted);font-style:italic;padding:8px 0}.trust{color:var(--s1);font-size:12px;font-weight:600}footer{margin-top:48px;color:var(--muted);font-size:12px}
 """
 
 # Records script errors in the page and marks when charts are in place, so a headless browser can check both.
@@ -323,6 +324,8 @@ def _comparison(comparison: Comparison) -> str:
                     diff = row.diffs[col.key]
                     good = (diff > 0) == col.higher_is_better
                     text += f' <span class="num {"up" if good else "down"}">{diff:+.1f}%</span>'
+                if col.key in row.trust:
+                    text += " " + trust_tag(row.trust[col.key], row.trust_notes.get(col.key, ""))
                 cells.append(text)
             rows.append(cells)
         tables.append(_table(head, rows, 2))
@@ -332,7 +335,19 @@ def _comparison(comparison: Comparison) -> str:
         items = "".join(f"<li>{'<b>' if s.disagree else ''}{escape(s.text())}{'</b>' if s.disagree else ''}</li>"
                         for s in comparison.repeats)
         tables.append(f'<p class="sub">Configurations run more than once (never pooled):</p><ul>{items}</ul>')
+    tables.append(trust_notes(comparison, labels))
     return "".join(tables)
+
+
+def _localscore(comparison: Comparison) -> str:
+    """LocalScore's score per sitting that ran its preset, with what it is (models.bench.localscore.ABOUT)."""
+    from models.bench.localscore import ABOUT
+
+    rows = localscore_rows(comparison, _row_labels(comparison.rows, machine=False))
+    if not rows:
+        return ""
+    return (f'<h2>LocalScore</h2><p class="sub">{escape(ABOUT)}</p>'
+            + _table(["model", "machine", "settings", "LocalScore"], rows, 3))
 
 
 def _runs(runs: Sequence[RunRecord]) -> str:
@@ -342,12 +357,15 @@ def _runs(runs: Sequence[RunRecord]) -> str:
         speed = f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}" if r.status == "ok" else escape(r.status)
         energy = (f"{rec.energy.joules_per_token(r):.3f}" + (" est." if rec.energy.is_estimate else "")
                   if rec.energy and rec.energy.joules_per_token(r) else "–")
+        # Runs measured before labels existed say nothing rather than "ok".
+        trust = "" if r.status != "ok" or not r.trust else \
+            escape(r.trust) if r.trust == "ok" else trust_tag(r.trust, r.trust_reasons)
         rows.append([str(rec.id), escape(rec.model.get("file", "")), escape(r.test), escape(rec.machine_label),
                      escape(str(r.n_threads)), escape(str(r.n_gpu_layers)), speed, str(len(r.samples_ts)), f"{r.load_ms:.0f}",
-                     f"{r.mem_peak / 2**20:.0f}" if r.mem_peak else "–", energy, escape(r.test_time),
+                     f"{r.mem_peak / 2**20:.0f}" if r.mem_peak else "–", energy, trust, escape(r.test_time),
                      escape((r.error or "").splitlines()[0] if r.error else "")])
     return _table(["run", "model", "test", "machine", "threads", "ngl", "t/s", "n", "load ms", "peak MiB",
-                   "J/token", "time", "error"], rows, 4)
+                   "J/token", "trust", "time", "error"], rows, 4)
 
 
 def _money(value: float, currency: str) -> str:
@@ -393,9 +411,11 @@ def _capacity(measurements: Sequence[Any], settings: Settings | None) -> str:
         return ""
     from models.results.measurement_report import answers_html, capacity_html
 
+    from models.results.quality_report import quality_html
+
     answers = [m for m in measurements if m.kind == "answers"]
-    figures = [m for m in measurements if m.kind != "answers"]
-    html = ""
+    figures = [m for m in measurements if m.kind not in ("answers", "quality")]
+    html = quality_html(measurements)
     if figures:
         html += ('<h2>Capacity</h2><p class="sub">Load tests: tokens/s each person got and in all, and time to first '
                  'token, against people at once; the answer is the most people served within the SLO.</p>'
@@ -431,6 +451,7 @@ def render_html(runs: Sequence[RunRecord], *, title: str = "Tokenometer report",
 <h2>Charts</h2><div class="charts">{figures}</div>
 <h2>Comparison</h2><p class="sub">Mean ± sample standard deviation (n samples){
     "; changes against the baseline row" if comparison.baseline_key else ""}.</p>{_comparison(comparison)}
+{_localscore(comparison)}
 {"<h2>Cost</h2>" + _costs(comparison, settings) if settings is not None else ""}
 {_capacity(measurements, settings)}
 <h2>Every run</h2>{_runs(runs)}
