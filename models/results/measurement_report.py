@@ -14,13 +14,14 @@ from typing import Any
 
 from models.results.capacity import load_levels, measurement_answer, measurement_cost, started
 from models.results.measurements import Measurement, list_measurements
+from models.results.quality_report import QUALITY_FIELDS, quality_markdown, quality_row
 from models.results.store import ResultsStore, RunRecord, machine_label
 from models.settings import Settings
 from models.text import printable
 
 log = logging.getLogger(__name__)
 
-REPORTED = ("load", "batched", "answers")
+REPORTED = ("load", "batched", "answers", "quality")
 # The key that marks a measurement in a json or jsonl report; an import skips these objects (runs only).
 MARK = "measurement"
 LEVEL_FIELDS = ("concurrency", "rate", "completed", "failed", "input_tokens", "output_tokens", "duration_s",
@@ -28,7 +29,7 @@ LEVEL_FIELDS = ("concurrency", "rate", "completed", "failed", "input_tokens", "o
                 "slo_met", "ttft_ms", "tpot_ms", "e2e_p50_ms", "joules")
 BATCHED_FIELDS = ("pp", "tg", "pl", "n_kv", "t_pp", "speed_pp", "t_tg", "speed_tg", "t", "speed")
 CSV_FIELDS = ("measurement_uid", "kind", "model_filename", "model_repo", "target", "machine", "started_at", "status",
-              "percentile", "slo_ttft_s", "slo_tpot_s") + LEVEL_FIELDS + BATCHED_FIELDS
+              "percentile", "slo_ttft_s", "slo_tpot_s") + LEVEL_FIELDS + BATCHED_FIELDS + QUALITY_FIELDS
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
@@ -63,7 +64,7 @@ def measurement_object(m: Measurement) -> dict[str, Any]:
                            "settings": m.settings, "answer": measurement_answer(m) if m.kind == "load" else m.answer}
     if m.kind == "load":
         out["levels"] = [level for level in m.data.get("levels") or []]
-    elif m.kind == "answers":
+    elif m.kind in ("answers", "quality"):
         out["result"] = {k: v for k, v in m.data.items() if k != "prompt"}
     else:
         out["rows"] = [row for row in m.data.get("rows") or [] if not row.get("skipped")]
@@ -100,6 +101,8 @@ def measurements_csv(measurements: Sequence[Measurement]) -> str:
                 "slo_ttft_s": slo.get("ttft"), "slo_tpot_s": slo.get("tpot")}
         if m.kind == "load":
             body = [_level_row(level, data) for level, data in zip(load_levels(m), m.data.get("levels") or [])]
+        elif m.kind == "quality":
+            body = [quality_row(m)] if m.data else []
         else:
             body = [{k: row.get(k) for k in BATCHED_FIELDS} for row in m.data.get("rows") or []
                     if not row.get("skipped")]
@@ -122,10 +125,9 @@ def measurements_markdown(measurements: Sequence[Measurement], settings: Setting
     """The md report's capacity section: per load test its answer, cost and levels; per sweep its table."""
     if not measurements:
         return ""
-    lines = ["", "## Capacity", ""]
-    for m in measurements:
-        if m.kind == "answers":
-            continue
+    capacity = [m for m in measurements if m.kind in ("load", "batched")]
+    lines = ["", "## Capacity", ""] if capacity else [""]
+    for m in capacity:
         title = f"{m.model_name} · {m.target} · {started(m)}" + (f" ({m.status})" if m.status != "ok" else "")
         lines += [f"### {_md(title)}", ""]
         if m.kind == "load":
@@ -148,6 +150,7 @@ def measurements_markdown(measurements: Sequence[Measurement], settings: Setting
                     lines.append("| " + " | ".join(_md(f"{row.get(k):.3f}" if isinstance(row.get(k), float)
                                                        else row.get(k)) for k in BATCHED_FIELDS) + " |")
         lines.append("")
+    lines += quality_markdown(measurements)
     answers = [m for m in measurements if m.kind == "answers"]
     if answers:
         lines += ["## Answers", ""]
@@ -196,8 +199,8 @@ def capacity_html(measurements: Sequence[Measurement], settings: Settings | None
 
     parts = []
     for m in measurements:
-        if m.kind == "answers":
-            continue  # answers_html, in their own section
+        if m.kind in ("answers", "quality"):
+            continue  # answers_html and quality_report.quality_html, in their own sections
         title = f"{m.model_name} · {m.target} · {started(m)}" + (f" ({m.status})" if m.status != "ok" else "")
         if m.kind != "load":
             rows = [[escape(f"{row.get(k):.3f}" if isinstance(row.get(k), float) else str(row.get(k)))
