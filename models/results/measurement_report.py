@@ -102,7 +102,8 @@ def measurements_csv(measurements: Sequence[Measurement]) -> str:
         if m.kind == "load":
             body = [_level_row(level, data) for level, data in zip(load_levels(m), m.data.get("levels") or [])]
         elif m.kind == "quality":
-            body = [quality_row(m)] if m.data else []
+            # Full precision: a mean KLD of 0.0068 would keep two significant digits at six decimals.
+            body = [{k: repr(v) if isinstance(v, float) else v for k, v in quality_row(m).items()}] if m.data else []
         else:
             body = [{k: row.get(k) for k in BATCHED_FIELDS} for row in m.data.get("rows") or []
                     if not row.get("skipped")]

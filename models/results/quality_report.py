@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from models.results.measurements import Measurement
@@ -85,3 +86,38 @@ def quality_html(measurements: Sequence[Measurement]) -> str:
     return ('<h2>Quality</h2><p class="sub">Perplexity as llama-perplexity computes it; bits per UTF-8 byte compare '
             "models with different tokenizers; mean KL divergence from the reference model's token probabilities."
             "</p>" + _table(HEADERS, rows, 5))
+
+
+def quality_report_parts(store: Any) -> tuple[list[Any], list[Measurement]]:
+    """What the Quality page exports: every quality result and answer kept, and the runs of the same model files
+    (their speed and memory: the other two axes of the choice; a report is built on runs). Both lists are empty
+    when nothing was measured; the runs list is empty when those files were never benchmarked."""
+    from models.results.measurements import list_measurements
+
+    measurements = [m for m in list_measurements(store) if m.kind in ("quality", "answers")]
+    files = {m.model.get("file") for m in measurements if m.model.get("file")}
+    runs = [run for run in store.list_runs()
+            if (run.model.get("file") or Path(run.result.model_filename).name) in files]
+    return runs, measurements
+
+
+def export_quality_report(store: Any, path: Path, *, fmt: str | None = None, settings: Any = None) -> str:
+    """Write the Quality page's report (quality_report_parts) with the Results page's writer; returns what went
+    in, in words. Nothing kept, or no run of the measured files, is refused with a ReportError saying so."""
+    from models.errors import ReportError
+    from models.results.reports import export_report
+
+    runs, measurements = quality_report_parts(store)
+    if not measurements:
+        raise ReportError("Nothing to export: no quality result or answer is kept yet.")
+    if not runs:
+        raise ReportError("A report is built on runs, and the models measured here were never benchmarked: "
+                          "benchmark them (their speed is the choice's other axis), then export.")
+    export_report(runs, path, fmt=fmt, settings=settings, measurements=measurements)
+    n = sum(m.kind == "quality" for m in measurements)
+
+    def count(k: int, word: str) -> str:
+        return f"{k} {word}{'s' if k != 1 else ''}"
+
+    return (f"Saved {count(n, 'quality result')}, {count(len(measurements) - n, 'answer')} and "
+            f"{count(len(runs), 'run')} to {path}")
