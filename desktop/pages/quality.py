@@ -20,11 +20,14 @@ from desktop.context import AppContext
 from desktop.jobs import Change, run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import Column, RowTable, table_view
+from desktop.pages.results import FORMAT_NAMES
+from models.results.report_rows import FORMATS
 from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
 NO_REFERENCE = "(none: perplexity and bits per byte only)"
+EXPORT_FORMATS = tuple(fmt for fmt in FORMATS if fmt != "sql")  # an SQL report holds runs only
 
 
 def _number(digits: int) -> Any:
@@ -118,6 +121,20 @@ class QualityPage(Page):
         self.recommendation.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         choose.addWidget(self.recommendation, 1)
         choice_layout.addLayout(choose)
+        export = QHBoxLayout()
+        self.export_status = QLabel("")
+        self.export_status.setWordWrap(True)
+        export.addWidget(self.export_status, 1)
+        export.addWidget(QLabel("Export:"))
+        self.export_buttons: dict[str, QPushButton] = {}
+        for fmt in EXPORT_FORMATS:
+            button = QPushButton(FORMAT_NAMES[fmt])
+            button.setToolTip(f"Save every quality result and answer kept, with the speed runs of the same models, "
+                              f"as a {FORMAT_NAMES[fmt]} report")
+            button.clicked.connect(lambda _checked=False, fmt=fmt: self.export(fmt))
+            export.addWidget(button)
+            self.export_buttons[fmt] = button
+        choice_layout.addLayout(export)
         self.choice: Any = None
         ctx.watch(Change.RESULTS, self.refresh, owner=self)
         ctx.watch(Change.LIBRARY, self._load_models, owner=self)
@@ -218,6 +235,32 @@ class QualityPage(Page):
             self.tabs.setCurrentWidget(self.answers)
         else:
             self.past_answers.message.setText(self.answers.status.text())
+
+    def export(self, fmt: str, path: Path | None = None) -> None:
+        """A report of the quality results and answers kept, with the runs of the same model files (the Results
+        page's export: models.results.reports.export_report)."""
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(self, f"Export a {FORMAT_NAMES[fmt]} report",
+                                                    str(Path.home() / f"tokenometer-quality.{fmt}"), f"*.{fmt}")
+            if not chosen:
+                return
+            path = Path(chosen)
+        target, settings = path, self.ctx.settings()
+        self.export_status.setText(f"Writing {target.name} …")
+
+        def write() -> str:
+            from models.results.quality_report import export_quality_report
+
+            with self.ctx.open_store() as store:
+                return export_quality_report(store, target, fmt=fmt, settings=settings)
+
+        run_job(write, on_done=self._exported, on_error=self._not_exported)  # bound: dropped once the page is gone
+
+    def _exported(self, message: str) -> None:
+        self.export_status.setText(message)
+
+    def _not_exported(self, error: BaseException) -> None:
+        self.export_status.setText(f"Not exported: {error}")
 
     def _pick_text(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "A text to measure on", "", "Text (*.txt *.raw);;All files (*)")

@@ -121,3 +121,34 @@ def test_deleting_a_past_prompt_asks_first(window, qtbot, starter_model: Path, q
     assert past.message.text() == "Deleted 2 answers."
     with window.ctx.open_store() as store:
         assert stored_answer_groups(store) == []
+
+
+def test_the_quality_page_exports_its_results_with_the_runs(window, qtbot, starter_model: Path, q8_0: Path,
+                                                           tmp_path: Path, capsys) -> None:
+    from html import escape
+
+    window.show_page("quality")
+    page = window.page("quality")
+    assert list(page.export_buttons) == ["md", "csv", "json", "jsonl", "html"]  # sql holds runs only
+    page.export("md", tmp_path / "none.md")
+    qtbot.waitUntil(lambda: page.export_status.text().startswith("Not exported"), timeout=10_000)
+    assert "no quality result or answer is kept yet" in page.export_status.text()
+
+    page, live = _answer_in_the_page(window, qtbot, starter_model, q8_0)
+    text = Path(__file__).parents[1] / "models" / "bench" / "data" / "public_domain.txt"
+    assert main(["quality", str(starter_model), "--text", str(text), "-c", "64", "--chunks", "2", "-t", "2"]) == 0
+    page.export("md", tmp_path / "norun.md")
+    qtbot.waitUntil(lambda: "never benchmarked" in page.export_status.text(), timeout=10_000)
+    assert not (tmp_path / "norun.md").exists()
+
+    assert main(["bench", str(starter_model), "-p", "16", "-n", "4", "-r", "1", "-t", "2"]) == 0
+    capsys.readouterr()
+    report = tmp_path / "quality.html"
+    page.export("html", report)
+    qtbot.waitUntil(lambda: page.export_status.text().startswith("Saved"), timeout=30_000)
+    assert page.export_status.text() == f"Saved 1 quality result, 2 answers and 2 runs to {report}"
+    html = report.read_text()
+    assert "<h2>Quality</h2>" in html and "<h2>Answers</h2>" in html and html.count('class="card answer"') == 2
+    for answer, figures in live:  # the answers as the page showed them, with their figures
+        assert escape(answer) in html and escape(figures) in html
+    assert "seed 77" in html and "temperature 0.9" in html
