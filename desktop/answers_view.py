@@ -190,6 +190,10 @@ class AnswersView(QWidget):
         self.prompt.setCurrentText(group.prompt)
         sampling = group.sampling
         self.sampling.setText(sampling_line(sampling) if sampling else "sampling settings not recorded")
+        # The controls take the kept settings too, so Answer asks the same again (of the models ticked).
+        for key, box in (("temperature", self.temperature), ("seed", self.seed), ("n_predict", self.n_predict)):
+            if isinstance(sampling.get(key), (int, float)):
+                box.setValue(sampling[key])
         for index, m in enumerate(group.answers):
             line = m.answer or (figures(m.data) if m.data else "")
             if m.status != "ok":

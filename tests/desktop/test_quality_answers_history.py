@@ -71,6 +71,7 @@ def test_a_past_prompt_reopens_side_by_side_with_its_figures_and_seed(window, qt
     assert len(view.columns) == 1 and view.prompt.currentText() == "Name a fruit."
     assert "temperature 0 · " in view.sampling.text() and "seed 5 · " in view.sampling.text()
     assert view.columns[0][0].toPlainText() == first.answers[0].data["text"] != ""
+    assert (view.temperature.value(), view.seed.value(), view.n_predict.value()) == (0.0, 5, 5)
 
     # The page's own run, reopened: the same two columns as shown live, in the order the models ran.
     page.tabs.setCurrentWidget(past)
@@ -85,9 +86,19 @@ def test_a_past_prompt_reopens_side_by_side_with_its_figures_and_seed(window, qt
     assert titles == [starter_model.name, q8_0.name]
     assert "temperature 0.9 · " in view.sampling.text() and "seed 77 · " in view.sampling.text()
     assert "at most 8 tokens" in view.sampling.text()
+    # The controls hold the kept settings, so Answer would ask the same again.
+    assert (view.temperature.value(), view.seed.value(), view.n_predict.value()) == (0.9, 77, 8)
     assert view.prompt.currentText() == "Name three colours." and view.status.text().startswith("Kept answers of ")
-    # A reopened group is only shown: Answer runs afresh and replaces the columns.
-    assert view.run_button.isEnabled()
+    # A reopened group is only shown: Answer runs afresh (the same settings) and replaces the columns; while it
+    # runs, a past prompt does not open over the live answers.
+    qtbot.mouseClick(view.run_button, Qt.MouseButton.LeftButton)
+    assert not view.run_button.isEnabled() and view.shown_group == ""
+    page.open_answers(past.table.rows[0])
+    assert past.message.text() == "Answers are being made; open a past prompt when they are done."
+    assert view.prompt.currentText() == "Name three colours." and view.shown_group == ""
+    qtbot.waitUntil(lambda: view.run_button.isEnabled(), timeout=120_000)
+    assert "seed 77 · " in view.sampling.text() and len(view.columns) == 2
+    qtbot.waitUntil(lambda: past.table.rowCount() == 3, timeout=30_000)  # the new run joins the list
 
 
 def test_deleting_a_past_prompt_asks_first(window, qtbot, starter_model: Path, q8_0: Path) -> None:
