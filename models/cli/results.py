@@ -14,6 +14,7 @@ from models.text import plural, printable
 
 if TYPE_CHECKING:  # the store and comparison modules load only when a results command runs
     from models.results.compare import Comparison
+    from models.results.measurements import Measurement
     from models.results.store import ResultsStore, RunRecord
 
 log = logging.getLogger(__name__)
@@ -188,10 +189,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
         measurements = report_measurements(store, runs, everything=bool(args.runs) and _run_ids(args.runs) is None)
     path = export_report(runs, args.output, fmt=fmt, settings=load_settings() if fmt in ("html", "md") else None,
                          baseline=args.baseline, measurements=measurements)
-    print(printable(f"Wrote {plural(len(runs), 'run')}"
-                    + (f" and {plural(len(measurements), 'load test or sweep', 'load tests or sweeps')}"
-                       if measurements else "") + f" to {path} ({fmt})."))
+    print(printable(f"Wrote {plural(len(runs), 'run')}{_measurements_said(measurements)} to {path} ({fmt})."))
     return 0
+
+
+def _measurements_said(measurements: list[Measurement]) -> str:
+    """", 2 load tests or sweeps and 1 quality result": what a report carries beside its runs, by kind."""
+    kinds = [m.kind for m in measurements]
+    capacity = sum(kind in ("batched", "load") for kind in kinds)
+    parts = [plural(count, one, many) for count, one, many in (
+        (capacity, "load test or sweep", "load tests or sweeps"),
+        (kinds.count("quality"), "quality result", "quality results"),
+        (kinds.count("answers"), "answer", "answers")) if count]
+    if not parts:
+        return ""
+    return (", " + ", ".join(parts[:-1]) + " and " + parts[-1]) if len(parts) > 1 else " and " + parts[0]
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

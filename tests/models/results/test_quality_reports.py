@@ -67,5 +67,8 @@ def test_quality_results_export_beside_their_runs_and_answers(starter_model: Pat
     assert f"{mine['ppl']:.4f} ± {mine['ppl_err']:.4f}" in html
 
     # `tokenometer report all` carries them too.
+    capsys.readouterr()
     assert main(["report", "all", "-o", str(tmp_path / "all.md")]) == 0
     assert "## Quality" in (tmp_path / "all.md").read_text()
+    # What it says it wrote is counted by kind: no quality result is called a load test.
+    assert "Wrote 2 runs, 2 quality results and 2 answers to " in capsys.readouterr().out
