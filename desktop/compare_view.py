@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
 from desktop.charts import bar_chart, short_name, unique_short, xy_chart
@@ -33,7 +34,23 @@ def _stat_text(row: CompareRow, key: str) -> str:
     text = f"{stat.mean:.{digits}f} ± {stat.spread:.{digits}f}"
     if key in row.diffs and not row.is_baseline:
         text += f"  ({row.diffs[key]:+.0f} %)"
+    if key in row.trust:
+        text += f"  ⚠ {row.trust[key]}"  # the same words as the Trust column of the runs above
     return text
+
+
+TRUST_COLOR = "#c77c02"  # the runs table's colour for a figure to trust less
+
+
+def _figure_tip(row: CompareRow, key: str) -> str:
+    """n, and for a figure labelled other than ok its label and why (models.bench.trust)."""
+    if key not in row.cells:
+        return "no figure"
+    tip = f"n = {row.cells[key].n}"
+    if key in row.trust:
+        reasons = row.trust_notes.get(key) or "no reason recorded"
+        tip = f"{row.trust[key]}: {reasons}\n{tip}"
+    return tip
 
 
 def _cost_tip(cost: Any) -> str:
@@ -60,8 +77,21 @@ def _figure_column(col: Any) -> Column[CompareRow]:
 
     return Column(f"{col.label} [{col.unit}]", mean, numeric=True, show=lambda r: _stat_text(r, key),
                   tip=KIND_TIPS.get(col.kind, "") + (" Higher is better." if col.higher_is_better
-                                                     else " Lower is better."),
-                  cell_tip=lambda r: f"n = {r.cells[key].n}" if key in r.cells else "no figure")
+                                                     else " Lower is better.")
+                  + (" ⚠ marks a figure to trust less (noisy, throttled, swapped, partial offload); hover for why."
+                     if col.kind == "throughput" else ""),
+                  cell_tip=lambda r: _figure_tip(r, key),
+                  color=lambda r: QColor(TRUST_COLOR) if key in r.trust else None)
+
+
+def localscore_column() -> Column[CompareRow]:
+    """LocalScore's score of each row that ran its preset (models.bench.localscore), what it is in the tooltip."""
+    from models.bench.localscore import ABOUT
+
+    return Column("LocalScore", lambda r: r.localscore or None, numeric=True,
+                  show=lambda r: f"{r.localscore:,.0f}" if r.localscore else "–", tip=ABOUT,
+                  cell_tip=lambda r: ABOUT if r.localscore else
+                  "Not a LocalScore run: the LocalScore preset runs its nine tests with its settings.")
 
 
 def row_places(rows: Sequence[CompareRow], runs: Sequence[Any] = ()) -> dict[str, str]:
@@ -111,6 +141,8 @@ def comparison_columns(comparison: Comparison, settings: Any = None, *,
                tip="Where it ran; imported runs came from another machine's report."),
         Column("Settings", lambda r: r.settings_label, tip="The engine settings these runs share."),
     ]
+    if any(row.localscore for row in comparison.rows):
+        columns.append(localscore_column())
     columns += [_figure_column(col) for col in comparison.columns]
     if settings is not None:
         from models.results.cost import row_cost

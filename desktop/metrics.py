@@ -127,6 +127,9 @@ def result_columns(get: Callable[[Any], BenchResult] = lambda row: row, *,
                show=lambda r: f"{get(r).n_batch} / {get(r).n_ubatch}"),
         Column("Trust", lambda r: _trust(get(r)), tip=TIPS_TRUST, cell_tip=lambda r: _trust_tip(get(r)),
                color=lambda r: QColor("#c77c02") if get(r).trust not in ("", "ok") else None),
+        Column("95% interval", lambda r: relative_interval(get(r)), numeric=True, tip=TIPS_INTERVAL,
+               show=lambda r: interval_text(get(r)), cell_tip=lambda r: _interval_tip(get(r)),
+               color=lambda r: QColor("#c77c02") if _missed(get(r)) else None),
     ]
     return columns
 
@@ -134,6 +137,54 @@ def result_columns(get: Callable[[Any], BenchResult] = lambda row: row, *,
 TIPS_TRUST = ("How far to trust the figure: ok, noisy (spread over 5%, a busy machine, battery), throttled (a "
               "steady fall across repetitions, GPU throttling), swapped, or partial offload; hover for the reason. "
               "Type a label in the filter to see only those runs.")
+
+
+TIPS_INTERVAL = ("The 95% confidence interval of the mean throughput (Student t over the repetitions), as a share of "
+                 "the mean. With Repetitions auto a test repeats until this is within the target (±2%): ✓ when it "
+                 "got there; otherwise the cap (30 repetitions or 60 s of timing) stopped it first.")
+
+
+def _interval(result: BenchResult) -> float:
+    """The half-width in t/s: the worker's, or from the samples for results stored before it kept one."""
+    from models.bench.adaptive import ci95
+
+    if result.status != "ok" or len(result.samples_ts) < 2:
+        return 0.0
+    return result.ci95_ts or ci95(result.samples_ts)
+
+
+def relative_interval(result: BenchResult) -> float | None:
+    """The 95% interval over the mean; None where it cannot be known (one repetition, a failed test)."""
+    half = _interval(result)
+    return half / result.avg_ts if half and result.avg_ts else None
+
+
+def _missed(result: BenchResult) -> bool:
+    return bool(result.ci_target) and not result.ci_met and result.status == "ok"
+
+
+def interval_text(result: BenchResult) -> str:
+    """"±1.3% ✓" (adaptive, target met), "±3.1% (target ±2%)" (not met), "±1.3%" (fixed repetitions), "–"."""
+    share = relative_interval(result)
+    if share is None:
+        return "–" if result.status == "ok" else ""
+    text = f"±{share:.1%}"
+    if result.ci_target:
+        text += " ✓" if result.ci_met else f" (target ±{result.ci_target:.0%})"
+    return text
+
+
+def _interval_tip(result: BenchResult) -> str:
+    half, n = _interval(result), len(result.samples_ts)
+    if not half:
+        return "One repetition gives no interval: use 2 or more, or auto." if result.status == "ok" else ""
+    text = f"{result.avg_ts:.2f} ± {half:.2f} t/s, the 95% interval of the mean over {plural(n, 'repetition')}."
+    if result.ci_target:
+        text += (f"\nRepeated until within ±{result.ci_target:.0%} (auto): "
+                 + ("reached." if result.ci_met else "not reached before the cap (30 repetitions or 60 s)."))
+    else:
+        text += "\nA fixed number of repetitions (no target)."
+    return text
 
 
 def _trust(result: BenchResult) -> str:

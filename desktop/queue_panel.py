@@ -23,9 +23,20 @@ def state_text(item: QueueItem) -> str:
     return str(item.state)
 
 
+def localscore_text(item: QueueItem) -> str:
+    """"LocalScore 123" once a run of the LocalScore preset has all its tests; "" for any other run."""
+    from models.bench.localscore import localscore, localscore_tests
+
+    if tuple(item.job.tests) != localscore_tests():
+        return ""
+    score = localscore(item.results)
+    return f"LocalScore {score.score:,.0f}" if score.complete else ""
+
+
 def _summary(item: QueueItem) -> str:
     ok = [r for r in item.results if r.status == "ok"]
-    return " · ".join(f"{r.test} {rate_text(r)}" for r in ok) or "–"
+    score = localscore_text(item)
+    return " · ".join(([score] if score else []) + [f"{r.test} {rate_text(r)}" for r in ok]) or "–"
 
 
 def _summary_tip(item: QueueItem) -> str:

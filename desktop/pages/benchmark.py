@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -18,25 +19,44 @@ from desktop.context import AppContext
 from desktop.jobs import run_job
 from desktop.metrics import model_where, result_columns
 from desktop.pages import SPACING, Page
-from desktop.queue_panel import QueuePanel, state_text
+from desktop.queue_panel import QueuePanel, localscore_text, state_text
 from desktop.tables import RowTable, table_view
 from models.bench.adaptive import AdaptivePlan
-from models.bench.spec import DEFAULT_REPETITIONS, KV_TYPES, BenchSweep, default_threads
+from models.bench.localscore import ABOUT as LOCALSCORE_ABOUT
+from models.bench.localscore import LOCALSCORE_BATCH, LOCALSCORE_TESTS, LOCALSCORE_UBATCH, localscore_jobs
+from models.bench.spec import DEFAULT_REPETITIONS, KV_TYPES, BenchJob, BenchSweep, default_threads
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
+# Repetitions default to auto (repeat until the 95% interval is within ±2%): a figure that says how far to trust
+# it. Standard keeps llama-bench's fixed 5 because its promise is "the numbers llama-bench would print", and
+# LocalScore keeps its own single repetition so its score compares with localscore.ai's.
+LOCALSCORE = "LocalScore"
 PRESETS: dict[str, dict[str, str]] = {
-    "Quick": {"n_prompt": "64", "n_gen": "16", "n_depth": "0", "repetitions": "2"},
-    "Standard": {"n_prompt": "512", "n_gen": "128", "n_depth": "0", "repetitions": "5"},
-    "Long context": {"n_prompt": "512", "n_gen": "128", "n_depth": "0, 512, 2048, 4096", "repetitions": "3"},
+    "Quick": {"n_prompt": "64", "n_gen": "16", "n_pg": "", "n_depth": "0", "repetitions": "auto"},
+    "Standard": {"n_prompt": "512", "n_gen": "128", "n_pg": "", "n_depth": "0", "repetitions": "5"},
+    "Long context": {"n_prompt": "512", "n_gen": "128", "n_pg": "", "n_depth": "0, 512, 2048, 4096",
+                     "repetitions": "auto"},
+    # Shown as LocalScore's nine prompt:generation pairs; run as its tests (models.bench.localscore).
+    LOCALSCORE: {"n_prompt": "0", "n_gen": "0", "n_pg": ", ".join(f"{p}:{g}" for p, g, _ in LOCALSCORE_TESTS),
+                 "n_depth": "0", "n_batch": str(LOCALSCORE_BATCH), "n_ubatch": str(LOCALSCORE_UBATCH),
+                 "flash_attn": "off", "type_k": "f16", "type_v": "f16", "use_mmap": "auto", "ttft": "0",
+                 "repetitions": "1"},
 }
 PRESET_TIPS = {
-    "Quick": "A fast look: 64 prompt tokens, 16 generated, 2 repetitions.",
-    "Standard": "llama-bench's defaults: pp512 and tg128, 5 repetitions.",
-    "Long context": "pp512 and tg128 after 0, 512, 2048 and 4096 tokens already in the context.",
+    "Quick": "A fast look: 64 prompt tokens, 16 generated, repeated until the 95% interval is within ±2% "
+             "(at least 3 repetitions, at most 30 or 60 s per test).",
+    "Standard": "llama-bench's defaults, to compare with its numbers: pp512 and tg128, a fixed 5 repetitions as "
+                "llama-bench runs them. Type auto in Repetitions to repeat until the interval is within ±2%.",
+    "Long context": "pp512 and tg128 after 0, 512, 2048 and 4096 tokens already in the context, each repeated "
+                    "until its 95% interval is within ±2%.",
+    LOCALSCORE: LOCALSCORE_ABOUT + " Runs each pair as a prompt test and a generation test at the prompt's depth, "
+                "with LocalScore's settings (batch 2048/512, flash attention off, one repetition).",
     "Custom": "Set every engine parameter; comma lists are swept like llama-bench's.",
 }
+# What LocalScore lets a user choose (its -t, --cpu / GPU and repetitions); the rest of the form is its own.
+LOCALSCORE_FREE = ("n_threads", "n_gpu_layers", "repetitions")
 # (field, label, tooltip); every list field takes comma-separated values, swept as a cross product.
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("n_prompt", "Prompt tokens", "ppN tests: tokens processed as one prompt (0 = none). Comma list."),
@@ -53,8 +73,9 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("type_v", "KV type V", f"V cache type: {', '.join(KV_TYPES)}. Comma list."),
     ("use_mmap", "mmap", "auto: map the model file unless a device cannot (llama-bench's default); on: always "
                        "map it; off: read it into memory. Comma list."),
-    ("repetitions", "Repetitions", "Timed repetitions of each test, after one warmup; auto: repeat until the 95% "
-                                   "confidence interval of the mean is within ±2% (3 to 30 repetitions, 60 s at most)."),
+    ("repetitions", "Repetitions", "Timed repetitions of each test, after one warmup; auto (the default): repeat "
+                                   "until the 95% confidence interval of the mean is within ±2% (3 to 30 "
+                                   "repetitions, 60 s at most); a number: exactly that many, as llama-bench's -r."),
     ("ttft", "TTFT prompt", "Also time the first token of a real chat prompt of about this many tokens "
                             "(0 = not measured)."),
 )
@@ -154,6 +175,7 @@ class BenchmarkPage(Page):
         box = QGroupBox("Settings")
         layout = QVBoxLayout(box)
         presets = QHBoxLayout()
+        presets.setSpacing(4)
         self.preset_buttons = QButtonGroup(self)
         for name in (*PRESETS, "Custom"):
             button = QPushButton(name)
@@ -161,12 +183,20 @@ class BenchmarkPage(Page):
             button.setProperty("segment", True)  # drawn as a segmented choice by the app's style sheet
             button.setToolTip(PRESET_TIPS[name])
             button.setObjectName(f"preset-{name.replace(' ', '-').lower()}")
+            # Five presets in one row: a narrower pad keeps the window's smallest width what it was with four.
+            button.setStyleSheet("padding: 4px 8px;")
             self.preset_buttons.addButton(button)
             presets.addWidget(button)
         self.preset_buttons.setExclusive(True)
         self.preset_buttons.buttonClicked.connect(lambda button: self.set_preset(button.text()))
         presets.addStretch(1)
         layout.addLayout(presets)
+        # What the chosen preset is, where a tooltip is not enough (LocalScore: what its score means).
+        self.preset_info = QLabel()
+        self.preset_info.setObjectName("presetInfo")
+        self.preset_info.setWordWrap(True)
+        self.preset_info.setVisible(False)
+        layout.addWidget(self.preset_info)
         grid = QGridLayout()
         grid.setHorizontalSpacing(SPACING)
         defaults = self._defaults()
@@ -201,7 +231,8 @@ class BenchmarkPage(Page):
     def _defaults(self) -> dict[str, str]:
         threads = self._default_threads()
         chosen = self.ctx.settings()  # the Settings page's benchmark defaults (each may be a comma list)
-        return {"n_pg": "", "ttft": "0", "n_threads": str(threads), "n_gpu_layers": "-1", "n_batch": "2048",
+        return {"n_pg": "", "ttft": "0", "repetitions": "auto", "n_threads": str(threads), "n_gpu_layers": "-1",
+                "n_batch": "2048",
                 "n_ubatch": "512", "flash_attn": chosen.bench_flash_attn, "type_k": chosen.bench_type_k,
                 "type_v": chosen.bench_type_v, "use_mmap": chosen.bench_use_mmap}
 
@@ -219,12 +250,28 @@ class BenchmarkPage(Page):
         if name != "Custom":
             for key, edit in self.fields.items():
                 edit.setText(values.get(key, edit.text()))
+        # LocalScore's tests and settings are fixed: shown, not editable, while its preset is on.
+        for key, edit in self.fields.items():
+            edit.setReadOnly(name == LOCALSCORE and key not in LOCALSCORE_FREE)
+        self.preset_info.setText(f"LocalScore: {LOCALSCORE_ABOUT}" if name == LOCALSCORE else "")
+        self.preset_info.setVisible(name == LOCALSCORE)
         self.preset = name
         self._loading_preset = False
 
     def _edited(self, _text: str) -> None:
+        if self.preset == LOCALSCORE and self.sender() in [self.fields[key] for key in LOCALSCORE_FREE]:
+            return  # threads, offload and repetitions are LocalScore's own options
         if not self._loading_preset and self.preset != "Custom":
             self.set_preset("Custom")
+
+    def jobs(self, models: list[Path]) -> list[BenchJob]:
+        """The jobs the form describes: the sweep's, or LocalScore's tests for each model, thread count and
+        offload (its repetitions, or auto); raises BenchmarkError naming the bad field."""
+        sweep = self.sweep(models)
+        if self.preset != LOCALSCORE:
+            return sweep.jobs()
+        scored = localscore_jobs(sweep.jobs(), repetitions=sweep.repetitions)
+        return [dataclasses.replace(job, adaptive=sweep.adaptive) for job in scored]
 
     def sweep(self, models: list[Path]) -> BenchSweep:
         """The sweep the form describes; raises BenchmarkError naming the bad field."""
@@ -286,7 +333,7 @@ class BenchmarkPage(Page):
     def context_problem(self) -> str:
         """Why a test does not fit a ticked model's trained context, in words; "" when all fit (or unknown)."""
         try:
-            jobs = self.sweep(self.picked()).jobs()
+            jobs = self.jobs(self.picked())
         except BenchmarkError:
             return ""  # the form's own error is said when Run is pressed
         for job in jobs:
@@ -377,7 +424,7 @@ class BenchmarkPage(Page):
         self.error.clear()
         models = self.picked()
         try:
-            jobs = self.sweep(models).jobs()
+            jobs = self.jobs(models)
         except BenchmarkError as error:
             self.error.setText(str(error))
             return []
@@ -422,6 +469,10 @@ class BenchmarkPage(Page):
             self.results.set_rows(item.results)
             self.results_view.resizeColumnsToContents()
         lines = [f"{item.model_name} — {item.settings}", f"State: {state_text(item)}"]
+        if localscore_text(item):
+            from models.bench.localscore import score_lines
+
+            lines += ["", *score_lines(item.results), LOCALSCORE_ABOUT]
         if item.state == FAILED:
             lines += ["", f"Why it failed: {item.message}"]
             if item.detail:

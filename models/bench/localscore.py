@@ -52,10 +52,11 @@ def localscore_tests() -> tuple[BenchTest, ...]:
 
 
 def localscore_job(model_path: Path | str, *, n_threads: int, repetitions: int = LOCALSCORE_REPETITIONS,
-                   type_kv: str = "f16", n_gpu_layers: int = -1) -> BenchJob:
-    """The LocalScore preset as one job for the runner (`n_gpu_layers=0` is LocalScore's --cpu)."""
+                   type_kv: str = "f16", n_gpu_layers: int = -1, rpc: str = "") -> BenchJob:
+    """The LocalScore preset as one job for the runner (`n_gpu_layers=0` is LocalScore's --cpu; `rpc` the RPC
+    servers whose devices join this machine's, which LocalScore itself cannot use)."""
     params = BenchParams(n_threads=n_threads, n_batch=LOCALSCORE_BATCH, n_ubatch=LOCALSCORE_UBATCH,
-                         flash_attn="off", type_k=type_kv, type_v=type_kv, n_gpu_layers=n_gpu_layers)
+                         flash_attn="off", type_k=type_kv, type_v=type_kv, n_gpu_layers=n_gpu_layers, rpc=rpc)
     return BenchJob(model_path=Path(model_path), params=params, tests=localscore_tests(), repetitions=repetitions)
 
 
@@ -122,13 +123,14 @@ def localscore(results: Iterable[BenchResult]) -> LocalScore:
 
 
 def localscore_jobs(jobs: Iterable[BenchJob], *, repetitions: int | None = None) -> list[BenchJob]:
-    """The preset for each model and thread/offload setting of a sweep's jobs (other settings are LocalScore's)."""
-    seen: dict[tuple[str, int, int], BenchJob] = {}
+    """The preset for each model and thread/offload/RPC setting of a sweep's jobs (other settings are
+    LocalScore's)."""
+    seen: dict[tuple[str, int, int, str], BenchJob] = {}
     for job in jobs:
-        key = (str(job.model_path), job.params.n_threads, job.params.n_gpu_layers)
+        key = (str(job.model_path), job.params.n_threads, job.params.n_gpu_layers, job.params.rpc)
         if key not in seen:
             seen[key] = localscore_job(job.model_path, n_threads=job.params.n_threads,
-                                       n_gpu_layers=job.params.n_gpu_layers,
+                                       n_gpu_layers=job.params.n_gpu_layers, rpc=job.params.rpc,
                                        repetitions=repetitions or LOCALSCORE_REPETITIONS)
     return list(seen.values())
 

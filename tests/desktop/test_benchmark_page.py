@@ -21,6 +21,7 @@ def test_the_starter_model_is_listed_and_one_click_benchmarks_it(window, qtbot, 
     assert page.picked() == [starter_model]
     assert "starter" in page.models.item(0).text()
     qtbot.mouseClick(page.findChild(type(page.run_button), "preset-quick"), Qt.MouseButton.LeftButton)
+    page.fields["repetitions"].setText("2")  # a fixed -r, exactly as llama-bench's (the default auto: test_trust_app)
     shown: list[str] = []  # what the State cell said at each change, as a user would read it
     window.ctx.bench.changed.connect(lambda _item: shown.append(page.queue.data(page.queue.index(0, 1))))
     qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
