@@ -11,7 +11,7 @@ from typing import Any
 
 from models import __version__
 from models.results.compare import CompareRow, Comparison, Stat, compare_runs
-from models.results.report_notes import localscore_rows, trust_notes, trust_tag
+from models.results.report_notes import interval_tag, localscore_rows, trust_notes, trust_tag
 from models.results.report_rows import REPORT_FORMAT, row_labels
 from models.results.store import RunRecord
 from models.settings import Settings
@@ -354,7 +354,7 @@ def _runs(runs: Sequence[RunRecord]) -> str:
     rows = []
     for rec in runs:
         r = rec.result
-        speed = f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}" if r.status == "ok" else escape(r.status)
+        speed = f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}" + interval_tag(r) if r.status == "ok" else escape(r.status)
         energy = (f"{rec.energy.joules_per_token(r):.3f}" + (" est." if rec.energy.is_estimate else "")
                   if rec.energy and rec.energy.joules_per_token(r) else "–")
         # Runs measured before labels existed say nothing rather than "ok".

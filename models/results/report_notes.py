@@ -1,4 +1,4 @@
-"""The HTML report's trust labels (with their reasons) and LocalScore rows, as escaped HTML fragments."""
+"""The HTML report's trust labels (with their reasons), intervals and LocalScore rows, as HTML fragments."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 from collections.abc import Sequence
 from html import escape
 
+from models.bench.adaptive import ci95
+from models.bench.spec import BenchResult
 from models.results.compare import Comparison
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,16 @@ def trust_notes(comparison: Comparison, labels: Sequence[str]) -> str:
         return ""
     return ('<p class="sub">Figures to trust less (ok: spread within 5%, no drift, no other load, no swapping, '
             f'every layer where asked):</p><ul class="trust-notes">{"".join(items)}</ul>')
+
+
+def interval_tag(result: BenchResult) -> str:
+    """The 95% interval of the mean as a share of it, and with -r auto whether it reached its target."""
+    if len(result.samples_ts) < 2 or result.avg_ts <= 0:
+        return ""
+    share = (result.ci95_ts or ci95(result.samples_ts)) / result.avg_ts
+    goal = (" ✓" if result.ci_met else f", target ±{result.ci_target:.0%} missed") if result.ci_target else ""
+    return (f' <span class="tag" title="95% confidence interval of the mean (Student t)">95% CI '
+            f'±{share:.1%}{goal}</span>')
 
 
 def localscore_rows(comparison: Comparison, labels: Sequence[str]) -> list[list[str]]:

@@ -9,6 +9,7 @@ and gpu_info are written by hand and say so.
 from __future__ import annotations
 
 import re
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,23 @@ def test_localscore_in_the_report_and_compare(tmp_path: Path) -> None:
     text = format_comparison(comparison)
     assert f": {expected:.0f}" in text and text.count("LocalScore") == 1
     assert "<h2>LocalScore</h2>" not in render_html(scored[len(scored) // 2:])
+
+
+def test_each_run_s_interval_and_target_in_the_html_report(tmp_path: Path) -> None:
+    from models.bench.adaptive import AdaptivePlan, ci95, interval_fields
+
+    met, missed = [100.0, 100.5, 99.5, 100.2], [100.0, 90.0, 110.0]
+    with ResultsStore(tmp_path / "s.sqlite3") as store:
+        ids = [store.record_result(make_result(n_prompt=512, ts=tuple(met),  # -r auto that reached ±2%
+                                               **interval_fields(met, AdaptivePlan())), machine=MACHINE_A),
+               store.record_result(make_result(n_prompt=0, n_gen=16, ts=tuple(missed),  # -r auto stopped by its cap
+                                               **interval_fields(missed, AdaptivePlan())), machine=MACHINE_A),
+               store.record_result(make_result(n_prompt=64, ts=(800.0, 810.0)), machine=MACHINE_A),  # -r 2
+               store.record_result(make_result(n_prompt=128, ts=(800.0,)), machine=MACHINE_A)]  # one: none
+        html = render_html(store.get_runs(ids))
+    every = html[html.index("<h2>Every run</h2>"):]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row)[6] for row in re.findall(r"<tr>(.*?)</tr>", every)[1:]]
+    assert f"95% CI ±{ci95(met) / statistics.fmean(met):.1%} ✓</span>" in cells[0]
+    assert f"95% CI ±{ci95(missed) / 100:.1%}, target ±2% missed</span>" in cells[1]
+    assert f"95% CI ±{ci95([800.0, 810.0]) / 805:.1%}</span>" in cells[2] and "target" not in cells[2]
+    assert "95% CI" not in cells[3]
