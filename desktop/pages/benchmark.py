@@ -252,8 +252,10 @@ class BenchmarkPage(Page):
                 edit.setText(values.get(key, edit.text()))
         # LocalScore's tests and settings are fixed: shown, not editable, while its preset is on.
         for key, edit in self.fields.items():
-            edit.setReadOnly(name == LOCALSCORE and key not in LOCALSCORE_FREE)
-        self.preset_info.setText(f"LocalScore: {LOCALSCORE_ABOUT}" if name == LOCALSCORE else "")
+            fixed = name == LOCALSCORE and key not in LOCALSCORE_FREE
+            edit.setReadOnly(fixed)
+            edit.setStyleSheet("color: palette(mid);" if fixed else "")  # seen as not editable
+        self.preset_info.setText(LOCALSCORE_ABOUT if name == LOCALSCORE else "")
         self.preset_info.setVisible(name == LOCALSCORE)
         self.preset = name
         self._loading_preset = False
