@@ -346,7 +346,9 @@ class BenchmarkPage(Page):
                 if test.n_ctx > trained:
                     # The deepest depth that leaves room for every test of the run, not only this one.
                     room = trained - max(t.n_prompt + t.n_gen for t in job.tests)
-                    hint = (f" Use a context depth of at most {room:,}." if test.n_depth and room >= 0 else
+                    hint = (" LocalScore's tests are fixed: its score cannot be measured for this model."
+                            if self.preset == LOCALSCORE else
+                            f" Use a context depth of at most {room:,}." if test.n_depth and room >= 0 else
                             " Use fewer prompt or generated tokens.")
                     return (f"{test.name} needs {test.n_ctx:,} tokens of context, but "
                             f"{Path(job.model_path).name} was trained for {trained:,}.{hint}")

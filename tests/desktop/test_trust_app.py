@@ -201,3 +201,16 @@ def test_localscore_jobs_keep_the_rpc_servers_of_the_form() -> None:
     jobs = localscore_jobs([job(""), job("127.0.0.1:50052"), job("")])
     assert [j.params.rpc for j in jobs] == ["", "127.0.0.1:50052"]
     assert all(j.params.flash_attn == "off" and tuple(j.tests) == localscore_tests() for j in jobs)
+
+
+def test_localscore_on_a_model_trained_for_less_context_is_refused_in_words(window, qtbot, tmp_path: Path) -> None:
+    # LocalScore's deepest test is tg256 after 4096 prompt tokens: 4,352 tokens of context.
+    model = write_model(tmp_path / "short.gguf", Shape(n_layer=1, n_embd=64, n_head=2, n_head_kv=1, n_ff=128,
+                                                      ctx_train=2048))
+    page = _page(window, qtbot)
+    window.ctx.benchmark([model])
+    qtbot.mouseClick(_button(page, "localscore"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "trained for 2,048" in page.error.text(), timeout=10_000)
+    assert "LocalScore's tests are fixed" in page.error.text() and "context depth" not in page.error.text()
+    qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    assert page.queue.rowCount() == 0
