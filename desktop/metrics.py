@@ -217,5 +217,8 @@ def _samples_tip(result: BenchResult) -> str:
     samples = ", ".join(f"{value:.1f}" for value in result.samples_ts)
     text = (f"{fmt_rate(result.avg_ts, result.stddev_ts)} over {plural(len(result.samples_ts), 'repetition')}: "
             f"{samples} t/s")
+    interval = interval_text(result)
+    if interval not in ("", "–"):  # the 95% interval column, at the table's end, said where the eye already is
+        text += f"\n95% interval of the mean {interval}"
     warning = spread_warning(result)
     return f"{warning}\n{text}" if warning else text

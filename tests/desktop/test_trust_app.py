@@ -186,6 +186,9 @@ def test_the_interval_column_says_whether_the_target_was_met(qtbot, qtmodelteste
     assert table.data(table.index(1, column), Qt.ItemDataRole.ForegroundRole) is not None  # missed: marked
     assert table.data(table.index(2, column), Qt.ItemDataRole.ForegroundRole) is None
     assert "fixed number" in table.data(table.index(0, column), Qt.ItemDataRole.ToolTipRole)
+    rate = _column(table, "Throughput")  # the rate's tooltip says it too, where the eye already is
+    assert table.data(table.index(1, rate), Qt.ItemDataRole.ToolTipRole).endswith(
+        "95% interval of the mean ±24.8% (target ±2%)")
     assert "not reached" in table.data(table.index(1, column), Qt.ItemDataRole.ToolTipRole)
 
 
