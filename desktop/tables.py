@@ -261,15 +261,18 @@ class FrozenColumnView(QTableView):
     def _section_resized(self, index: int, _old: int, size: int) -> None:
         if index == 0:
             self.frozen.setColumnWidth(0, size)
-            self._place()
+            # The header may still answer the old width here (resizeColumnsToContents after a reset): use `size`,
+            # or a narrower column leaves the overlay covering the next one.
+            self._place(size)
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
         super().resizeEvent(event)
         self._place()
 
-    def _place(self) -> None:
+    def _place(self, width: int | None = None) -> None:
         frame = self.frameWidth()
-        self.frozen.setGeometry(self.verticalHeader().width() + frame, frame, self.columnWidth(0),
+        self.frozen.setGeometry(self.verticalHeader().width() + frame, frame,
+                                self.columnWidth(0) if width is None else width,
                                 self.viewport().height() + self.horizontalHeader().height())
 
     def scrollTo(self, index: Any, hint: Any = QAbstractItemView.ScrollHint.EnsureVisible) -> None:  # noqa: N802

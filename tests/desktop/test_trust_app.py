@@ -217,3 +217,22 @@ def test_localscore_on_a_model_trained_for_less_context_is_refused_in_words(wind
     assert "LocalScore's tests are fixed" in page.error.text() and "context depth" not in page.error.text()
     qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
     assert page.queue.rowCount() == 0
+
+
+def test_the_comparison_s_frozen_model_column_follows_a_narrower_selection(qtbot) -> None:
+    """Selecting runs with shorter names (a LocalScore sitting after longer ones) once left the frozen first column
+    as wide as before, covering the Machine column beside it."""
+    from desktop.tables import Column, RowTable, table_view
+
+    table = RowTable([Column("Model", lambda r: r)], ["a-rather-long-model-file-name-Q4_K_M.gguf"])
+    view = table_view(table, freeze_first=True)
+    qtbot.addWidget(view)
+    view.resize(800, 300)
+    view.show()
+    view.resizeColumnsToContents()
+    wide = view.columnWidth(0)
+    table.columns = [Column("Model", lambda r: r), Column("Machine", lambda r: "AMD EPYC")]
+    table.set_rows(["tiny.gguf"])
+    view.resizeColumnsToContents()
+    assert view.columnWidth(0) < wide
+    assert view.frozen.geometry().width() == view.frozen.columnWidth(0) == view.columnWidth(0)
