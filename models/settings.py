@@ -7,6 +7,8 @@ import logging
 import math
 import os
 import stat
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,9 @@ class Settings:
     bench_type_k: str = _setting("f16", "KV cache type K", "", None, KV_TYPE_CHOICES)
     bench_type_v: str = _setting("f16", "KV cache type V", "", None, KV_TYPE_CHOICES)
     bench_use_mmap: str = _setting("auto", "Map the model file (mmap)", "", None, MMAP_CHOICES)
+    # llama.cpp RPC servers (HOST:PORT) whose devices the app may use: the Benchmark page's remote option and
+    # Discover's fit for the pool. A tuple: the default of a dataclass field must not be mutable.
+    rpc_endpoints: tuple[str, ...] = _setting((), "Remote devices (RPC servers)", "", None)
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -80,8 +85,39 @@ def describe_settings(settings: Settings | None = None) -> list[SettingInfo]:
             for f in fields(Settings) if f.name != "warnings"]
 
 
+def endpoint_list(value: Any) -> tuple[tuple[str, ...], list[str]]:
+    """(the good endpoints, normalised HOST:PORT in their order; why each other entry was left out)."""
+    from models.machine.rpc import MAX_SERVERS, RpcError, parse_endpoint
+
+    if not isinstance(value, (list, tuple)):
+        return (), [f"rpc_endpoints must be a list of HOST:PORT texts, not {type(value).__name__}"]
+    kept: list[str] = []
+    problems: list[str] = []
+    for entry in value:
+        if not isinstance(entry, str):
+            problems.append(f"rpc_endpoints entry {entry!r} is not a text")
+            continue
+        try:
+            endpoint = str(parse_endpoint(entry))
+        except RpcError as error:
+            problems.append(str(error))
+            continue
+        if endpoint in kept:
+            problems.append(f"RPC endpoint {endpoint} is listed twice")
+        elif len(kept) >= MAX_SERVERS:
+            problems.append(f"RPC endpoint {endpoint}: llama.cpp takes at most {MAX_SERVERS} servers")
+        else:
+            kept.append(endpoint)
+    return tuple(kept), problems
+
+
 def _coerce(name: str, value: Any, default: Any, minimum: float | None, choices: tuple[str, ...] = ()) -> Any:
     """The value in the type of its default, or ValueError; bool is refused where a number is wanted."""
+    if isinstance(default, tuple):
+        kept, problems = endpoint_list(value)
+        if problems:
+            raise ValueError(f"{name}: {'; '.join(problems)}")
+        return kept
     if isinstance(default, str):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty text")
@@ -147,6 +183,13 @@ def load_settings(*, path: Path | None = None) -> Settings:
     for f in fields(Settings):
         if f.name == "warnings" or f.name not in data:
             continue
+        if f.name == "rpc_endpoints":  # one bad entry must not lose the others
+            settings.rpc_endpoints, problems = endpoint_list(data[f.name])
+            for problem in problems:
+                message = f"Setting {problem}; it was left out."
+                log.warning(message)
+                settings.warnings.append(message)
+            continue
         try:
             setattr(settings, f.name, _coerce(f.name, data[f.name], getattr(settings, f.name), f.metadata["minimum"],
                                                      f.metadata["choices"]))
@@ -168,3 +211,16 @@ def save_settings(settings: Settings, *, path: Path | None = None) -> Path:
             _coerce(f.name, getattr(settings, f.name), getattr(defaults, f.name), f.metadata["minimum"],
                     f.metadata["choices"])
     return atomic_write_text(path, json.dumps(settings.to_json(), indent=2) + "\n")
+
+
+_update_lock = threading.Lock()
+
+
+def update_settings(change: Callable[[Settings], None], *, path: Path | None = None) -> Settings:
+    """Read, change and write the settings as one step: two pages may save different settings at the same time,
+    and neither must write back the other's old value. Raises ValueError (nothing written) on a bad value."""
+    with _update_lock:
+        settings = load_settings(path=path)
+        change(settings)
+        save_settings(settings, path=path)
+        return settings
