@@ -15,6 +15,7 @@ from shiboken6 import isValid
 
 from desktop.bench_presets import LOCALSCORE, LOCALSCORE_FREE, PRESET_TIPS, PRESETS
 from desktop.bench_queue import FAILED, RUNNING, QueueItem
+from desktop.bench_rpc import RpcChoice
 from desktop.charts import LiveChart
 from desktop.context import AppContext
 from desktop.jobs import run_job
@@ -186,6 +187,8 @@ class BenchmarkPage(Page):
             grid.addWidget(edit, row, column * 2 + 1)
             self.fields[key] = edit
         layout.addLayout(grid)
+        self.rpc_choice = RpcChoice(self.ctx)  # this PC, or with the remote devices (llama-bench's -rpc)
+        layout.addWidget(self.rpc_choice)
         actions = QHBoxLayout()
         self.error = QLabel()
         self.error.setObjectName("formError")
@@ -271,6 +274,7 @@ class BenchmarkPage(Page):
             (_ints(f["repetitions"], "Repetitions") or [0])[0],
             ttft_prompt_tokens=(_ints(f["ttft"], "TTFT prompt") or [0])[0],
             adaptive=AdaptivePlan() if f["repetitions"].lower() == "auto" else None)
+        sweep.rpc = self.rpc_choice.pools()
         if sweep.ttft_prompt_tokens < 0:
             raise BenchmarkError(f"TTFT prompt must be at least 0, got {sweep.ttft_prompt_tokens}.")
         sweep.validate()

@@ -30,6 +30,8 @@ SORT_NAMES = {"downloads": "Most downloaded", "likes": "Most liked", "trending":
               "last_modified": "Recently updated"}
 BADGES = {"gpu": ("fully on GPU", "#2e7d32"), "partial": ("partial offload", "#b26a00"),
           "cpu": ("CPU only", "#1565c0"), "no_fit": ("won't fit", "#c62828")}
+# With remote devices set, the badge is the pool's (models.machine.rpc_known.PoolFit.verdict).
+POOL_COLORS = {"pool": "#2e7d32", "pool_partial": "#b26a00", "no_fit": "#c62828"}
 
 
 @dataclass
@@ -42,6 +44,7 @@ class FileRow:
     speed: Any = None  # models.fit.speed.SpeedPrediction at the suggested offload
     local: Path | None = None  # the file already on this machine (Library), if it is
     measured: Any = None  # models.results.choice.MeasuredHere: speed and quality measured on this machine
+    pool: Any = None  # models.machine.rpc_known.PoolFit: across this PC and the remote devices, when they are set
 
 
 REPO_COLUMNS: list[Column[RepoSummary]] = [
@@ -62,7 +65,29 @@ def _badge(row: FileRow) -> str:
         return "projector"
     if row.fit_error:
         return "unknown"
+    if row.pool is not None:
+        return str(row.pool.badge)
     return BADGES[row.verdict.verdict][0] if row.verdict is not None else "…"
+
+
+def _badge_color(row: FileRow) -> QColor | None:
+    if row.pool is not None:
+        return QColor(POOL_COLORS[row.pool.verdict])
+    return QColor(BADGES[row.verdict.verdict][1]) if row.verdict is not None else None
+
+
+def _pool_tip(row: FileRow) -> list[str]:
+    """The pool's verdict, each device's share against its memory as last checked, then this PC alone."""
+    pool = row.pool
+    lines = [pool.summary]
+    if pool.estimate is not None:
+        for dev in pool.estimate.devices:
+            lines.append(f"{dev.name}: weights {fmt_bytes(dev.weights)} · KV {fmt_bytes(dev.kv)} · compute "
+                         f"{fmt_bytes(dev.compute)} = {fmt_bytes(dev.total)} of "
+                         f"{fmt_bytes(max(dev.memory_free - dev.reserve, 0))} usable")
+    lines += pool.notes[:4]
+    lines += ["", "Remote memory as last checked (Settings or Hardware page: Check)."]
+    return lines + ["", "This PC alone:"]
 
 
 def _speed(row: FileRow) -> str:
@@ -82,7 +107,7 @@ def _fit_tip(row: FileRow) -> str:
     if v is None:
         return "Reading the file's header from the Hub to estimate its memory …"
     e = v.estimate
-    lines = [v.summary, "", f"Weights {fmt_bytes(e.weights)} · KV cache {fmt_bytes(e.kv)} · compute "
+    lines = (_pool_tip(row) if row.pool is not None else []) + [v.summary, "", f"Weights {fmt_bytes(e.weights)} · KV cache {fmt_bytes(e.kv)} · compute "
              f"{fmt_bytes(e.compute)} · output {fmt_bytes(e.output)} = {fmt_bytes(e.total)}",
              f"Suggested GPU layers: {v.n_gpu_layers}; RAM left {fmt_bytes(v.headroom_ram)}"
              + (f", VRAM left {fmt_bytes(v.headroom_vram)}" if v.headroom_vram else "")]
@@ -107,9 +132,10 @@ FILE_COLUMNS: list[Column[FileRow]] = [
            + (f"  (+{plural(len(f.model.files) - 1, 'shard')})" if f.model.is_split else "")),
     Column("Size", lambda f: f.model.total_size, fmt_bytes, numeric=True, tip="Download size (all shards)."),
     Column("Fit here", _badge, cell_tip=_fit_tip,
-           color=lambda f: QColor(BADGES[f.verdict.verdict][1]) if f.verdict is not None else None,
+           color=_badge_color,
            tip="Whether it runs on this machine at 4096 tokens of context, estimated from the GGUF header "
-               "(read from the Hub without downloading) and the detected RAM and VRAM. Hover for the numbers."),
+               "(read from the Hub without downloading) and the detected RAM and VRAM; with remote devices set "
+               "(Settings), across this PC and them, from their memory as last checked. Hover for the numbers."),
     Column("Speed here", _speed, cell_tip=_speed_tip,
            tip="Generation speed predicted for this machine: the bytes each token reads (weights, only the "
                "active experts of MoE models, the KV cache) over the measured memory bandwidth, corrected by "
@@ -414,34 +440,41 @@ class DiscoverPage(Page):
 
         rows = [row for row in self.files.rows if row.model.kind == "model"][:16]
 
-        def work() -> list[tuple[FileRow, Any, str, Any]]:
+        def work() -> list[tuple[FileRow, Any, str, Any, Any]]:
+            from models.machine.rpc_known import configured_checks, pool_fit
+            from models.settings import load_settings
+
             hardware = self.ctx.probe_hardware()  # once per app; the Hardware page shares it
+            # The remote devices' memory as last checked, read once for every file: never a server asked per row.
+            endpoints = load_settings().rpc_endpoints
+            checks = configured_checks(endpoints) if endpoints else []
             try:  # bandwidth and results history read once for every file; no prediction must cost no badge
                 predict: Any = speed_predictor(hardware)
             except Exception as error:  # noqa: BLE001
                 log.warning("no speed prediction: %s", error)
                 predict = None
-            out: list[tuple[FileRow, Any, str, Any]] = []
+            out: list[tuple[FileRow, Any, str, Any, Any]] = []
             for row in rows:
                 try:
                     header = read_remote_header(repo.repo_id, row.model.files[0].filename, revision=repo.commit)
                     verdict = fit_verdict(header, hardware)
+                    pool = pool_fit(header, hardware, checks, endpoints) if endpoints else None
                     speed = None
                     if predict is not None:
                         try:
                             speed = predict(header, n_gpu_layers=verdict.n_gpu_layers)
                         except Exception as error:  # noqa: BLE001
                             log.warning("no speed prediction for %s: %s", row.model.name, error)
-                    out.append((row, verdict, "", speed))
+                    out.append((row, verdict, "", speed, pool))
                 except Exception as error:  # noqa: BLE001 - one unreadable file must not hide the others' fit
-                    out.append((row, None, str(error), None))
+                    out.append((row, None, str(error), None, None))
             return out
 
-        def done(verdicts: list[tuple[FileRow, Any, str, Any]]) -> None:
+        def done(verdicts: list[tuple[FileRow, Any, str, Any, Any]]) -> None:
             if generation != self._repo_generation:
                 return
-            for row, verdict, error, speed in verdicts:
-                row.verdict, row.fit_error, row.speed = verdict, error, speed
+            for row, verdict, error, speed, pool in verdicts:
+                row.verdict, row.fit_error, row.speed, row.pool = verdict, error, speed, pool
             self.files.set_rows(self.files.rows)
 
         run_job(work, on_done=done, on_error=lambda error: log.warning("fit estimate failed: %s", error))

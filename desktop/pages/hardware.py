@@ -1,4 +1,5 @@
-"""Hardware page: what was detected (CPU, memory, GPUs, disk) and the llama.cpp build and its backends."""
+"""Hardware page: what was detected (CPU, memory, GPUs, disk), the llama.cpp build and its backends, and the remote
+devices (RPC servers) with their memory."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLayout, QPushButton, QScrollArea,
+                               QVBoxLayout, QWidget)
 
 from desktop.bandwidth_box import BandwidthBox
 from desktop.context import AppContext
 from desktop.pages import SPACING, Page
+from desktop.remote_devices import RemoteDevicesBox
 from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
@@ -31,9 +33,15 @@ class HardwarePage(Page):
         row.addWidget(self.refresh_button)
         self.body.addLayout(row)
         self.content = QWidget()
-        self.columns = QHBoxLayout(self.content)
+        outer = QVBoxLayout(self.content)
+        outer.setSpacing(SPACING)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.columns = QHBoxLayout()
         self.columns.setSpacing(SPACING)
-        self.columns.setContentsMargins(0, 0, 0, 0)
+        outer.addLayout(self.columns)
+        # Under the detected facts and outside them: detecting again must not drop the servers' checks.
+        self.remote = RemoteDevicesBox(ctx)
+        outer.addWidget(self.remote)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
@@ -53,12 +61,18 @@ class HardwarePage(Page):
         self.refresh_button.setEnabled(True)
         self.status.setText(f"Detection failed: {error}")
 
-    def _clear(self) -> None:
-        while self.columns.count():
-            item = self.columns.takeAt(0)
-            widget = item.widget() if item is not None else None
+    def _clear(self, layout: QLayout | None = None) -> None:
+        """Delete the shown facts; the columns are layouts, so their boxes are deleted one level down."""
+        layout = layout if layout is not None else self.columns
+        while layout.count():
+            item = layout.takeAt(0)
+            if item is None:
+                continue
+            widget, inner = item.widget(), item.layout()
             if widget is not None:
                 widget.deleteLater()
+            elif inner is not None:
+                self._clear(inner)
 
     def show_info(self, info: Any) -> None:
         """Lay out a models.machine.hardware.HardwareInfo: machine, CPU and disks left; llama.cpp and GPUs right."""

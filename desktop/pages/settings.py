@@ -15,7 +15,8 @@ from desktop.choices import ChoiceList
 from desktop.context import AppContext
 from desktop.jobs import Change, run_job
 from desktop.pages import SPACING, Page
-from models.settings import SettingInfo, Settings, describe_settings, load_settings, save_settings
+from desktop.remote_devices import RemoteDevicesBox
+from models.settings import SettingInfo, Settings, describe_settings, load_settings, update_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,12 @@ class SettingsPage(Page):
         column = QVBoxLayout(content)
         column.setSpacing(SPACING)
         column.setContentsMargins(0, 0, SPACING, 0)
-        infos = describe_settings(self.settings)
+        # The remote devices have their own box (a list with checks), not one editor.
+        infos = [info for info in describe_settings(self.settings) if info.name != "rpc_endpoints"]
         column.addWidget(self._costs_box([info for info in infos if not info.name.startswith("bench_")]))
         column.addWidget(self._bench_box([info for info in infos if info.name.startswith("bench_")]))
+        self.remote = RemoteDevicesBox(ctx)
+        column.addWidget(self.remote)
         column.addWidget(self._token_box())
         column.addWidget(self._folders_box())
         column.addStretch(1)
@@ -145,13 +149,21 @@ class SettingsPage(Page):
         return settings
 
     def save(self) -> None:
-        settings = self.read_form()
+        from models.paths import settings_path
 
-        def done(path: Path) -> None:
+        form = self.read_form()
+        values = {name: getattr(form, name) for name in self.editors}
+
+        # Only this form's settings are written over the file's: the remote devices are saved by their own box.
+        def change(settings: Settings) -> None:
+            for name, value in values.items():
+                setattr(settings, name, value)
+
+        def done(settings: Settings) -> None:
             self.settings = settings
-            self.saved.setText(f"Saved to {path}.")
+            self.saved.setText(f"Saved to {settings_path()}.")
 
-        run_job(lambda: save_settings(settings), on_done=done,
+        run_job(lambda: update_settings(change), on_done=done,
                 on_error=lambda error: self.saved.setText(f"Not saved: {error}"))
 
     # -- Hugging Face token --

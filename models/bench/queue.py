@@ -80,7 +80,8 @@ class BenchItem:
         # The parameters first: in a sweep they are what tells two runs apart; the tests are the same.
         return (f"{plural(p.n_threads, 'thread')} · ngl {p.n_gpu_layers} · batch {p.n_batch}/{p.n_ubatch} "
                 f"· fa {p.flash_attn}"
-                f" · KV {p.type_k}/{p.type_v} · ×{self.job.repetitions} · {tests}")
+                f" · KV {p.type_k}/{p.type_v} · ×{self.job.repetitions} · {tests}"
+                + (f" · RPC {p.rpc}" if p.rpc else ""))  # a pool's run and this PC's look alike otherwise
 
     def apply(self, event: TypedEvent) -> None:
         """Take in one worker event (the queue calls this on its thread, in the order the worker sent them)."""
