@@ -18,24 +18,31 @@ from models.units import fmt_bytes
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-DEFAULT_BUFFER = 512 * MIB  # far beyond any L3 (an EPYC's 256 MiB is the largest common one), so RAM is read
+MIN_BUFFER, MAX_BUFFER = 256 * MIB, 1024 * MIB  # the automatic size: 8 x the L3 cache between these
+MIN_SECONDS = 1.5  # passes go on at least this long: one burst of another program cannot spoil all of them
+MAX_SECONDS = 10.0
+UNSTEADY = 0.05  # the best passes of the two halves of the window differ more than this: the machine changed
 CACHE_FILE = "bandwidth.json"
 CACHE_DAYS = 30  # a machine's RAM does not change often; the user can measure again at any time
 
 
 @dataclass
 class CpuBandwidth:
-    """The best of several barrier-synchronised passes over a buffer much larger than the caches (STREAM's rule)."""
+    """The best of many barrier-synchronised passes over a buffer much larger than the caches (STREAM's rule)."""
 
     read: float  # bytes/s, every thread summing its own block: what a generated token does to the weights
     copy: float  # bytes/s, counted as STREAM counts it (bytes read + bytes written)
     threads: int
     buffer_bytes: int
-    repeats: int
+    repeats: int  # passes of each kind timed (at least the number asked for, more while the window lasts)
     read_samples: list[float] = field(default_factory=list)  # bytes/s per pass
     copy_samples: list[float] = field(default_factory=list)
     seconds: float = 0.0  # the whole measurement
     measured_at: str = ""
+    # The best read pass of the window's first half against its second half, (high - low) / high: above UNSTEADY
+    # the bandwidth on offer changed during the test (another program's memory traffic, a virtual machine's
+    # neighbours), so the figure may not repeat. -1: a measurement stored before this was recorded.
+    halves_gap: float = -1.0
 
     @property
     def read_spread(self) -> float:
@@ -43,6 +50,10 @@ class CpuBandwidth:
         if not self.read_samples or self.read <= 0:
             return 0.0
         return (self.read - statistics.median(self.read_samples)) / self.read
+
+    @property
+    def steady(self) -> bool:
+        return self.halves_gap < UNSTEADY
 
 
 @dataclass
@@ -108,9 +119,31 @@ def _default_threads() -> int:
     return max(psutil.cpu_count(logical=False) or psutil.cpu_count() or 1, 1)
 
 
-def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int = DEFAULT_BUFFER,
-                          repeats: int = 10) -> CpuBandwidth:
+def default_buffer(l3_bytes: int = 0) -> int:
+    """8 x the last-level cache, between 256 MiB and 1 GiB: RAM is read, not the cache, yet a pass stays short
+    (a few ms), so that many passes fit in the window and some of them run undisturbed."""
+    return min(max(8 * l3_bytes, MIN_BUFFER), MAX_BUFFER) // MIB * MIB
+
+
+def _l3_bytes() -> int:
+    from models.machine.hardware import probe_cpu
+
+    try:
+        return int(probe_cpu([]).caches.get("L3", 0))
+    except Exception as error:  # noqa: BLE001 - an unreadable cache size only costs the automatic buffer size
+        log.debug("L3 size not read: %s", error)
+        return 0
+
+
+def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int | None = None, repeats: int = 10,
+                          min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS) -> CpuBandwidth:
     """Read and copy bandwidth of RAM with `threads` threads, each over its own block of `buffer_bytes / threads`.
+
+    Read and copy passes alternate until `repeats` of each are timed and `min_seconds` have passed (or
+    `max_seconds`); the best pass of each kind is the figure (STREAM's rule: interference only ever slows a
+    pass down, so the best is the one nothing disturbed). Before that, warm-up passes until the page faults of
+    the first touch are over and the clock has ramped up. A pass is timed from the first thread's start to the
+    last thread's end, so the wake-up of the Python threads is not counted.
 
     numpy releases the GIL inside a reduction or a copy of a large array, so the threads run in parallel.
     Integer sums are used for reading: float sums are pairwise and compute-bound on one core, int64 adds are not.
@@ -118,13 +151,18 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int = DEF
     import numpy as np
 
     threads = _default_threads() if threads is None else threads
+    buffer_bytes = default_buffer(_l3_bytes()) if buffer_bytes is None else buffer_bytes
     if threads < 1 or repeats < 1:
         raise ValueError(f"threads and repeats must be at least 1 (got {threads}, {repeats}).")
     if buffer_bytes < threads * MIB:
         raise ValueError(f"A {fmt_bytes(buffer_bytes)} buffer is too small for {threads} threads (1 MiB each).")
+    if not 0 <= min_seconds <= max_seconds:
+        raise ValueError(f"min_seconds must be between 0 and max_seconds (got {min_seconds}, {max_seconds}).")
     words = buffer_bytes // threads // 8
     blocks: list[Any] = [None] * threads
     copies: list[Any] = [None] * threads
+    began = [0.0] * threads
+    ended = [0.0] * threads
     start = time.perf_counter()
     barrier = threading.Barrier(threads + 1)
     mode = ["read"]
@@ -132,9 +170,10 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int = DEF
 
     def work(i: int) -> None:
         try:
-            # Allocated and first touched by the thread that reads it, so a NUMA system places it near.
+            # Allocated and first touched by the thread that reads it, so a NUMA system places it near; the
+            # copy target too (np.zeros would leave its pages to be faulted in during the first timed copy).
             blocks[i] = np.ones(words, dtype=np.int64)
-            copies[i] = np.zeros(words, dtype=np.int64)
+            copies[i] = np.ones(words, dtype=np.int64)
         except BaseException as error:  # noqa: BLE001 - reported by the caller after the barrier
             errors.append(error)
         barrier.wait()
@@ -143,10 +182,12 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int = DEF
             if mode[0] == "stop":
                 return
             if not errors:
+                began[i] = time.perf_counter()
                 if mode[0] == "read":
                     np.add.reduce(blocks[i])
                 else:
                     np.copyto(copies[i], blocks[i])
+                ended[i] = time.perf_counter()
             barrier.wait()
 
     pool = [threading.Thread(target=work, args=(i,), daemon=True, name=f"bandwidth-{i}") for i in range(threads)]
@@ -156,10 +197,9 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int = DEF
 
     def timed(kind: str) -> float:
         mode[0] = kind
-        t0 = time.perf_counter()
         barrier.wait()
         barrier.wait()
-        return time.perf_counter() - t0
+        return max(max(ended) - min(began), 1e-9)
 
     total = words * 8 * threads
     read_samples: list[float] = []
@@ -167,19 +207,35 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int = DEF
     try:
         if errors:
             raise MemoryError(f"Could not allocate {fmt_bytes(2 * total)} for the bandwidth test: {errors[0]}")
-        timed("read")  # warm-up: page faults and frequency ramp-up are not bandwidth
-        timed("copy")
-        for _ in range(repeats):
+        warm_until = time.perf_counter() + min(0.2, min_seconds / 4)
+        for _ in range(100):  # at least two of each: the clock ramps up on the first, TLBs settle on the second
+            timed("read")
+            timed("copy")
+            if _ >= 1 and time.perf_counter() >= warm_until:
+                break
+        window = time.perf_counter()
+        while True:
             read_samples.append(total / timed("read"))
             copy_samples.append(2 * total / timed("copy"))
+            elapsed = time.perf_counter() - window
+            if (len(read_samples) >= repeats and elapsed >= min_seconds) or elapsed >= max_seconds:
+                break
     finally:
         mode[0] = "stop"
         barrier.wait()
         for thread in pool:
             thread.join()
     return CpuBandwidth(read=max(read_samples), copy=max(copy_samples), threads=threads, buffer_bytes=total,
-                        repeats=repeats, read_samples=read_samples, copy_samples=copy_samples,
-                        seconds=time.perf_counter() - start, measured_at=_now())
+                        repeats=len(read_samples), read_samples=read_samples, copy_samples=copy_samples,
+                        seconds=time.perf_counter() - start, measured_at=_now(), halves_gap=_halves_gap(read_samples))
+
+
+def _halves_gap(samples: list[float]) -> float:
+    half = len(samples) // 2
+    if half < 1:
+        return 0.0
+    first, second = max(samples[:half]), max(samples[half:])
+    return abs(first - second) / max(first, second)
 
 
 def _now() -> str:
@@ -281,7 +337,8 @@ def save_bandwidth(bandwidth: MachineBandwidth) -> Path:
 
 
 def machine_bandwidth(*, refresh: bool = False, measure: bool = True, threads: int | None = None,
-                      buffer_bytes: int = DEFAULT_BUFFER, repeats: int = 10) -> MachineBandwidth:
+                      buffer_bytes: int | None = None, repeats: int = 10,
+                      min_seconds: float = MIN_SECONDS) -> MachineBandwidth:
     """This machine's bandwidth: the stored measurement, else (`measure`) a new one that is then stored.
 
     GPUs are read from NVML every time (cheap, and a driver update can change the clocks).
@@ -292,9 +349,14 @@ def machine_bandwidth(*, refresh: bool = False, measure: bool = True, threads: i
         result = MachineBandwidth(machine=key)
         if measure:
             try:
-                result.cpu = measure_cpu_bandwidth(threads=threads, buffer_bytes=buffer_bytes, repeats=repeats)
+                result.cpu = measure_cpu_bandwidth(threads=threads, buffer_bytes=buffer_bytes, repeats=repeats,
+                                                   min_seconds=min_seconds)
             except (MemoryError, ValueError) as error:
                 result.notes.append(f"CPU bandwidth not measured: {error}")
+            if result.cpu is not None and not result.cpu.steady:
+                result.notes.append(f"the CPU bandwidth changed by {result.cpu.halves_gap:.0%} during the test "
+                                    "(other programs or virtual machines using the memory): measure again when "
+                                    "the machine is quiet")
             if result.cpu is not None:
                 try:
                     save_bandwidth(MachineBandwidth(cpu=result.cpu, machine=key))

@@ -17,7 +17,7 @@ MIB = 1024 * 1024
 
 
 def test_cpu_test_reads_and_copies_every_block() -> None:
-    result = measure_cpu_bandwidth(threads=2, buffer_bytes=32 * MIB, repeats=3)
+    result = measure_cpu_bandwidth(threads=2, buffer_bytes=32 * MIB, repeats=3, min_seconds=0)
     assert result.threads == 2 and result.buffer_bytes == 32 * MIB and result.repeats == 3
     assert len(result.read_samples) == 3 and len(result.copy_samples) == 3
     assert result.read == max(result.read_samples) > 0 and result.copy == max(result.copy_samples) > 0
@@ -27,9 +27,35 @@ def test_cpu_test_reads_and_copies_every_block() -> None:
     assert result.seconds > 0 and result.measured_at
 
 
+def test_passes_go_on_for_the_whole_window() -> None:
+    # Repeatability comes from many passes spread over time (one burst of another program spoils a few of them,
+    # not all); a short window with few passes asked still runs for its length.
+    result = measure_cpu_bandwidth(threads=1, buffer_bytes=16 * MIB, repeats=2, min_seconds=0.4)
+    assert result.repeats == len(result.read_samples) == len(result.copy_samples) > 2
+    assert result.seconds >= 0.4
+    assert result.read == max(result.read_samples)
+    assert 0 <= result.halves_gap < 1 and result.steady == (result.halves_gap < bw.UNSTEADY)
+    capped = measure_cpu_bandwidth(threads=1, buffer_bytes=16 * MIB, repeats=100000, min_seconds=0, max_seconds=0.2)
+    assert 0 < capped.repeats < 100000 and capped.seconds < 5  # max_seconds ends it
+
+
+def test_halves_gap_flags_a_machine_that_changed() -> None:
+    assert bw._halves_gap([10.0, 10.0, 10.0, 10.0]) == 0
+    assert bw._halves_gap([10.0, 9.0, 7.0, 7.5]) == pytest.approx(0.25)
+    assert bw._halves_gap([5.0]) == 0
+    assert not CpuBandwidth(read=1, copy=1, threads=1, buffer_bytes=1, repeats=1, halves_gap=0.25).steady
+
+
+def test_automatic_buffer_is_far_beyond_the_cache() -> None:
+    assert bw.default_buffer(0) == 256 * MIB
+    assert bw.default_buffer(32 * MIB) == 256 * MIB  # this machine's 32 MiB L3: 8 x
+    assert bw.default_buffer(96 * MIB) == 768 * MIB
+    assert bw.default_buffer(256 * MIB) == 1024 * MIB  # capped: 2 GiB with the copy targets
+
+
 def test_one_thread_and_many_threads_both_work() -> None:
-    one = measure_cpu_bandwidth(threads=1, buffer_bytes=16 * MIB, repeats=2)
-    four = measure_cpu_bandwidth(threads=4, buffer_bytes=16 * MIB, repeats=2)
+    one = measure_cpu_bandwidth(threads=1, buffer_bytes=16 * MIB, repeats=2, min_seconds=0)
+    four = measure_cpu_bandwidth(threads=4, buffer_bytes=16 * MIB, repeats=2, min_seconds=0)
     assert one.threads == 1 and four.threads == 4
     assert four.buffer_bytes == 16 * MIB  # split between the threads, not multiplied
 
@@ -37,6 +63,7 @@ def test_one_thread_and_many_threads_both_work() -> None:
 @pytest.mark.parametrize("options, match", [
     (dict(threads=0), "at least 1"), (dict(repeats=0), "at least 1"),
     (dict(threads=8, buffer_bytes=4 * MIB), "too small for 8 threads"),
+    (dict(min_seconds=-1), "min_seconds must be between"), (dict(min_seconds=2, max_seconds=1), "between 0 and"),
 ])
 def test_bad_options_are_refused(options: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -75,6 +102,9 @@ def test_json_round_trip() -> None:
     cpu = CpuBandwidth(read=20e9, copy=25e9, threads=4, buffer_bytes=MIB, repeats=1, read_samples=[20e9])
     value = MachineBandwidth(cpu=cpu, gpus=[GpuBandwidth(0, "X", 1e12, 1000, 4000)], machine="m", notes=["n"])
     assert MachineBandwidth.from_json(json.loads(json.dumps(value.to_json()))) == value
+    # A measurement stored before the halves gap was recorded still reads (as "not known": -1, steady).
+    old = {"cpu": {k: v for k, v in value.to_json()["cpu"].items() if k != "halves_gap"}}
+    assert MachineBandwidth.from_json(old).cpu.halves_gap == -1  # type: ignore[union-attr]
     assert "20.0 GB/s read" in value.summary() and "GPU 0 1000.0 GB/s peak" in value.summary()
 
 
