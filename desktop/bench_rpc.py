@@ -4,12 +4,15 @@ the servers set in Settings or on the Hardware page), or both to compare."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
 from desktop.context import AppContext
 from desktop.remote_devices import remote_devices
 from models.text import plural
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,22 @@ class RpcChoice(QWidget):
         if not pool or where == LOCAL:
             return [""]
         return [pool] if where == REMOTE else ["", pool]
+
+
+def pool_lines(results: Sequence[Any]) -> list[str]:
+    """The pool a run used, as its first result recorded it just before the test; [] for this PC alone."""
+    topology = next((r.topology for r in results if getattr(r, "topology", None)), None)
+    if not topology:
+        return []
+    lines = ["Pool (checked just before the test):"]
+    for server in topology.get("endpoints", []):
+        devices = ", ".join(f"{d.get('name') or 'device ' + str(d.get('index'))} {fmt_bytes(d.get('memory_free', 0))}"
+                            f" free of {fmt_bytes(d.get('memory_total', 0))}" for d in server.get("devices", []))
+        link = f"round trip {server.get('rtt_ms', 0):.2f} ms"
+        if server.get("transfer_bytes"):
+            link += f", ↑ {server.get('upload_mb_s', 0):.0f} ↓ {server.get('download_mb_s', 0):.0f} MB/s"
+        lines.append(f"  {server.get('endpoint')}: RPC v{server.get('version')}, {devices}; {link}")
+    local = ", ".join(str(d.get("name", "?")) for d in topology.get("local_devices", []))
+    if local:
+        lines.append(f"  this PC: {local}")
+    return lines

@@ -15,7 +15,7 @@ from shiboken6 import isValid
 
 from desktop.bench_presets import LOCALSCORE, LOCALSCORE_FREE, PRESET_TIPS, PRESETS
 from desktop.bench_queue import FAILED, RUNNING, QueueItem
-from desktop.bench_rpc import RpcChoice
+from desktop.bench_rpc import RpcChoice, pool_lines
 from desktop.charts import LiveChart
 from desktop.context import AppContext
 from desktop.jobs import run_job
@@ -450,6 +450,7 @@ class BenchmarkPage(Page):
             self.results.set_rows(item.results)
             self.results_view.resizeColumnsToContents()
         lines = [f"{item.model_name} — {item.settings}", f"State: {state_text(item)}"]
+        lines += pool_lines(item.results)  # the RPC servers, their memory and link, where the run used them
         if localscore_text(item):
             from models.bench.localscore import score_lines
 

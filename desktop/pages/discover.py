@@ -17,6 +17,7 @@ from desktop.context import AppContext
 from desktop.jobs import Change, run_job
 from desktop.model_card import ModelCard
 from desktop.pages import SPACING, Page
+from desktop.remote_devices import remote_devices
 from desktop.tables import Column, RowTable, sortable, table_view
 from models.units import fmt_bytes, fmt_count
 from models.hub.repos import SORT_KEYS, QuantModel, RepoFiles, RepoSummary
@@ -247,6 +248,11 @@ class DiscoverPage(Page):
         self._search_pending = False
         self._opening: str | None = None
         ctx.watch(Change.LIBRARY, self._mark_local, owner=self)  # a finished download is now on disk
+        # Remote devices added, removed or checked again change the pool the badges count: the files are judged again.
+        self._remote = remote_devices(ctx)
+        self._pool_seen = self._pool_key()
+        self._fit_generation = 0
+        self._remote.changed.connect(self._remote_changed)
 
     # -- searching --
     def run_search(self) -> None:
@@ -432,6 +438,22 @@ class DiscoverPage(Page):
 
         run_job(work, on_done=done, on_error=lambda error: log.warning("measured figures not read: %s", error))
 
+    def _pool_key(self) -> tuple[Any, ...] | None:
+        remote = self._remote
+        if not remote.loaded:
+            return None
+        checks = [remote.checks.get(e) for e in remote.endpoints]
+        return tuple((e, c.reachable if c else None, c.memory_free if c else 0)
+                     for e, c in zip(remote.endpoints, checks))
+
+    def _remote_changed(self) -> None:
+        key = self._pool_key()
+        if key == self._pool_seen:
+            return  # a check began, or ended with the same answers
+        self._pool_seen = key
+        if self.repo_files is not None:
+            self._estimate_fits(self.repo_files, self._repo_generation)
+
     def _estimate_fits(self, repo: RepoFiles, generation: int) -> None:
         """Read each file's header over HTTP ranges (a few hundred kB, no download) and judge it, off the GUI thread."""
         from models.fit.estimate import fit_verdict
@@ -439,6 +461,11 @@ class DiscoverPage(Page):
         from models.hub.remote import read_remote_header
 
         rows = [row for row in self.files.rows if row.model.kind == "model"][:16]
+        remote = self._remote  # the list as the app holds it (its file may still be being written)
+        # Judged again when the remote devices change: only the newest judgement counts, whichever ends first.
+        self._fit_generation += 1
+        fit_generation = self._fit_generation
+        held = (list(remote.endpoints), [remote.checks.get(e) for e in remote.endpoints]) if remote.loaded else None
 
         def work() -> list[tuple[FileRow, Any, str, Any, Any]]:
             from models.machine.rpc_known import configured_checks, pool_fit
@@ -446,8 +473,11 @@ class DiscoverPage(Page):
 
             hardware = self.ctx.probe_hardware()  # once per app; the Hardware page shares it
             # The remote devices' memory as last checked, read once for every file: never a server asked per row.
-            endpoints = load_settings().rpc_endpoints
-            checks = configured_checks(endpoints) if endpoints else []
+            if held is not None:
+                endpoints, checks = held
+            else:
+                endpoints = list(load_settings().rpc_endpoints)
+                checks = configured_checks(endpoints) if endpoints else []
             try:  # bandwidth and results history read once for every file; no prediction must cost no badge
                 predict: Any = speed_predictor(hardware)
             except Exception as error:  # noqa: BLE001
@@ -471,7 +501,7 @@ class DiscoverPage(Page):
             return out
 
         def done(verdicts: list[tuple[FileRow, Any, str, Any, Any]]) -> None:
-            if generation != self._repo_generation:
+            if generation != self._repo_generation or fit_generation != self._fit_generation:
                 return
             for row, verdict, error, speed, pool in verdicts:
                 row.verdict, row.fit_error, row.speed, row.pool = verdict, error, speed, pool

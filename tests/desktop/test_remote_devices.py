@@ -130,6 +130,13 @@ def test_the_benchmark_page_runs_on_the_remote_devices_and_this_pc(window, qtbot
         assert result.status == "ok" and result.avg_ts > 0 and result.rpc == server.endpoint
         assert [e["endpoint"] for e in result.topology["endpoints"]] == [server.endpoint]
         assert f"RPC0[{server.endpoint}]:model" in result.buffers, result.buffers
+    # The run's log names the pool it used: the server, its memory and the link, as measured before the test.
+    page.queue_view.selectRow(1)
+    qtbot.waitUntil(lambda: "Pool (checked just before the test):" in page.detail.toPlainText())
+    assert f"  {server.endpoint}: RPC v7." in page.detail.toPlainText()
+    assert " free of " in page.detail.toPlainText() and "round trip" in page.detail.toPlainText()
+    page.queue_view.selectRow(0)
+    qtbot.waitUntil(lambda: "State:" in page.detail.toPlainText() and "Pool" not in page.detail.toPlainText())
 
 
 def test_discover_badge_fits_the_pool_from_the_last_check(window, qtbot, hub, starter_model: Path) -> None:
@@ -153,3 +160,8 @@ def test_discover_badge_fits_the_pool_from_the_last_check(window, qtbot, hub, st
     assert [d.memory_free for d in row.pool.estimate.devices[1:]] == free
     assert "RPC0: weights" in tip and "RPC1: weights" in tip and "This PC alone:" in tip
     assert f"{one.endpoint} runs on this machine" in tip
+    # Taking the servers off the list judges the files again, for this PC alone.
+    state.remove(one.endpoint)
+    state.remove(two.endpoint)
+    qtbot.waitUntil(lambda: page.files.row(0).pool is None and _badge(page.files.row(0)) != "…", timeout=60_000)
+    assert _badge(page.files.row(0)) in ("CPU only", "fully on GPU", "partial offload")

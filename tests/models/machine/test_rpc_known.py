@@ -104,3 +104,7 @@ def test_pool_fit_counts_the_servers_memory_as_last_checked(isolated_home: Path,
     assert f"{never} not counted: never checked" in " ".join(fit.notes)
     assert f"{one.endpoint} runs on this machine" in " ".join(fit.notes)
     assert pool_fit(header, hardware, [None], [never]) is None
+    # 16M tokens of context: the KV cache alone is far beyond both servers' memory and this PC's.
+    short = pool_fit(header, hardware, checks, [one.endpoint, two.endpoint], n_ctx=1 << 24)
+    assert short is not None and short.verdict == "no_fit" and short.badge == "won't fit this PC + 2 remote"
+    assert short.n_gpu_layers == -1 and short.summary.startswith("Does not fit the pool")
