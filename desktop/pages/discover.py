@@ -108,10 +108,11 @@ def _fit_tip(row: FileRow) -> str:
     if v is None:
         return "Reading the file's header from the Hub to estimate its memory …"
     e = v.estimate
-    lines = (_pool_tip(row) if row.pool is not None else []) + [v.summary, "", f"Weights {fmt_bytes(e.weights)} · KV cache {fmt_bytes(e.kv)} · compute "
-             f"{fmt_bytes(e.compute)} · output {fmt_bytes(e.output)} = {fmt_bytes(e.total)}",
-             f"Suggested GPU layers: {v.n_gpu_layers}; RAM left {fmt_bytes(v.headroom_ram)}"
-             + (f", VRAM left {fmt_bytes(v.headroom_vram)}" if v.headroom_vram else "")]
+    lines = _pool_tip(row) if row.pool is not None else []
+    lines += [v.summary, "", f"Weights {fmt_bytes(e.weights)} · KV cache {fmt_bytes(e.kv)} · compute "
+              f"{fmt_bytes(e.compute)} · output {fmt_bytes(e.output)} = {fmt_bytes(e.total)}",
+              f"Suggested GPU layers: {v.n_gpu_layers}; RAM left {fmt_bytes(v.headroom_ram)}"
+              + (f", VRAM left {fmt_bytes(v.headroom_vram)}" if v.headroom_vram else "")]
     if row.speed is not None and v.verdict != "no_fit":
         s = row.speed
         lines += ["", f"Generation (tg128) {s.text()}"
