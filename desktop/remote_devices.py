@@ -66,6 +66,14 @@ def _state_tip(row: EndpointRow) -> str:
     return f"{version}checked {_when(check)}."
 
 
+def _memory(row: EndpointRow) -> str:
+    check = row.check
+    if check is None:
+        return ""
+    # The reason's first clause ("RPC server HOST:PORT: nothing is listening there ...") without the endpoint.
+    return check.memory_text() if check.reachable else check.error.split(": ", 1)[-1].split(". ")[0].rstrip(".")
+
+
 _COLORS = {REACHABLE: "#2e7d32", UNREACHABLE: "#c62828"}
 
 COLUMNS: list[Column[EndpointRow]] = [
@@ -73,8 +81,9 @@ COLUMNS: list[Column[EndpointRow]] = [
     Column("State", lambda r: r.state, cell_tip=_state_tip,
            color=lambda r: QColor(_COLORS[r.state]) if r.state in _COLORS else None,
            tip="Whether the server answered llama.cpp's RPC handshake at the last check (hover for why not)."),
-    Column("Memory", lambda r: r.check.memory_text() if r.check is not None else "",
-           tip="Free and total memory of the server's devices, as the server reports them."),
+    Column("Memory", _memory, cell_tip=lambda r: r.check.error if r.check is not None else "",
+           tip="Free and total memory of the server's devices, as the server reports them; for a server not "
+               "reachable, why."),
     Column("Round trip · bandwidth", _link,
            tip="Median round trip of small requests, and upload/download rate of 1 MiB transfers, at the last "
                "check."),

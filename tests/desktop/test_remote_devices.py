@@ -66,11 +66,13 @@ def test_a_server_that_does_not_answer_shows_not_reachable_without_hanging_the_g
         assert _cell(box, 0, 1) == CHECKING  # the check runs in the background
         qtbot.waitUntil(lambda: _cell(box, 1, 1) == UNREACHABLE, timeout=10_000)
         assert "nothing is listening there (connection refused)" in _cell(box, 1, 1, Qt.ItemDataRole.ToolTipRole)
+        assert _cell(box, 1, 2) == "nothing is listening there (connection refused)"  # why, in the Memory column
         qtbot.waitUntil(lambda: _cell(box, 0, 1) == UNREACHABLE, timeout=20_000)
         timer.stop()
     # The probe waited its 5 s for a handshake; the event loop kept running all along (50 ms ticks).
     assert len(ticks) >= 60, len(ticks)
     assert "no answer to the handshake within 5 s" in _cell(box, 0, 1, Qt.ItemDataRole.ToolTipRole)
+    assert _cell(box, 0, 2) == "no answer to the handshake within 5 s"
     # The Settings page shows the same list.
     other = _box(window, qtbot, "settings")
     assert [r.endpoint for r in other.table.rows] == [quiet, refused]
