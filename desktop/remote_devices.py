@@ -104,7 +104,7 @@ class RemoteDevices(QObject):
         self.checks: dict[str, EndpointCheck] = {}
         self.checking: set[str] = set()
         self.loaded = False
-        self.error = ""  # why the last change was refused, in words ("" when it was not)
+        self.error = ""  # why the last save or check failed, in words ("" when it did not)
         self._load()
 
     def _load(self) -> None:
@@ -138,23 +138,20 @@ class RemoteDevices(QObject):
         self.error = message
         self.changed.emit()
 
-    def add(self, text: str) -> bool:
-        """Add HOST:PORT (then check it); False, with the reason in `error`, when the text is not one."""
+    def add(self, text: str) -> str:
+        """Add HOST:PORT (then check it); "" when added, else why the text was refused (nothing changed)."""
         try:
             endpoint = str(parse_endpoint(text))
         except RpcError as error:
-            self._refused(str(error))
-            return False
+            return str(error)
         if endpoint in self.endpoints:
-            self._refused(f"{endpoint} is already in the list.")
-            return False
+            return f"{endpoint} is already in the list."
         if len(self.endpoints) >= MAX_SERVERS:
-            self._refused(f"llama.cpp takes at most {MAX_SERVERS} RPC servers; remove one first.")
-            return False
+            return f"llama.cpp takes at most {MAX_SERVERS} RPC servers; remove one first."
         self.error = ""
         self._save([*self.endpoints, endpoint], added=endpoint)
         self.check([endpoint])
-        return True
+        return ""
 
     def remove(self, endpoint: str) -> None:
         if endpoint in self.endpoints:
@@ -238,6 +235,8 @@ class RemoteDevicesBox(QGroupBox):
         self.edit.setObjectName("rpcEndpoint")
         self.edit.setPlaceholderText(f"HOST:PORT, e.g. 192.168.1.20:{DEFAULT_PORT}")
         self.edit.returnPressed.connect(self.add)
+        self.edit.textEdited.connect(lambda _text: self._say(""))
+        self._refusal = ""  # why this box's text was refused; the shared list's own failures show in every box
         self.add_button = QPushButton("Add")
         self.add_button.clicked.connect(self.add)
         self.remove_button = QPushButton("Remove")
@@ -272,7 +271,7 @@ class RemoteDevicesBox(QGroupBox):
         if selected in self.state.endpoints:
             self.view.selectRow(self.state.endpoints.index(selected))
         self.view.resizeColumnsToContents()
-        self.error.setText(self.state.error)
+        self.error.setText(self._refusal or self.state.error)
         self.check_button.setEnabled(bool(rows) and any(not r.checking for r in rows))
         self.remove_button.setEnabled(bool(rows))
 
@@ -280,8 +279,14 @@ class RemoteDevicesBox(QGroupBox):
         picked = self.view.selectionModel().selectedRows()
         return self.table.row(picked[0].row()).endpoint if picked else None
 
+    def _say(self, refusal: str) -> None:
+        self._refusal = refusal
+        self.error.setText(refusal or self.state.error)
+
     def add(self) -> None:
-        if self.state.add(self.edit.text()):
+        refusal = self.state.add(self.edit.text())
+        self._say(refusal)
+        if not refusal:
             self.edit.clear()
 
     def remove_selected(self) -> None:

@@ -44,6 +44,11 @@ def test_bad_endpoint_text_is_refused_with_the_reason(window, qtbot, qtmodeltest
     box.edit.setText(f" {dead} ")
     qtbot.mouseClick(box.add_button, Qt.MouseButton.LeftButton)
     assert f"{dead} is already in the list." in box.error.text()
+    # The refusal belongs to the box it was typed in: the Hardware page's box lists the server, not the refusal.
+    other = _box(window, qtbot, "hardware")
+    assert other.error.text() == "" and [r.endpoint for r in other.table.rows] == [dead]
+    qtbot.keyClicks(box.edit, "x")
+    assert box.error.text() == ""  # editing the text takes the refusal away
     qtbot.waitUntil(lambda: load_settings().rpc_endpoints == (dead,), timeout=10_000)
     qtbot.waitUntil(lambda: _cell(box, 0, 1) == UNREACHABLE, timeout=10_000)
     qtmodeltester.check(box.table)
@@ -62,7 +67,7 @@ def test_a_server_that_does_not_answer_shows_not_reachable_without_hanging_the_g
         timer.start(50)
         box.edit.setText(quiet)
         qtbot.mouseClick(box.add_button, Qt.MouseButton.LeftButton)
-        box.state.add(refused)
+        assert box.state.add(refused) == ""
         assert _cell(box, 0, 1) == CHECKING  # the check runs in the background
         qtbot.waitUntil(lambda: _cell(box, 1, 1) == UNREACHABLE, timeout=10_000)
         assert "nothing is listening there (connection refused)" in _cell(box, 1, 1, Qt.ItemDataRole.ToolTipRole)
@@ -113,7 +118,7 @@ def test_the_benchmark_page_runs_on_the_remote_devices_and_this_pc(window, qtbot
     assert not choice.combo.model().item(1).isEnabled()  # no server set: only this PC
     assert page.sweep([starter_model]).rpc == [""]
     with servers(1) as (server,):
-        choice.state.add(server.endpoint)
+        assert choice.state.add(server.endpoint) == ""
         qtbot.waitUntil(lambda: choice.combo.model().item(1).isEnabled(), timeout=10_000)
         choice.choose("both")
         assert server.endpoint in choice.note.text()
