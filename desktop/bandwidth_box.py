@@ -26,11 +26,17 @@ class BandwidthBox(QGroupBox):
         self.cpu = QLabel("…")
         self.gpus = QLabel("")
         self.gpus.setWordWrap(True)
+        self.compute = QLabel("…")  # the compute peak measured with the bandwidth: the limit on prompt processing
+        self.compute.setWordWrap(True)
+        self.compute.setToolTip("Processing a prompt multiplies matrices, so the arithmetic peak sets the ceiling "
+                                "on prompt t/s: the CPU's float32 matrix product (measured), a GPU's FP16 tensor "
+                                "peak from its data sheet (where its name is known).")
         self.button = QPushButton("Measure again")
         self.button.setToolTip("Run the bandwidth test now (a few seconds, all cores).")
         self.button.clicked.connect(lambda: self.load(refresh=True))
         form.addRow("CPU (RAM)", self.cpu)
         form.addRow("GPUs", self.gpus)
+        form.addRow("Compute", self.compute)
         form.addRow(self.button)
         self.bandwidth: Any = None  # models.machine.bandwidth.MachineBandwidth
         self.load(refresh=False, measure=measure_now)
@@ -59,6 +65,7 @@ class BandwidthBox(QGroupBox):
                           or "no NVIDIA GPU read")
         if bandwidth.notes:
             self.gpus.setToolTip("\n".join(bandwidth.notes))
+        self.compute.setText(bandwidth.compute_summary().replace("; ", "\n"))
 
     def _failed(self, error: BaseException) -> None:
         if shiboken6.isValid(self):

@@ -90,6 +90,7 @@ def _hardware(args: argparse.Namespace) -> int:
                   f"{fmt_bytes(dev['memory_free'])} free of {fmt_bytes(dev['memory_total'])}")
     print(f"Bandwidth  {bandwidth.summary()}"
           + (f", measured {bandwidth.cpu.measured_at}" if bandwidth.cpu else ""))
+    print(f"Compute    {bandwidth.compute_summary()}")
     for note in info.notes + bandwidth.notes:
         print(f"note       {note}")
     return 0

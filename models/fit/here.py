@@ -11,6 +11,7 @@ from models.fit.speed import SpeedPrediction, predict_speed
 from models.gguf.reader import GGUFHeader
 
 if TYPE_CHECKING:
+    from models.bench.spec import BenchResult
     from models.machine.bandwidth import MachineBandwidth
     from models.machine.hardware import HardwareInfo
     from models.results.store import RunRecord
@@ -76,15 +77,16 @@ def speed_predictor(hardware: HardwareInfo, *, measure: bool = True) -> Callable
 def result_prediction(row: dict[str, Any], *, cache: dict[str, Any]) -> dict[str, float]:
     """The prediction for a generation result just measured (BenchResult.to_json()), made as `tokenometer fit`
     makes it, to be stored beside it: the predicted t/s and range, the bandwidth limit and the share of it
-    reached. {} for other tests or where the bandwidth was never measured (no measuring here: it would disturb
-    the benchmark). `cache` keeps the bandwidth, history and headers across one job's results."""
+    reached; for a prompt test the compute limit and the share of it reached. {} for other tests or where the
+    limits were never measured (no measuring here: it would disturb the benchmark). `cache` keeps the bandwidth, history and headers across one job's results."""
     from models.bench.spec import BenchResult
     from models.gguf.split import read_model_header
     from models.machine.bandwidth import load_bandwidth
     from models.machine.hardware import probe_cpu
 
     r = BenchResult.from_json(row)
-    if r.status != "ok" or r.n_gen <= 0 or r.n_prompt > 0 or not r.model_path:
+    prompt = r.n_prompt > 0 and r.n_gen == 0
+    if r.status != "ok" or not r.model_path or not (prompt or (r.n_gen > 0 and r.n_prompt == 0)):
         return {}
     if "bandwidth" not in cache:
         cache["bandwidth"] = load_bandwidth()
@@ -96,6 +98,8 @@ def result_prediction(row: dict[str, Any], *, cache: dict[str, Any]) -> dict[str
     headers = cache.setdefault("headers", {})
     if r.model_path not in headers:
         headers[r.model_path] = read_model_header(Path(r.model_path))
+    if prompt:
+        return _compute_estimate(r, bandwidth, headers[r.model_path])
     machine_id, runs = cache["history"]
     p = predict_speed(headers[r.model_path], bandwidth, history=runs, machine_id=machine_id,
                       n_gpu_layers=r.n_gpu_layers, gpu=bool(r.gpu_info) and r.n_gpu_layers != 0, n_depth=r.n_depth,
@@ -105,6 +109,17 @@ def result_prediction(row: dict[str, Any], *, cache: dict[str, Any]) -> dict[str
     return {"predicted_ts": p.tg, "low_ts": p.tg_low, "high_ts": p.tg_high, "ceiling_ts": p.tg_ceiling,
             "share_of_limit": r.avg_ts / p.tg_ceiling, "bytes_per_token": float(p.bytes_per_token),
             "n_models": float(p.n_models)}
+
+
+def _compute_estimate(r: BenchResult, limits: MachineBandwidth, header: GGUFHeader) -> dict[str, float]:
+    """A prompt result against the compute limit: {} where the device's FLOP/s are not known ("not measured")."""
+    from models.fit.flops import compute_limit, device_flops
+
+    ceiling, per_token = compute_limit(r, limits, header=header)
+    if ceiling <= 0 or r.avg_ts <= 0:
+        return {}
+    return {"compute_ceiling_ts": ceiling, "share_of_compute_limit": r.avg_ts / ceiling,
+            "flops_per_token": per_token, "device_flops": device_flops(r, limits, header=header)}
 
 
 def memory_error_here(architecture: str) -> str:

@@ -1,4 +1,5 @@
-"""This machine's memory bandwidth: a multi-threaded read/copy test on the CPU, NVIDIA GPUs from NVML."""
+"""This machine's memory bandwidth (a multi-threaded read/copy test on the CPU, NVIDIA GPUs from NVML) and its
+compute peak (models.machine.compute), stored together per machine: the limits a benchmark is measured against."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_cpu_compute
 from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class GpuBandwidth:
     memory_clock_mhz: int
     bus_width_bits: int
     source: str = "nvml"
+    flops: float = 0.0  # dense FP16 tensor peak from the data sheet for its name (models.machine.compute); 0: not known
 
 
 @dataclass
@@ -76,6 +79,16 @@ class MachineBandwidth:
     gpus: list[GpuBandwidth] = field(default_factory=list)
     machine: str = ""  # the key of the machine it was measured on (bandwidth_key)
     notes: list[str] = field(default_factory=list)
+    compute: CpuCompute | None = None  # the CPU's float32 GEMM peak; None: not measured
+
+    @property
+    def cpu_flops(self) -> float:
+        return self.compute.flops if self.compute else 0.0
+
+    @property
+    def gpu_flops(self) -> float:
+        """The first GPU's dense FP16 peak (0.0: not known)."""
+        return self.gpus[0].flops if self.gpus else 0.0
 
     @property
     def cpu_read(self) -> float:
@@ -94,9 +107,11 @@ class MachineBandwidth:
         if not isinstance(data, dict):
             raise TypeError(f"expected an object, found {type(data).__name__}")
         cpu = data.get("cpu")
+        compute = data.get("compute")
         return cls(cpu=CpuBandwidth(**cpu) if isinstance(cpu, dict) else None,
                    gpus=[GpuBandwidth(**g) for g in data.get("gpus") or [] if isinstance(g, dict)],
-                   machine=str(data.get("machine", "")), notes=[str(n) for n in data.get("notes") or []])
+                   machine=str(data.get("machine", "")), notes=[str(n) for n in data.get("notes") or []],
+                   compute=CpuCompute(**compute) if isinstance(compute, dict) else None)
 
     def summary(self) -> str:
         parts = []
@@ -105,6 +120,14 @@ class MachineBandwidth:
                          f"({self.cpu.threads} threads)")
         parts += [f"GPU {g.index} {fmt_rate_bytes(g.peak)} peak" for g in self.gpus]
         return "; ".join(parts) or "not measured"
+
+    def compute_summary(self) -> str:
+        """"CPU 250 GFLOPS f32 GEMM (2 threads); GPU 0 989 TFLOPS FP16 (data sheet)", parts not known said so."""
+        parts = [f"CPU {fmt_flops(self.compute.flops)} f32 GEMM ({self.compute.threads or '?'} threads)"
+                 if self.compute else "CPU not measured"]
+        parts += [f"GPU {g.index} {fmt_flops(g.flops)} FP16 (data sheet)" if g.flops else
+                  f"GPU {g.index} FP16 peak not known" for g in self.gpus]
+        return "; ".join(parts)
 
 
 def fmt_rate_bytes(bytes_per_s: float) -> str:
@@ -280,7 +303,7 @@ def nvidia_bandwidth(notes: list[str], *, nvml: Any = None) -> list[GpuBandwidth
                 notes.append(f"GPU {index}: NVML reports memory clock {clock} MHz, bus {width} bits: not measured")
                 continue
             out.append(GpuBandwidth(index=index, name=name, peak=clock * 1e6 * 2 * width / 8,
-                                    memory_clock_mhz=clock, bus_width_bits=width))
+                                    memory_clock_mhz=clock, bus_width_bits=width, flops=gpu_fp16_flops(name)))
     except Exception as error:
         notes.append(f"NVML query failed ({error})")
     finally:
@@ -336,6 +359,20 @@ def save_bandwidth(bandwidth: MachineBandwidth) -> Path:
     return atomic_write_text(cache_path(), json.dumps(bandwidth.to_json(), indent=2))
 
 
+def _measure_compute(result: MachineBandwidth) -> None:
+    try:
+        result.compute = measure_cpu_compute()
+    except (MemoryError, ValueError, ArithmeticError) as error:
+        result.notes.append(f"CPU compute not measured: {error}")
+
+
+def _save(result: MachineBandwidth) -> None:
+    try:
+        save_bandwidth(MachineBandwidth(cpu=result.cpu, machine=result.machine, compute=result.compute))
+    except OSError as error:  # a read-only home still gets the figure, just not kept
+        result.notes.append(f"bandwidth not saved: {error}")
+
+
 def machine_bandwidth(*, refresh: bool = False, measure: bool = True, threads: int | None = None,
                       buffer_bytes: int | None = None, repeats: int = 10,
                       min_seconds: float = MIN_SECONDS) -> MachineBandwidth:
@@ -357,10 +394,13 @@ def machine_bandwidth(*, refresh: bool = False, measure: bool = True, threads: i
                 result.notes.append(f"the CPU bandwidth changed by {result.cpu.halves_gap:.0%} during the test "
                                     "(other programs or virtual machines using the memory): measure again when "
                                     "the machine is quiet")
+            _measure_compute(result)
             if result.cpu is not None:
-                try:
-                    save_bandwidth(MachineBandwidth(cpu=result.cpu, machine=key))
-                except OSError as error:  # a read-only home still gets the figure, just not kept
-                    result.notes.append(f"bandwidth not saved: {error}")
+                _save(result)
+    elif measure and result.compute is None:  # stored before the compute peak was measured
+        _measure_compute(result)
+        if result.compute is not None:
+            _save(result)
     result.gpus = nvidia_bandwidth(result.notes)
+    result.notes += [f"GPU {g.index} ({g.name}): FP16 compute peak not known" for g in result.gpus if not g.flops]
     return result

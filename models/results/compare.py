@@ -75,6 +75,9 @@ class CompareRow:
     # Per generation test: the mean t/s as a share of the machine's memory-bandwidth limit, from the prediction
     # stored with each run (BenchResult.speed_estimate; runs without one have none).
     limit_share: dict[str, float] = field(default_factory=dict)
+    # Per prompt test: the mean t/s as a share of the machine's compute limit (FLOPs per token over the measured
+    # FLOP/s, stored with each run; none where the FLOP/s were not known).
+    compute_share: dict[str, float] = field(default_factory=dict)
     # LocalScore's score (models.bench.localscore) where the row holds all of LocalScore's tests at its batch
     # sizes and flash attention off; 0 otherwise. Only comparable with LocalScore's results for the same file.
     localscore: float = 0.0
@@ -274,6 +277,9 @@ def _fill(row: CompareRow, records: list[RunRecord]) -> None:
         share = (getattr(rec.result, "speed_estimate", None) or {}).get("share_of_limit")
         if share:
             row.limit_share.setdefault(rec.result.test, share)
+        share = (getattr(rec.result, "speed_estimate", None) or {}).get("share_of_compute_limit")
+        if share:
+            row.compute_share.setdefault(rec.result.test, share)
         label = getattr(rec.result, "trust", "")
         if label and label != "ok" and rec.result.test not in row.trust:
             row.trust[rec.result.test] = label
@@ -354,6 +360,12 @@ def format_comparison(comparison: Comparison) -> str:
     if shares:
         lines += ["", "Generation against the machine's memory-bandwidth limit (bytes read per token over the "
                   "measured bandwidth):"]
+        lines += [f"- {row.model_label} · {row.settings_label} · {test}: at {share:.0%} of the limit"
+                  for row, test, share in shares]
+    shares = [(row, test, share) for row in comparison.rows for test, share in row.compute_share.items()]
+    if shares:
+        lines += ["", "Prompt processing against the machine's compute limit (FLOPs per token over the measured "
+                  "FLOP/s: the CPU's float32 GEMM, a GPU's FP16 data-sheet peak):"]
         lines += [f"- {row.model_label} · {row.settings_label} · {test}: at {share:.0%} of the limit"
                   for row, test, share in shares]
     scored = [row for row in comparison.rows if row.localscore]

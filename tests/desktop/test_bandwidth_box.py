@@ -17,6 +17,7 @@ def test_box_shows_the_stored_measurement_then_measures_again(qtbot) -> None:
     qtbot.waitUntil(lambda: box.bandwidth is not None, timeout=30_000)
     assert box.cpu.text().startswith(f"{stored.cpu.read / 1e9:.1f} GB/s read") and "(1 threads" in box.cpu.text()
     assert box.gpus.text() == "no NVIDIA GPU read"  # no GPU on the test machine
+    assert stored.compute is not None and box.compute.text().startswith(f"CPU {stored.compute.flops / 1e9:.0f} GFLOPS")
     box.bandwidth = None
     qtbot.mouseClick(box.button, Qt.MouseButton.LeftButton)
     assert not box.button.isEnabled() and box.cpu.text() == "measuring …"
