@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_cpu_compute
+from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_compute
 from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
@@ -361,7 +361,7 @@ def save_bandwidth(bandwidth: MachineBandwidth) -> Path:
 
 def _measure_compute(result: MachineBandwidth) -> None:
     try:
-        result.compute = measure_cpu_compute()
+        result.compute = measure_compute()
     except (MemoryError, ValueError, ArithmeticError) as error:
         result.notes.append(f"CPU compute not measured: {error}")
 

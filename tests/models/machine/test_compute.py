@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from models.cli import main
 from models.machine import bandwidth as bw
 from models.machine.bandwidth import MachineBandwidth, machine_bandwidth, nvidia_bandwidth
-from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_cpu_compute
+from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_compute, measure_cpu_compute
 from tests.models.machine.test_bandwidth import FakeNVML
 
 MIB = 1024 * 1024
@@ -34,6 +35,20 @@ def test_cpu_gemm_window_and_bad_options() -> None:
                            (dict(min_seconds=3, max_seconds=1), "between 0 and max_seconds")):
         with pytest.raises(ValueError, match=match):
             measure_cpu_compute(**options)  # type: ignore[arg-type]
+
+
+def test_kernel_pin_is_left_out_of_the_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OPENBLAS_CORETYPE=Haswell (set in some containers, this one included) holds an AVX-512 CPU to AVX2
+    # kernels: the peak is measured in a child process without it; with no pin, in this process.
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    child = measure_compute(n=256, repeats=2, min_seconds=0)
+    assert child.blas.endswith("(without OPENBLAS_CORETYPE=Haswell)") and 1e8 < child.flops < 1e15
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    here = measure_compute(n=256, repeats=2, min_seconds=0)
+    assert "without" not in here.blas and here.flops > 0
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")  # the child cannot start: measured here
+    assert measure_compute(n=256, repeats=2, min_seconds=0).flops > 0
 
 
 @pytest.mark.parametrize("name, flops", [
