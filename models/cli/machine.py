@@ -167,7 +167,8 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"Speed      tg128 {speed.text()}"
               + (f" (limit {speed.tg_ceiling:.1f} t/s: {fmt_bytes(speed.bytes_per_token)} read per token"
                  f"; learned from {plural(speed.n_models, 'model')} measured here)" if speed.tg_ceiling else "")
-              + (f"; pp512 ≈ {speed.pp:.0f} t/s ({speed.pp_low:.0f}-{speed.pp_high:.0f})" if speed.pp else ""))
+              + (f"; pp512 ≈ {speed.pp:.0f} t/s ({speed.pp_low:.0f}-{speed.pp_high:.0f})" if speed.pp else "")
+              + (f" (compute limit {speed.pp_ceiling:.0f} t/s)" if speed.pp_ceiling else ""))
     if not args.no_speed:
         from models.fit.here import memory_error_here
 

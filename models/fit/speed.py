@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.fit.flops import prompt_flops_per_token
 from models.fit.traffic import TokenTraffic, bandwidth_share, token_traffic, traffic_for_result
 from models.gguf.reader import GGUFHeader
 
@@ -180,6 +181,7 @@ class SpeedPrediction:
     pp: float = 0.0
     pp_low: float = 0.0
     pp_high: float = 0.0
+    pp_ceiling: float = 0.0  # the compute limit (the device's measured or data-sheet FLOP/s); 0: not known
     bytes_per_token: int = 0
     kind: str = "cpu"
     n_models: int = 0  # models measured on this machine that the correction was learned from
@@ -262,6 +264,10 @@ def predict_speed(header: GGUFHeader, bandwidth: MachineBandwidth, *, history: I
         if not correction.n_models:
             out.notes.append("no generation results on this machine yet: typical efficiency assumed")
     flops = _flops_per_token(traffic, header, n_depth + n_prompt)
+    device_flops = bandwidth.cpu_flops if traffic.kind == "cpu" else bandwidth.gpu_flops if traffic.kind == "gpu" \
+        else 0.0
+    if device_flops > 0 and n_prompt > 0:
+        out.pp_ceiling = device_flops / prompt_flops_per_token(header, n_prompt=n_prompt, n_depth=n_depth)
     rates = _pp_rates(records, machine_id, {}).get(traffic.kind, [])
     if rates and flops > 0:
         rate = statistics.median(rates)

@@ -108,3 +108,13 @@ def test_comparison_shows_pp_against_the_compute_limit(tmp_path: Path) -> None:
     assert "Prompt processing against the machine's compute limit" in text
     assert "pp512: at 41% of the limit" in text and "tg128: at 62% of the limit" in text
     assert "pp256: at" not in text
+
+
+def test_fit_prediction_carries_the_compute_limit(tmp_path: Path) -> None:
+    from models.fit.speed import predict_speed
+
+    h = header(tmp_path, Shape())
+    assert predict_speed(h, CPU, n_prompt=512).pp_ceiling == pytest.approx(100e9 / prompt_flops_per_token(h, n_prompt=512))
+    assert predict_speed(h, MachineBandwidth(), n_prompt=512).pp_ceiling == 0  # not measured
+    gpu = MachineBandwidth(compute=CPU.compute, gpus=[GpuBandwidth(0, "Some GPU", 1e12, 1, 1)])
+    assert predict_speed(h, gpu, n_prompt=512, gpu=True, n_gpu_layers=-1).pp_ceiling == 0  # its FLOP/s not known

@@ -35,6 +35,7 @@ def test_fit_shows_the_predicted_speed(starter_model: Path, capsys: pytest.Captu
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("Speed "))
     assert "tg128 ≈ " in line and " t/s here ± " in line and "learned from 0 models measured here" in line
+    assert line.endswith(" t/s)") and "(compute limit " in line  # this CPU's GEMM peak, measured with the bandwidth
     assert main(["fit", str(starter_model), "--json"]) == 0
     speed = json.loads(capsys.readouterr().out)["speed"]
     assert 0 < speed["tg_low"] < speed["tg"] < speed["tg_high"] and speed["tg"] < speed["tg_ceiling"]
