@@ -75,7 +75,8 @@ class Server:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
-            if line.startswith("Ready:"):
+            # ggml's server shares the pipe and may write "Client connection closed" just before it, no newline yet
+            if "Ready: use it with" in line:
                 self._ready.set()
 
     def _read_err(self) -> None:
