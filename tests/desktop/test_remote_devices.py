@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QGroupBox
 
 from desktop.bench_queue import DONE, RUNNING
 from desktop.pages.discover import _badge
@@ -52,6 +53,10 @@ def test_bad_endpoint_text_is_refused_with_the_reason(window, qtbot, qtmodeltest
     qtbot.waitUntil(lambda: load_settings().rpc_endpoints == (dead,), timeout=10_000)
     qtbot.waitUntil(lambda: _cell(box, 0, 1) == UNREACHABLE, timeout=10_000)
     qtmodeltester.check(box.table)
+    # The page's own settings are saved over the file's, never over the servers' list.
+    window.page("settings").editors["hardware_cost"].setValue(1234.0)
+    qtbot.waitUntil(lambda: load_settings().hardware_cost == 1234.0, timeout=10_000)
+    assert load_settings().rpc_endpoints == (dead,)
 
 
 def test_a_server_that_does_not_answer_shows_not_reachable_without_hanging_the_gui(window, qtbot) -> None:
@@ -103,6 +108,7 @@ def test_a_real_server_is_listed_with_its_memory_and_removed(window, qtbot) -> N
     qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.refresh_button.isEnabled(), timeout=120_000)
     assert box.table.rowCount() == 1 and _cell(box, 0, 1) == REACHABLE
+    qtbot.waitUntil(lambda: [b.title() for b in page.findChildren(QGroupBox)].count("Machine") == 1)  # no stale boxes
     qtbot.mouseClick(box.check_button, Qt.MouseButton.LeftButton)  # the server is gone now
     qtbot.waitUntil(lambda: _cell(box, 0, 1) == UNREACHABLE, timeout=20_000)
     box.view.selectRow(0)
