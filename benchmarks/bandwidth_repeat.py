@@ -7,6 +7,8 @@ thread around the barriers, as committed in bdf8594) and then the current one (m
 both see the same machine. Per run it prints the best read and copy and the CPU time other processes of this
 machine used meanwhile (in cores): a slow run with none is the memory itself (a virtual machine's neighbours).
 --burn N starts N processes that burn a core in random bursts (5-200 ms on, 5-200 ms off), as other tests do.
+--windows W then times W more 1.5 s windows of read passes on one set of buffers (no new allocation between
+them): what is left of the spread there is the machine's memory itself changing over time, not the method.
 """
 
 from __future__ import annotations
@@ -79,6 +81,55 @@ def former_method(threads: int, buffer_bytes: int = 512 * MIB, repeats: int = 10
     return max(reads), max(copies_)
 
 
+def same_buffer_windows(threads: int, windows: int, *, buffer_bytes: int = 256 * MIB,
+                        seconds: float = 1.5) -> list[float]:
+    """The best read pass of each of `windows` windows, all on the same blocks (timed as the current method)."""
+    import numpy as np
+
+    words = buffer_bytes // threads // 8
+    blocks: list[Any] = [None] * threads
+    began, ended = [0.0] * threads, [0.0] * threads
+    barrier = threading.Barrier(threads + 1)
+    stop = [False]
+
+    def work(i: int) -> None:
+        blocks[i] = np.ones(words, dtype=np.int64)
+        barrier.wait()
+        while True:
+            barrier.wait()
+            if stop[0]:
+                return
+            began[i] = time.perf_counter()
+            np.add.reduce(blocks[i])
+            ended[i] = time.perf_counter()
+            barrier.wait()
+
+    pool = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+
+    def timed() -> float:
+        barrier.wait()
+        barrier.wait()
+        return max(ended) - min(began)
+
+    for _ in range(5):
+        timed()
+    total = words * 8 * threads
+    out = []
+    for _ in range(windows):
+        t0, best = time.perf_counter(), 0.0
+        while time.perf_counter() - t0 < seconds:
+            best = max(best, total / timed())
+        out.append(best)
+    stop[0] = True
+    barrier.wait()
+    for thread in pool:
+        thread.join()
+    return out
+
+
 def _busy_seconds() -> float:
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -117,6 +168,7 @@ def main() -> int:
     parser.add_argument("-k", type=int, default=10, help="runs of each method")
     parser.add_argument("-t", "--threads", type=int, default=None, help="default: the physical cores")
     parser.add_argument("--burn", type=int, default=0, help="processes burning a core in random bursts")
+    parser.add_argument("--windows", type=int, default=0, help="then W windows on one set of buffers")
     args = parser.parse_args()
     import psutil
 
@@ -144,6 +196,12 @@ def main() -> int:
             print(f"round {k:2d}: former {f[0] / 1e9:5.1f} {f[1] / 1e9:5.1f} (others {f[3]:.2f})   current "
                   f"{c[0] / 1e9:5.1f} {c[1] / 1e9:5.1f} (others {c[3]:.2f}; {d.repeats} passes of "
                   f"{d.buffer_bytes // MIB} MiB, halves gap {d.halves_gap:.1%})", flush=True)
+        if args.windows:
+            best = [b / 1e9 for b in same_buffer_windows(threads, args.windows)]
+            med = statistics.median(best)
+            print(f"same buffers, {args.windows} windows of 1.5 s: " + " ".join(f"{b:.1f}" for b in best)
+                  + f" GB/s read; min/median/max {min(best):.1f}/{med:.1f}/{max(best):.1f}, "
+                  f"(max-min)/median {(max(best) - min(best)) / med:.1%}")
     finally:
         stop.set()
         for burner in burners:

@@ -24,6 +24,8 @@ MIN_BUFFER, MAX_BUFFER = 256 * MIB, 1024 * MIB  # the automatic size: 8 x the L3
 MIN_SECONDS = 1.5  # passes go on at least this long: one burst of another program cannot spoil all of them
 MAX_SECONDS = 10.0
 UNSTEADY = 0.05  # the best passes of the two halves of the window differ more than this: the machine changed
+QUIET_CORES = 0.2  # other programs using less CPU than this over a stretch of the window: passes run undisturbed
+QUIET_STRETCH = 0.5  # seconds
 CACHE_FILE = "bandwidth.json"
 CACHE_DAYS = 30  # a machine's RAM does not change often; the user can measure again at any time
 
@@ -45,6 +47,9 @@ class CpuBandwidth:
     # the bandwidth on offer changed during the test (another program's memory traffic, a virtual machine's
     # neighbours), so the figure may not repeat. -1: a measurement stored before this was recorded.
     halves_gap: float = -1.0
+    # The least CPU that other programs used (in cores, steal included) over a stretch of the window: below
+    # QUIET_CORES some passes ran undisturbed; above, the window ran to max_seconds without. -1: not read.
+    others_cores: float = -1.0
 
     @property
     def read_spread(self) -> float:
@@ -162,8 +167,9 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int | Non
                           min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS) -> CpuBandwidth:
     """Read and copy bandwidth of RAM with `threads` threads, each over its own block of `buffer_bytes / threads`.
 
-    Read and copy passes alternate until `repeats` of each are timed and `min_seconds` have passed (or
-    `max_seconds`); the best pass of each kind is the figure (STREAM's rule: interference only ever slows a
+    Read and copy passes alternate until `repeats` of each are timed, `min_seconds` have passed and other
+    programs left the CPU alone for a stretch of QUIET_STRETCH s (or `max_seconds`: a program that competes
+    for the cores all along costs the threads their passes); the best pass of each kind is the figure (STREAM's rule: interference only ever slows a
     pass down, so the best is the one nothing disturbed). Before that, warm-up passes until the page faults of
     the first touch are over and the clock has ramped up. A pass is timed from the first thread's start to the
     last thread's end, so the wake-up of the Python threads is not counted.
@@ -236,12 +242,26 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int | Non
             timed("copy")
             if _ >= 1 and time.perf_counter() >= warm_until:
                 break
-        window = time.perf_counter()
+        window = stretch = time.perf_counter()
+        stretch_len = min(QUIET_STRETCH, max(min_seconds / 3, 0.1))
+        busy = _cpu_busy()
+        quiet = min_seconds == 0  # no window asked for: nothing to wait for
+        least_others = -1.0
         while True:
             read_samples.append(total / timed("read"))
             copy_samples.append(2 * total / timed("copy"))
-            elapsed = time.perf_counter() - window
-            if (len(read_samples) >= repeats and elapsed >= min_seconds) or elapsed >= max_seconds:
+            now = time.perf_counter()
+            if now - stretch >= stretch_len and busy is not None:
+                after = _cpu_busy()
+                if after is not None:
+                    others = max((after[0] - busy[0]) - (after[1] - busy[1]), 0.0) / (now - stretch)
+                    least_others = others if least_others < 0 else min(least_others, others)
+                    quiet = quiet or others < QUIET_CORES
+                stretch, busy = now, after
+            elif busy is None:
+                quiet = True  # CPU times not readable: the window alone
+            elapsed = now - window
+            if (len(read_samples) >= repeats and elapsed >= min_seconds and quiet) or elapsed >= max_seconds:
                 break
     finally:
         mode[0] = "stop"
@@ -250,7 +270,22 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int | Non
             thread.join()
     return CpuBandwidth(read=max(read_samples), copy=max(copy_samples), threads=threads, buffer_bytes=total,
                         repeats=len(read_samples), read_samples=read_samples, copy_samples=copy_samples,
-                        seconds=time.perf_counter() - start, measured_at=_now(), halves_gap=_halves_gap(read_samples))
+                        seconds=time.perf_counter() - start, measured_at=_now(), halves_gap=_halves_gap(read_samples),
+                        others_cores=least_others)
+
+
+def _cpu_busy() -> tuple[float, float] | None:
+    """(CPU seconds the whole machine was busy, steal included; CPU seconds of this process) or None."""
+    import psutil
+
+    try:
+        t = psutil.cpu_times()
+        own = psutil.Process().cpu_times()
+    except (OSError, psutil.Error) as error:
+        log.debug("CPU times not readable: %s", error)
+        return None
+    busy = sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+    return busy, own.user + own.system
 
 
 def _halves_gap(samples: list[float]) -> float:
@@ -375,7 +410,7 @@ def _save(result: MachineBandwidth) -> None:
 
 def machine_bandwidth(*, refresh: bool = False, measure: bool = True, threads: int | None = None,
                       buffer_bytes: int | None = None, repeats: int = 10,
-                      min_seconds: float = MIN_SECONDS) -> MachineBandwidth:
+                      min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS) -> MachineBandwidth:
     """This machine's bandwidth: the stored measurement, else (`measure`) a new one that is then stored.
 
     GPUs are read from NVML every time (cheap, and a driver update can change the clocks).
@@ -387,9 +422,12 @@ def machine_bandwidth(*, refresh: bool = False, measure: bool = True, threads: i
         if measure:
             try:
                 result.cpu = measure_cpu_bandwidth(threads=threads, buffer_bytes=buffer_bytes, repeats=repeats,
-                                                   min_seconds=min_seconds)
+                                                   min_seconds=min_seconds, max_seconds=max_seconds)
             except (MemoryError, ValueError) as error:
                 result.notes.append(f"CPU bandwidth not measured: {error}")
+            if result.cpu is not None and result.cpu.others_cores >= QUIET_CORES:
+                result.notes.append(f"other programs used {result.cpu.others_cores:.1f} cores all through the CPU "
+                                    "bandwidth test: the figure may be low; measure again when the machine is quiet")
             if result.cpu is not None and not result.cpu.steady:
                 result.notes.append(f"the CPU bandwidth changed by {result.cpu.halves_gap:.0%} during the test "
                                     "(other programs or virtual machines using the memory): measure again when "

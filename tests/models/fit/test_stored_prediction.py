@@ -19,7 +19,7 @@ def _job(tmp_path: Path) -> BenchJob:
 
 
 def test_generation_results_carry_their_prediction(tmp_path: Path) -> None:
-    machine_bandwidth(buffer_bytes=16 << 20, repeats=2, threads=1)
+    machine_bandwidth(buffer_bytes=16 << 20, repeats=2, threads=1, min_seconds=0)
     pp, tg = BenchRunner().run([_job(tmp_path)])
     assert pp.status == tg.status == "ok"
     # Prompt tests: no bandwidth prediction, but the compute limit (this CPU's GEMM peak, measured above).

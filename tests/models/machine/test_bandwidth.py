@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
 import types
 from typing import Any
 
@@ -39,6 +41,24 @@ def test_passes_go_on_for_the_whole_window() -> None:
     assert 0 < capped.repeats < 100000 and capped.seconds < 5  # max_seconds ends it
 
 
+def test_a_program_using_the_cpu_all_along_is_waited_out_then_said() -> None:
+    # A real competitor: a process burning a core (this machine's other programs come on top of it). The window
+    # goes on past min_seconds waiting for a quiet stretch, up to max_seconds, and says how busy it stayed.
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = machine_bandwidth(refresh=True, threads=1, buffer_bytes=16 * MIB, repeats=2, min_seconds=0.3,
+                                 max_seconds=1.2)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert busy.cpu is not None and busy.cpu.others_cores >= bw.QUIET_CORES
+    assert busy.cpu.seconds >= 1.2  # ran to max_seconds: no quiet stretch came
+    assert any(n.startswith("other programs used ") and "all through the CPU bandwidth test" in n for n in busy.notes)
+    unknown = measure_cpu_bandwidth(threads=1, buffer_bytes=16 * MIB, repeats=2, min_seconds=0)
+    assert unknown.others_cores == -1 and unknown.repeats == 2  # no window: nothing waited for, nothing read
+
+
 def test_halves_gap_flags_a_machine_that_changed() -> None:
     assert bw._halves_gap([10.0, 10.0, 10.0, 10.0]) == 0
     assert bw._halves_gap([10.0, 9.0, 7.0, 7.5]) == pytest.approx(0.25)
@@ -71,11 +91,11 @@ def test_bad_options_are_refused(options: dict[str, Any], match: str) -> None:
 
 
 def test_measurement_is_stored_and_reused(monkeypatch: pytest.MonkeyPatch) -> None:
-    first = machine_bandwidth(buffer_bytes=16 * MIB, repeats=2, threads=1)
+    first = machine_bandwidth(buffer_bytes=16 * MIB, repeats=2, threads=1, min_seconds=0)
     assert first.cpu is not None and bw.cache_path().is_file()
     again = machine_bandwidth(measure=False)
     assert again.cpu is not None and again.cpu.read == first.cpu.read  # the stored figure, not a new one
-    fresh = machine_bandwidth(refresh=True, buffer_bytes=16 * MIB, repeats=2, threads=2)
+    fresh = machine_bandwidth(refresh=True, buffer_bytes=16 * MIB, repeats=2, threads=2, min_seconds=0)
     assert fresh.cpu is not None and fresh.cpu.threads == 2
     # Another machine's (or an old) measurement is no measurement.
     assert load_bandwidth(key="another machine") is None

@@ -14,7 +14,7 @@ MIB = 1024 * 1024
 
 
 def test_hardware_shows_the_stored_bandwidth(capsys: pytest.CaptureFixture[str]) -> None:
-    stored = machine_bandwidth(buffer_bytes=16 * MIB, repeats=2, threads=1)
+    stored = machine_bandwidth(buffer_bytes=16 * MIB, repeats=2, threads=1, min_seconds=0)
     assert stored.cpu is not None
     assert main(["hardware", "--no-llama"]) == 0
     out = capsys.readouterr().out
@@ -30,7 +30,7 @@ def test_hardware_without_bandwidth_says_not_measured(capsys: pytest.CaptureFixt
 
 
 def test_fit_shows_the_predicted_speed(starter_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    machine_bandwidth(buffer_bytes=16 * MIB, repeats=2, threads=1)
+    machine_bandwidth(buffer_bytes=16 * MIB, repeats=2, threads=1, min_seconds=0)
     assert main(["fit", str(starter_model)]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("Speed "))
@@ -49,7 +49,7 @@ def test_fit_shows_the_memory_estimate_error_from_history(starter_model: Path,
     from models.machine.hardware import machine_fingerprint
     from models.results.store import ResultsStore
 
-    machine_bandwidth(buffer_bytes=16 << 20, repeats=2, threads=1)
+    machine_bandwidth(buffer_bytes=16 << 20, repeats=2, threads=1, min_seconds=0)
     assert main(["fit", str(starter_model)]) == 0
     assert "History " not in capsys.readouterr().out  # nothing measured yet
     result = BenchResult(model_type="llama 135M Q4_1", model_filename=str(starter_model), n_gen=16, avg_ts=50.0,
