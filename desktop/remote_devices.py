@@ -4,11 +4,12 @@ it, adds, removes and checks them (Settings and Hardware pages); every check run
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-import shiboken6
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
@@ -97,6 +98,7 @@ class RemoteDevices(QObject):
     `changed` fires on the GUI thread whenever the list or a check changes."""
 
     changed = Signal()
+    _checked = Signal(list, object)  # (endpoints, their checks or the error), from the checking thread
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -104,6 +106,7 @@ class RemoteDevices(QObject):
         self.checks: dict[str, EndpointCheck] = {}
         self.checking: set[str] = set()
         self.loaded = False
+        self._checked.connect(self._deliver)  # queued: delivered on the GUI thread
         self.error = ""  # why the last save or check failed, in words ("" when it did not)
         self._load()
 
@@ -187,19 +190,28 @@ class RemoteDevices(QObject):
         self.checking.update(wanted)
         self.changed.emit()
 
-        def done(checks: list[EndpointCheck]) -> None:
-            if not shiboken6.isValid(self):
-                return
-            self.checking.difference_update(wanted)
-            self.checks.update({c.endpoint: c for c in checks})
-            self.changed.emit()
+        # A thread of its own, not the shared pool: a server that never answers holds its check for the probe's
+        # timeouts (seconds), and the pages' other jobs (Discover's fit badges, saving) must not wait behind it.
+        def work() -> None:
+            try:
+                answer: object = check_endpoints(wanted)
+            except Exception as error:  # noqa: BLE001 - said in the box, never lost on a thread
+                answer = error
+            try:
+                self._checked.emit(wanted, answer)
+            except RuntimeError:  # the window closed meanwhile: nobody is left to tell
+                log.debug("an RPC check ended after its window closed")
 
-        def failed(error: BaseException) -> None:
-            if shiboken6.isValid(self):
-                self.checking.difference_update(wanted)
-                self._refused(f"Check failed: {error}")
+        threading.Thread(target=work, name="rpc-check", daemon=True).start()
 
-        run_job(lambda: check_endpoints(wanted), on_done=done, on_error=failed)
+    def _deliver(self, wanted: list[str], answer: object) -> None:
+        self.checking.difference_update(wanted)
+        if isinstance(answer, BaseException):
+            self._refused(f"Check failed: {answer}")
+            return
+        checks = cast(list[EndpointCheck], answer)
+        self.checks.update({c.endpoint: c for c in checks})
+        self.changed.emit()
 
 
 def remote_devices(ctx: AppContext) -> RemoteDevices:
