@@ -25,7 +25,7 @@ MIN_SECONDS = 1.5  # passes go on at least this long: one burst of another progr
 MAX_SECONDS = 10.0
 UNSTEADY = 0.05  # the best passes of the two halves of the window differ more than this: the machine changed
 QUIET_CORES = 0.2  # other programs using less CPU than this over a stretch of the window: passes run undisturbed
-QUIET_STRETCH = 0.5  # seconds
+QUIET_STRETCH = 0.25  # seconds
 CACHE_FILE = "bandwidth.json"
 CACHE_DAYS = 30  # a machine's RAM does not change often; the user can measure again at any time
 
