@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_compute
+from models.machine.compute import (QUIET_CORES, CpuCompute, QuietWatch, fmt_flops, gpu_fp16_flops,
+                                    measure_compute)
 from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,6 @@ MIN_BUFFER, MAX_BUFFER = 256 * MIB, 1024 * MIB  # the automatic size: 8 x the L3
 MIN_SECONDS = 1.5  # passes go on at least this long: one burst of another program cannot spoil all of them
 MAX_SECONDS = 10.0
 UNSTEADY = 0.05  # the best passes of the two halves of the window differ more than this: the machine changed
-QUIET_CORES = 0.2  # other programs using less CPU than this over a stretch of the window: passes run undisturbed
-QUIET_STRETCH = 0.25  # seconds
 CACHE_FILE = "bandwidth.json"
 CACHE_DAYS = 30  # a machine's RAM does not change often; the user can measure again at any time
 
@@ -168,7 +167,7 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int | Non
     """Read and copy bandwidth of RAM with `threads` threads, each over its own block of `buffer_bytes / threads`.
 
     Read and copy passes alternate until `repeats` of each are timed, `min_seconds` have passed and other
-    programs left the CPU alone for a stretch of QUIET_STRETCH s (or `max_seconds`: a program that competes
+    programs left the CPU alone for a stretch of a quarter second (or `max_seconds`: a program that competes
     for the cores all along costs the threads their passes); the best pass of each kind is the figure (STREAM's rule: interference only ever slows a
     pass down, so the best is the one nothing disturbed). Before that, warm-up passes until the page faults of
     the first touch are over and the clock has ramped up. A pass is timed from the first thread's start to the
@@ -242,25 +241,13 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int | Non
             timed("copy")
             if _ >= 1 and time.perf_counter() >= warm_until:
                 break
-        window = stretch = time.perf_counter()
-        stretch_len = min(QUIET_STRETCH, max(min_seconds / 3, 0.1))
-        busy = _cpu_busy()
-        quiet = min_seconds == 0  # no window asked for: nothing to wait for
-        least_others = -1.0
+        window = time.perf_counter()
+        watch = QuietWatch(min_seconds)
         while True:
             read_samples.append(total / timed("read"))
             copy_samples.append(2 * total / timed("copy"))
-            now = time.perf_counter()
-            if now - stretch >= stretch_len and busy is not None:
-                after = _cpu_busy()
-                if after is not None:
-                    others = max((after[0] - busy[0]) - (after[1] - busy[1]), 0.0) / (now - stretch)
-                    least_others = others if least_others < 0 else min(least_others, others)
-                    quiet = quiet or others < QUIET_CORES
-                stretch, busy = now, after
-            elif busy is None:
-                quiet = True  # CPU times not readable: the window alone
-            elapsed = now - window
+            quiet = watch.tick()
+            elapsed = time.perf_counter() - window
             if (len(read_samples) >= repeats and elapsed >= min_seconds and quiet) or elapsed >= max_seconds:
                 break
     finally:
@@ -271,21 +258,7 @@ def measure_cpu_bandwidth(*, threads: int | None = None, buffer_bytes: int | Non
     return CpuBandwidth(read=max(read_samples), copy=max(copy_samples), threads=threads, buffer_bytes=total,
                         repeats=len(read_samples), read_samples=read_samples, copy_samples=copy_samples,
                         seconds=time.perf_counter() - start, measured_at=_now(), halves_gap=_halves_gap(read_samples),
-                        others_cores=least_others)
-
-
-def _cpu_busy() -> tuple[float, float] | None:
-    """(CPU seconds the whole machine was busy, steal included; CPU seconds of this process) or None."""
-    import psutil
-
-    try:
-        t = psutil.cpu_times()
-        own = psutil.Process().cpu_times()
-    except (OSError, psutil.Error) as error:
-        log.debug("CPU times not readable: %s", error)
-        return None
-    busy = sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
-    return busy, own.user + own.system
+                        others_cores=watch.least_others)
 
 
 def _halves_gap(samples: list[float]) -> float:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # Variables that hold OpenBLAS to older kernels than the CPU has (a container's OPENBLAS_CORETYPE=Haswell on an
 # AVX-512 machine halves its GEMM): the hardware's peak is measured without them, in a child process.
 _KERNEL_PINS = ("OPENBLAS_CORETYPE",)
+QUIET_CORES = 0.2  # other programs using less CPU than this over a stretch: what runs then runs undisturbed
+QUIET_STRETCH = 0.25  # seconds (0.5 s kept most windows under a bursty neighbour running to their cap)
 DEFAULT_N = 2048  # 17 GFLOP a product: milliseconds on a desktop, long enough to time, far beyond any L2
 MIN_SECONDS = 0.5
 
@@ -59,9 +61,49 @@ class CpuCompute:
     seconds: float = 0.0
     measured_at: str = ""
     blas: str = ""  # which BLAS numpy used
+    others_cores: float = -1.0  # the least CPU other programs used over a stretch (QuietWatch); -1: not read
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _cpu_busy() -> tuple[float, float] | None:
+    """(CPU seconds the whole machine was busy, steal included; CPU seconds of this process) or None."""
+    import psutil
+
+    try:
+        t = psutil.cpu_times()
+        own = psutil.Process().cpu_times()
+    except (OSError, psutil.Error) as error:
+        log.debug("CPU times not readable: %s", error)
+        return None
+    busy = sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+    return busy, own.user + own.system
+
+
+class QuietWatch:
+    """Whether other programs (and a virtual machine's host, as steal) left the CPU alone for a stretch of a
+    measuring window: a measurement goes on until they did, so its best pass is an undisturbed one."""
+
+    def __init__(self, min_seconds: float) -> None:
+        self.stretch_len = min(QUIET_STRETCH, max(min_seconds / 3, 0.1))
+        self.stretch = time.perf_counter()
+        self.busy = _cpu_busy()
+        # No window asked for, or CPU times not readable: nothing to wait for.
+        self.quiet = min_seconds == 0 or self.busy is None
+        self.least_others = -1.0  # the least CPU others used over a stretch, in cores; -1: no stretch ended
+
+    def tick(self) -> bool:
+        """Called after each pass; True once a quiet stretch has been seen."""
+        now = time.perf_counter()
+        if self.busy is not None and now - self.stretch >= self.stretch_len:
+            after = _cpu_busy()
+            if after is not None:
+                others = max((after[0] - self.busy[0]) - (after[1] - self.busy[1]), 0.0) / (now - self.stretch)
+                self.least_others = others if self.least_others < 0 else min(self.least_others, others)
+                self.quiet = self.quiet or others < QUIET_CORES
+            self.stretch, self.busy = now, after
+        return self.quiet
 
 
 def fmt_flops(flops: float) -> str:
@@ -116,7 +158,8 @@ def measure_cpu_compute(*, n: int = DEFAULT_N, repeats: int = 5, min_seconds: fl
     """float32 GEMM throughput of every core: the best of at least `repeats` n x n products over `min_seconds`.
 
     numpy hands the product to its BLAS, which runs it on all cores; one untimed product first (threads
-    started, pages touched, the clock up). Best, not mean: another program only ever slows a product down.
+    started, pages touched, the clock up). Best, not mean: another program only ever slows a product down;
+    and the window goes on (up to `max_seconds`) until other programs left the CPU alone for a stretch.
     """
     import numpy as np
 
@@ -133,18 +176,20 @@ def measure_cpu_compute(*, n: int = DEFAULT_N, repeats: int = 5, min_seconds: fl
     work = 2.0 * n * n * n
     samples: list[float] = []
     window = time.perf_counter()
+    watch = QuietWatch(min_seconds)
     while True:
         t0 = time.perf_counter()
         np.matmul(a, b, out=out)
         samples.append(work / max(time.perf_counter() - t0, 1e-9))
+        quiet = watch.tick()
         elapsed = time.perf_counter() - window
-        if (len(samples) >= repeats and elapsed >= min_seconds) or elapsed >= max_seconds:
+        if (len(samples) >= repeats and elapsed >= min_seconds and quiet) or elapsed >= max_seconds:
             break
     if not np.isfinite(out[0, 0]):
         raise ArithmeticError("the matrix product gave a non-finite result: the BLAS is broken")
     blas, threads = _blas_info()
     return CpuCompute(flops=max(samples), threads=threads, n=n, repeats=len(samples), samples=samples,
-                      seconds=time.perf_counter() - start, blas=blas,
+                      seconds=time.perf_counter() - start, blas=blas, others_cores=watch.least_others,
                       measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 

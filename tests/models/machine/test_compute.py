@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from models.cli import main
 from models.machine import bandwidth as bw
 from models.machine.bandwidth import MachineBandwidth, machine_bandwidth, nvidia_bandwidth
-from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_compute, measure_cpu_compute
+from models.machine.compute import QUIET_CORES, CpuCompute, fmt_flops, gpu_fp16_flops, measure_compute, measure_cpu_compute
 from tests.models.machine.test_bandwidth import FakeNVML
 
 MIB = 1024 * 1024
@@ -35,6 +37,20 @@ def test_cpu_gemm_window_and_bad_options() -> None:
                            (dict(min_seconds=3, max_seconds=1), "between 0 and max_seconds")):
         with pytest.raises(ValueError, match=match):
             measure_cpu_compute(**options)  # type: ignore[arg-type]
+
+
+def test_a_program_using_the_cpu_all_along_is_waited_out() -> None:
+    # A real competitor: a process burning a core. The window runs to max_seconds looking for a quiet stretch
+    # and keeps how busy the others stayed.
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = measure_cpu_compute(n=256, repeats=2, min_seconds=0.3, max_seconds=1.2)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert busy.others_cores >= QUIET_CORES and busy.seconds >= 1.2 and busy.flops > 0
+    assert measure_cpu_compute(n=256, repeats=2, min_seconds=0).others_cores == -1  # no window: not read
 
 
 def test_kernel_pin_is_left_out_of_the_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
