@@ -372,6 +372,10 @@ def _measure_compute(result: MachineBandwidth) -> None:
         result.compute = measure_compute()
     except (MemoryError, ValueError, ArithmeticError) as error:
         result.notes.append(f"CPU compute not measured: {error}")
+        return
+    if result.compute.others_cores >= QUIET_CORES:
+        result.notes.append(f"other programs used {result.compute.others_cores:.1f} cores all through the compute "
+                            "test: the figure may be low; measure again when the machine is quiet")
 
 
 def _save(result: MachineBandwidth) -> None:
