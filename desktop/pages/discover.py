@@ -46,6 +46,7 @@ class FileRow:
     local: Path | None = None  # the file already on this machine (Library), if it is
     measured: Any = None  # models.results.choice.MeasuredHere: speed and quality measured on this machine
     pool: Any = None  # models.machine.rpc_known.PoolFit: across this PC and the remote devices, when they are set
+    pool_note: str = ""  # why remote devices that are set were not counted
 
 
 REPO_COLUMNS: list[Column[RepoSummary]] = [
@@ -108,7 +109,7 @@ def _fit_tip(row: FileRow) -> str:
     if v is None:
         return "Reading the file's header from the Hub to estimate its memory …"
     e = v.estimate
-    lines = _pool_tip(row) if row.pool is not None else []
+    lines = _pool_tip(row) if row.pool is not None else [row.pool_note, ""] if row.pool_note else []
     lines += [v.summary, "", f"Weights {fmt_bytes(e.weights)} · KV cache {fmt_bytes(e.kv)} · compute "
               f"{fmt_bytes(e.compute)} · output {fmt_bytes(e.output)} = {fmt_bytes(e.total)}",
               f"Suggested GPU layers: {v.n_gpu_layers}; RAM left {fmt_bytes(v.headroom_ram)}"
@@ -490,22 +491,25 @@ class DiscoverPage(Page):
                     header = read_remote_header(repo.repo_id, row.model.files[0].filename, revision=repo.commit)
                     verdict = fit_verdict(header, hardware)
                     pool = pool_fit(header, hardware, checks, endpoints) if endpoints else None
+                    note = ("Remote devices are set, but none is counted (not reachable at the last check, or "
+                            "never checked): this PC alone."
+                            if endpoints and pool is None else "")
                     speed = None
                     if predict is not None:
                         try:
                             speed = predict(header, n_gpu_layers=verdict.n_gpu_layers)
                         except Exception as error:  # noqa: BLE001
                             log.warning("no speed prediction for %s: %s", row.model.name, error)
-                    out.append((row, verdict, "", speed, pool))
+                    out.append((row, verdict, "", speed, (pool, note)))
                 except Exception as error:  # noqa: BLE001 - one unreadable file must not hide the others' fit
-                    out.append((row, None, str(error), None, None))
+                    out.append((row, None, str(error), None, (None, "")))
             return out
 
         def done(verdicts: list[tuple[FileRow, Any, str, Any, Any]]) -> None:
             if generation != self._repo_generation or fit_generation != self._fit_generation:
                 return
-            for row, verdict, error, speed, pool in verdicts:
-                row.verdict, row.fit_error, row.speed, row.pool = verdict, error, speed, pool
+            for row, verdict, error, speed, (pool, note) in verdicts:
+                row.verdict, row.fit_error, row.speed, row.pool, row.pool_note = verdict, error, speed, pool, note
             self.files.set_rows(self.files.rows)
 
         run_job(work, on_done=done, on_error=lambda error: log.warning("fit estimate failed: %s", error))

@@ -181,3 +181,12 @@ def test_discover_badge_fits_the_pool_from_the_last_check(window, qtbot, hub, st
     state.remove(two.endpoint)
     qtbot.waitUntil(lambda: page.files.row(0).pool is None and _badge(page.files.row(0)) != "…", timeout=60_000)
     assert _badge(page.files.row(0)) in ("CPU only", "fully on GPU", "partial offload")
+    # A server set but not answering: the badge is this PC's, and the tooltip says why the pool is not counted.
+    dead = f"127.0.0.1:{_free_port()}"
+    assert state.add(dead) == ""
+    qtbot.waitUntil(lambda: state.rows()[0].state == UNREACHABLE, timeout=20_000)
+    qtbot.waitUntil(lambda: page.files.row(0).pool_note != "", timeout=60_000)
+    row = page.files.row(0)
+    assert row.pool is None and _badge(row) in ("CPU only", "fully on GPU", "partial offload")
+    tip = page.files.data(page.files.index(0, 3), Qt.ItemDataRole.ToolTipRole)
+    assert "none is counted (not reachable at the last check, or never checked): this PC alone" in tip
