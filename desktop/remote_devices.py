@@ -17,8 +17,9 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushBu
 from desktop.context import AppContext
 from desktop.jobs import run_job
 from desktop.tables import Column, RowTable, table_view
-from models.machine.rpc_known import NO_AUTH_WARNING, EndpointCheck
 from models.machine.rpc import DEFAULT_PORT, MAX_SERVERS, RpcError, parse_endpoint
+from models.machine.rpc_known import NO_AUTH_WARNING, EndpointCheck, PoolFit
+from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,21 @@ def _memory(row: EndpointRow) -> str:
 
 
 _COLORS = {REACHABLE: "#2e7d32", UNREACHABLE: "#c62828"}
+# Discover's badge for the pool (models.machine.rpc_known.PoolFit.verdict), in the colours of its local badges.
+POOL_COLORS = {"pool": "#2e7d32", "pool_partial": "#b26a00", "no_fit": "#c62828"}
+
+
+def pool_tip(pool: PoolFit) -> list[str]:
+    """Discover's tooltip for the pool: the verdict, each device's share against its memory as last checked."""
+    lines = [pool.summary]
+    if pool.estimate is not None:
+        for dev in pool.estimate.devices:
+            lines.append(f"{dev.name}: weights {fmt_bytes(dev.weights)} · KV {fmt_bytes(dev.kv)} · compute "
+                         f"{fmt_bytes(dev.compute)} = {fmt_bytes(dev.total)} of "
+                         f"{fmt_bytes(max(dev.memory_free - dev.reserve, 0))} usable")
+    lines += pool.notes[:4]
+    lines += ["", "Remote memory as last checked (Settings or Hardware page: Check)."]
+    return lines + ["", "This PC alone:"]
 
 COLUMNS: list[Column[EndpointRow]] = [
     Column("Server", lambda r: r.endpoint, tip="HOST:PORT of a llama.cpp RPC server (tokenometer rpc-server)."),

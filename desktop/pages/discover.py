@@ -17,7 +17,7 @@ from desktop.context import AppContext
 from desktop.jobs import Change, run_job
 from desktop.model_card import ModelCard
 from desktop.pages import SPACING, Page
-from desktop.remote_devices import remote_devices
+from desktop.remote_devices import POOL_COLORS, pool_tip, remote_devices
 from desktop.tables import Column, RowTable, sortable, table_view
 from models.units import fmt_bytes, fmt_count
 from models.hub.repos import SORT_KEYS, QuantModel, RepoFiles, RepoSummary
@@ -31,8 +31,6 @@ SORT_NAMES = {"downloads": "Most downloaded", "likes": "Most liked", "trending":
               "last_modified": "Recently updated"}
 BADGES = {"gpu": ("fully on GPU", "#2e7d32"), "partial": ("partial offload", "#b26a00"),
           "cpu": ("CPU only", "#1565c0"), "no_fit": ("won't fit", "#c62828")}
-# With remote devices set, the badge is the pool's (models.machine.rpc_known.PoolFit.verdict).
-POOL_COLORS = {"pool": "#2e7d32", "pool_partial": "#b26a00", "no_fit": "#c62828"}
 
 
 @dataclass
@@ -74,22 +72,8 @@ def _badge(row: FileRow) -> str:
 
 def _badge_color(row: FileRow) -> QColor | None:
     if row.pool is not None:
-        return QColor(POOL_COLORS[row.pool.verdict])
+        return QColor(POOL_COLORS[row.pool.verdict])  # with remote devices set, the badge is the pool's
     return QColor(BADGES[row.verdict.verdict][1]) if row.verdict is not None else None
-
-
-def _pool_tip(row: FileRow) -> list[str]:
-    """The pool's verdict, each device's share against its memory as last checked, then this PC alone."""
-    pool = row.pool
-    lines = [pool.summary]
-    if pool.estimate is not None:
-        for dev in pool.estimate.devices:
-            lines.append(f"{dev.name}: weights {fmt_bytes(dev.weights)} · KV {fmt_bytes(dev.kv)} · compute "
-                         f"{fmt_bytes(dev.compute)} = {fmt_bytes(dev.total)} of "
-                         f"{fmt_bytes(max(dev.memory_free - dev.reserve, 0))} usable")
-    lines += pool.notes[:4]
-    lines += ["", "Remote memory as last checked (Settings or Hardware page: Check)."]
-    return lines + ["", "This PC alone:"]
 
 
 def _speed(row: FileRow) -> str:
@@ -109,7 +93,7 @@ def _fit_tip(row: FileRow) -> str:
     if v is None:
         return "Reading the file's header from the Hub to estimate its memory …"
     e = v.estimate
-    lines = _pool_tip(row) if row.pool is not None else [row.pool_note, ""] if row.pool_note else []
+    lines = pool_tip(row.pool) if row.pool is not None else [row.pool_note, ""] if row.pool_note else []
     lines += [v.summary, "", f"Weights {fmt_bytes(e.weights)} · KV cache {fmt_bytes(e.kv)} · compute "
               f"{fmt_bytes(e.compute)} · output {fmt_bytes(e.output)} = {fmt_bytes(e.total)}",
               f"Suggested GPU layers: {v.n_gpu_layers}; RAM left {fmt_bytes(v.headroom_ram)}"
