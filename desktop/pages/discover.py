@@ -495,6 +495,7 @@ class DiscoverPage(Page):
             for row, verdict, error, speed, (pool, note) in verdicts:
                 row.verdict, row.fit_error, row.speed, row.pool, row.pool_note = verdict, error, speed, pool, note
             self.files.set_rows(self.files.rows)
+            self.file_view.resizeColumnToContents(3)  # sized for "…" when listed; a pool's badge is longer
 
         run_job(work, on_done=done, on_error=lambda error: log.warning("fit estimate failed: %s", error))
 
