@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QThreadPool, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGroupBox
 
 from desktop.bench_queue import DONE, RUNNING
@@ -59,7 +59,16 @@ def test_bad_endpoint_text_is_refused_with_the_reason(window, qtbot, qtmodeltest
     assert load_settings().rpc_endpoints == (dead,)
 
 
-def test_a_server_that_does_not_answer_shows_not_reachable_without_hanging_the_gui(window, qtbot) -> None:
+def test_a_server_that_does_not_answer_shows_not_reachable_without_hanging_the_gui(window, qtbot,
+                                                                                   monkeypatch) -> None:
+    import threading
+
+    import models.machine.rpc_known as known
+
+    threads: list[str] = []  # where the real check ran
+    real_check = known.check_endpoints
+    monkeypatch.setattr(known, "check_endpoints",
+                        lambda *a, **k: threads.append(threading.current_thread().name) or real_check(*a, **k))
     box = _box(window, qtbot, "settings")
     refused = f"127.0.0.1:{_free_port()}"
     with socket.socket() as silent:  # takes connections (the kernel's backlog) and never answers
@@ -74,9 +83,6 @@ def test_a_server_that_does_not_answer_shows_not_reachable_without_hanging_the_g
         qtbot.mouseClick(box.add_button, Qt.MouseButton.LeftButton)
         assert box.state.add(refused) == ""
         assert _cell(box, 0, 1) == CHECKING  # the check runs in the background
-        # ... on a thread of its own: the shared pool that runs the pages' jobs is free while it waits.
-        qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=3_000)
-        assert _cell(box, 0, 1) == CHECKING
         qtbot.waitUntil(lambda: _cell(box, 1, 1) == UNREACHABLE, timeout=10_000)
         assert "nothing is listening there (connection refused)" in _cell(box, 1, 1, Qt.ItemDataRole.ToolTipRole)
         assert _cell(box, 1, 2) == "nothing is listening there (connection refused)"  # why, in the Memory column
@@ -86,6 +92,9 @@ def test_a_server_that_does_not_answer_shows_not_reachable_without_hanging_the_g
     assert len(ticks) >= 60, len(ticks)
     assert "no answer to the handshake within 5 s" in _cell(box, 0, 1, Qt.ItemDataRole.ToolTipRole)
     assert _cell(box, 0, 2) == "no answer to the handshake within 5 s"
+    # Each check ran on a thread of its own, never in the pool that runs the pages' other jobs: a server that does
+    # not answer holds its check for seconds.
+    assert threads == ["rpc-check", "rpc-check"]
     # The Hardware page shows the same list.
     other = _box(window, qtbot, "hardware")
     assert [r.endpoint for r in other.table.rows] == [quiet, refused]
