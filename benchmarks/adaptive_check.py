@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.bench.adaptive import AdaptivePlan, ci95  # noqa: E402
+from models.bench.trust.adaptive import AdaptivePlan, ci95  # noqa: E402
 from models.bench.runner import BenchRunner  # noqa: E402
 from models.bench.spec import BenchJob, BenchParams, BenchTest, default_threads  # noqa: E402
 

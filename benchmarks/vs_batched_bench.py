@@ -63,7 +63,7 @@ def main() -> int:
         from models.hub.starter import ensure_starter_model
 
         args.model = ensure_starter_model()
-    from models.bench.batched import BatchedPlan
+    from models.bench.capacity.batched import BatchedPlan
 
     plan = BatchedPlan(n_prompt=tuple(int(v) for v in args.npp.split(",")),
                        n_gen=tuple(int(v) for v in args.ntg.split(",")),

@@ -34,7 +34,7 @@ def run_ours(args: argparse.Namespace) -> None:
     """The child process: load the model, run one quality plan, print its result as JSON."""
     import llama_cpp as ll
 
-    from models.bench.quality import QualityPlan, quality_context, run_quality
+    from models.bench.quality.job import QualityPlan, quality_context, run_quality
 
     quiet = ll.llama_log_callback(lambda level, text, user: None)
     ll.llama_log_set(quiet, None)

@@ -30,7 +30,7 @@ class AnswersView(QWidget):
 
     def __init__(self, busy: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from models.bench.answers import SAMPLE_PROMPTS
+        from models.bench.quality.answers import SAMPLE_PROMPTS
 
         self.busy = busy or (lambda: "")  # () -> why no run may start now ("" when one may)
         self.relay = _Relay(self)
@@ -104,7 +104,7 @@ class AnswersView(QWidget):
                 if self.models.item(i).checkState() == Qt.CheckState.Checked]
 
     def start(self) -> None:
-        from models.bench.answers import AnswersPlan
+        from models.bench.quality.answers import AnswersPlan
         from models.bench.events import BenchEvent
         from models.bench.runner import BenchRunner, check_job
         from models.bench.spec import BenchJob, BenchParams, BenchSweep
@@ -179,7 +179,7 @@ class AnswersView(QWidget):
     def show_past(self, group: Any) -> bool:
         """Show a kept group of answers (models.results.answers_records.AnswerGroup) side by side again, with
         each model's figures, the sampling settings and seed; refused (False) while a run is under way."""
-        from models.bench.answers import figures
+        from models.bench.quality.answers import figures
 
         if self._runner is not None:
             self.status.setText("Answers are being made; open a past prompt when they are done.")
@@ -213,7 +213,7 @@ class AnswersView(QWidget):
         self.columns = {}
 
     def _heard(self, job: Any, event: Any) -> None:
-        from models.bench.answers import figures
+        from models.bench.quality.answers import figures
 
         index = next((i for i, j in enumerate(self._jobs) if j is job), -1)
         if index not in self.columns:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from models.bench.serving import LoadSummary, capacity_sentence
+from models.bench.capacity.serving import LoadSummary, capacity_sentence
 from models.results.measurements import Measurement
 
 log = logging.getLogger(__name__)
@@ -18,8 +18,8 @@ def endpoint_sweep(plan: Any, endpoint: Any, *, stop: threading.Event, report: C
                    name: str) -> list[LoadSummary]:
     """Run `plan` against `endpoint` until done or `stop` is set (blocking: call from a job); `report(kind,
     payload)` tells ("progress", text), ("level", LoadSummary) and ("unsaved", why) from this thread."""
-    from models.bench.capacity import run_sweep
-    from models.bench.endpoint import run_endpoint_level
+    from models.bench.capacity.sweep import run_sweep
+    from models.bench.capacity.endpoint import run_endpoint_level
     from models.errors import StoreError
 
     def level(concurrency: int, rate: float | None, shapes: list[Any], arrivals: list[float]) -> Any:

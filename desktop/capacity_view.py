@@ -16,7 +16,7 @@ from shiboken6 import isValid
 from desktop.charts import ChartView, xy_chart
 from desktop.jobs import Change, run_job
 from desktop.tables import Column, RowTable, table_view
-from models.bench.serving import LoadSummary
+from models.bench.capacity.serving import LoadSummary
 from models.errors import BenchmarkError
 from models.results.measurements import Measurement
 

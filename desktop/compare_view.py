@@ -43,7 +43,7 @@ TRUST_COLOR = "#c77c02"  # the runs table's colour for a figure to trust less
 
 
 def _figure_tip(row: CompareRow, key: str) -> str:
-    """n, and for a figure labelled other than ok its label and why (models.bench.trust)."""
+    """n, and for a figure labelled other than ok its label and why (models.bench.trust.labels)."""
     if key not in row.cells:
         return "no figure"
     tip = f"n = {row.cells[key].n}"

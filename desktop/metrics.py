@@ -146,7 +146,7 @@ TIPS_INTERVAL = ("The 95% confidence interval of the mean throughput (Student t 
 
 def _interval(result: BenchResult) -> float:
     """The half-width in t/s: the worker's, or from the samples for results stored before it kept one."""
-    from models.bench.adaptive import ci95
+    from models.bench.trust.adaptive import ci95
 
     if result.status != "ok" or len(result.samples_ts) < 2:
         return 0.0

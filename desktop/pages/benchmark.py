@@ -23,7 +23,7 @@ from desktop.metrics import model_where, result_columns
 from desktop.pages import SPACING, Page
 from desktop.queue_panel import QueuePanel, localscore_text, state_text
 from desktop.tables import RowTable, table_view
-from models.bench.adaptive import AdaptivePlan
+from models.bench.trust.adaptive import AdaptivePlan
 from models.bench.localscore import ABOUT as LOCALSCORE_ABOUT
 from models.bench.localscore import localscore_jobs
 from models.bench.spec import DEFAULT_REPETITIONS, KV_TYPES, BenchJob, BenchSweep, default_threads

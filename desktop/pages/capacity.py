@@ -19,8 +19,8 @@ from desktop.jobs import Bridge, Change, run_job
 from desktop.pages import SPACING, Page
 from desktop.tables import RowTable, table_view
 from models.bench.events import Batched, LoadLevel
-from models.bench.load_profile import PROFILES
-from models.bench.serving import LoadSummary, Slo, capacity_sentence
+from models.bench.capacity.profile import PROFILES
+from models.bench.capacity.serving import LoadSummary, Slo, capacity_sentence
 from models.errors import BenchmarkError
 from models.results.measurements import Measurement
 
@@ -216,7 +216,7 @@ class CapacityPage(Page):
         return self._stop is not None or (self._item is not None and not self._item.state.finished)
 
     def load_plan(self) -> Any:
-        from models.bench.capacity import LoadPlan
+        from models.bench.capacity.sweep import LoadPlan
 
         percentile = number(self.percentile.text(), "SLO percentile")
         plan = LoadPlan(profile=self.profile.currentText().strip(),
@@ -231,7 +231,7 @@ class CapacityPage(Page):
         return plan
 
     def _job(self, plan: Any) -> Any:
-        from models.bench.batched import BatchedPlan
+        from models.bench.capacity.batched import BatchedPlan
         from models.bench.spec import BenchJob, BenchParams, check_job
 
         path = self.model.currentData()
@@ -251,7 +251,7 @@ class CapacityPage(Page):
 
     def run(self) -> None:
         """Start the test from the form; a bad field is said under the buttons and nothing starts."""
-        from models.bench.batched import BatchedPlan
+        from models.bench.capacity.batched import BatchedPlan
 
         self.error.clear()
         if self.running:
@@ -299,7 +299,7 @@ class CapacityPage(Page):
             self.status.setText("Cancelling …")
 
     def _run_endpoint(self, plan: Any) -> None:
-        from models.bench.endpoint import Endpoint
+        from models.bench.capacity.endpoint import Endpoint
 
         url = self.url.text().strip()
         if not url.startswith(("http://", "https://")):

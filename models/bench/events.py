@@ -158,7 +158,7 @@ class QualityChunk(TypedEvent):
 
 @dataclass(frozen=True)
 class Quality(TypedEvent):
-    """A quality job's result: models.bench.perplexity.QualityResult as JSON, plus the text's name."""
+    """A quality job's result: models.bench.quality.perplexity.QualityResult as JSON, plus the text's name."""
 
     kind: ClassVar[str] = "quality"
     result: dict[str, Any] = field(default_factory=dict)
@@ -176,7 +176,7 @@ class Batched(TypedEvent):
 
 @dataclass(frozen=True)
 class LoadLevel(TypedEvent):
-    """One load level of a serving test: models.bench.serving.LoadSummary as JSON, and every request's timings."""
+    """One load level of a serving test: models.bench.capacity.serving.LoadSummary as JSON, and each request's timings."""
 
     kind: ClassVar[str] = "load_level"
     summary: dict[str, Any] = field(default_factory=dict)
@@ -185,7 +185,7 @@ class LoadLevel(TypedEvent):
 
 @dataclass(frozen=True)
 class AnswerPiece(TypedEvent):
-    """Text of an answer as it streams: the piece the n-th generated token adds (models.bench.answers)."""
+    """Text of an answer as it streams: the piece the n-th generated token adds (models.bench.quality.answers)."""
 
     kind: ClassVar[str] = "answer_piece"
     text: str = ""
@@ -194,7 +194,7 @@ class AnswerPiece(TypedEvent):
 
 @dataclass(frozen=True)
 class Answer(TypedEvent):
-    """One model's answer to the prompt: models.bench.answers.Answer as JSON, with the prompt and the model."""
+    """One model's answer to the prompt: models.bench.quality.answers.Answer as JSON, with the prompt and the model."""
 
     kind: ClassVar[str] = "answer"
     result: dict[str, Any] = field(default_factory=dict)

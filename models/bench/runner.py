@@ -310,7 +310,7 @@ class BenchRunner:
 def _watch(pid: int) -> Any:
     """A started ConditionWatch for the worker, or None when it cannot sample (the run goes on without it)."""
     try:
-        from models.bench.conditions import ConditionWatch
+        from models.bench.trust.conditions import ConditionWatch
 
         watch = ConditionWatch(pid)
         watch.start()
@@ -323,7 +323,7 @@ def _watch(pid: int) -> Any:
 def _assess(row: dict[str, Any], watch: Any) -> None:
     """Add the test's conditions and trust label to a worker's result row (before it is emitted and stored)."""
     try:
-        from models.bench.trust import assess
+        from models.bench.trust.labels import assess
 
         conditions = watch.finish(str(row.get("test", "")))
         row["conditions"] = conditions

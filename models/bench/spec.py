@@ -7,14 +7,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from models.bench.adaptive import AdaptivePlan
+from models.bench.trust.adaptive import AdaptivePlan
 from models.errors import BenchmarkError
 
 if TYPE_CHECKING:  # the measuring methods' plans; imported when a job carries one (quality pulls in numpy)
-    from models.bench.batched import BatchedPlan
-    from models.bench.capacity import LoadPlan
-    from models.bench.answers import AnswersPlan
-    from models.bench.quality import QualityPlan
+    from models.bench.capacity.batched import BatchedPlan
+    from models.bench.capacity.sweep import LoadPlan
+    from models.bench.quality.answers import AnswersPlan
+    from models.bench.quality.job import QualityPlan
 
 FlashAttn = Literal["on", "off", "auto"]
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -136,7 +136,7 @@ class BenchJob:
     batched: BatchedPlan | None = None
     load: LoadPlan | None = None
     quality: QualityPlan | None = None
-    answers: AnswersPlan | None = None  # one prompt answered (models.bench.answers)
+    answers: AnswersPlan | None = None  # one prompt answered (models.bench.quality.answers)
     # -r auto: repeat each test until its 95% interval is within the plan's target (repetitions is then unused).
     adaptive: AdaptivePlan | None = None
 
@@ -179,19 +179,19 @@ def _plans(data: dict[str, Any]) -> dict[str, Any]:
     """The method plans a job's JSON carries, as their dataclasses."""
     plans: dict[str, Any] = {}
     if data.get("batched"):
-        from models.bench.batched import BatchedPlan
+        from models.bench.capacity.batched import BatchedPlan
 
         plans["batched"] = BatchedPlan.from_json(data["batched"])
     if data.get("load"):
-        from models.bench.capacity import LoadPlan
+        from models.bench.capacity.sweep import LoadPlan
 
         plans["load"] = LoadPlan.from_json(data["load"])
     if data.get("quality"):
-        from models.bench.quality import QualityPlan
+        from models.bench.quality.job import QualityPlan
 
         plans["quality"] = QualityPlan.from_json(data["quality"])
     if data.get("answers"):
-        from models.bench.answers import AnswersPlan
+        from models.bench.quality.answers import AnswersPlan
 
         plans["answers"] = AnswersPlan.from_json(data["answers"])
     return plans
@@ -286,7 +286,7 @@ class BenchSweep:
     numa: str = "disabled"
     prio: int = 0
     delay: int = 0
-    adaptive: AdaptivePlan | None = None  # -r auto (models.bench.adaptive)
+    adaptive: AdaptivePlan | None = None  # -r auto (models.bench.trust.adaptive)
 
     def validate(self) -> None:
         """Refuse impossible parameters before any worker starts, with a message naming the parameter. What a
@@ -414,8 +414,8 @@ class BenchResult:
     ci95_ts: float = 0.0
     ci_target: float = 0.0
     ci_met: bool = False
-    # What the machine was doing during the test (models.bench.conditions; a sensor not read is left out) and the
-    # one trust label drawn from it and the samples (models.bench.trust: ok, noisy, throttled, swapped, partial
+    # What the machine was doing during the test (models.bench.trust.conditions; a sensor not read is left out) and the
+    # one trust label drawn from it and the samples (models.bench.trust.labels: ok, noisy, throttled, swapped, partial
     # offload; "" when not assessed), with the reasons joined by "; ".
     conditions: dict[str, Any] = field(default_factory=dict)
     trust: str = ""

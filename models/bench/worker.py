@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.bench.adaptive import interval_fields
+from models.bench.trust.adaptive import interval_fields
 from models.bench.estimate import FitEstimator, fit_estimator
 from models.bench.events import BenchEvent
 from models.bench.lifeline import die_with_parent, watch_stdin
@@ -399,20 +399,20 @@ def run_job(job: BenchJob, emit: Emitter, *, perf: bool = False) -> int:
 
 
 def _run_batched(bench: Bench, emit: Emitter) -> bool:
-    from models.bench.batched import run_batched_job
+    from models.bench.capacity.batched import run_batched_job
 
     assert bench.job.batched is not None
     return run_batched_job(bench, bench.job.batched, emit)
 
 
 def _run_load(bench: Bench, emit: Emitter) -> bool:
-    from models.bench.continuous import run_load_job
+    from models.bench.capacity.continuous import run_load_job
 
     return run_load_job(bench, bench.job.load, emit)
 
 
 def _run_quality(bench: Bench, emit: Emitter) -> bool:
-    from models.bench.quality import quality_context, run_quality
+    from models.bench.quality.job import quality_context, run_quality
 
     job, p = bench.job, bench.job.params
     assert job.quality is not None
@@ -432,7 +432,7 @@ def _run_quality(bench: Bench, emit: Emitter) -> bool:
 
 
 def _run_answers(bench: Bench, emit: Emitter) -> bool:
-    from models.bench.answers import answers_context, run_answers
+    from models.bench.quality.answers import answers_context, run_answers
 
     job, p = bench.job, bench.job.params
     assert job.answers is not None

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.bench.answers import figures
+from models.bench.quality.answers import figures
 from models.errors import BenchmarkError
 from models.text import printable
 
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_plan(args: argparse.Namespace) -> Any:
-    from models.bench.answers import SAMPLE_PROMPTS, AnswersPlan
+    from models.bench.quality.answers import SAMPLE_PROMPTS, AnswersPlan
 
     if args.prompt is not None and args.sample is not None:
         raise BenchmarkError("Give --prompt or --sample, not both.")
@@ -96,7 +96,7 @@ def markdown(records: list[dict[str, Any]], plan: Any) -> str:
 
 def run_answers_command(args: argparse.Namespace) -> int:
     """Each model in a worker in turn; 0 ok, 1 failed, 130 cancelled."""
-    from models.bench.answers import SAMPLE_PROMPTS
+    from models.bench.quality.answers import SAMPLE_PROMPTS
     from models.bench.runner import BenchRunner, check_job
     from models.cli.jobs import run_cancellable
 

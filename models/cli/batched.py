@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `tokenometer batched`."""
-    from models.bench.batched_output import FORMATS
+    from models.bench.capacity.batched_output import FORMATS
 
     parser = subparsers.add_parser(
         "batched", allow_abbrev=False,
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_job(args: argparse.Namespace) -> Any:
     """The BenchJob with a batched plan that the flags describe."""
-    from models.bench.batched import BatchedPlan
+    from models.bench.capacity.batched import BatchedPlan
     from models.bench.spec import BenchJob
 
     path = args.model_flag or args.model
@@ -65,7 +65,7 @@ def build_job(args: argparse.Namespace) -> Any:
 
 def run_batched(args: argparse.Namespace) -> int:
     """Run the sweep in a worker and print each row as it arrives; 0 ok, 1 failed, 130 cancelled."""
-    from models.bench.batched_output import BatchedPrinter
+    from models.bench.capacity.batched_output import BatchedPrinter
     from models.bench.runner import BenchRunner
     from models.bench.spec import check_job
     from models.cli.jobs import run_cancellable

@@ -168,7 +168,7 @@ def build_sweep(args: argparse.Namespace) -> Any:
     if args.pg:
         sweep.n_pg = list(args.pg)
     if args.repetitions == "auto":
-        from models.bench.adaptive import AdaptivePlan
+        from models.bench.trust.adaptive import AdaptivePlan
 
         sweep.adaptive = AdaptivePlan()
     elif args.repetitions is not None:

@@ -34,8 +34,8 @@ def _seconds(text: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `tokenometer load`."""
-    from models.bench.load_output import FORMATS
-    from models.bench.load_profile import PROFILES
+    from models.bench.capacity.load_output import FORMATS
+    from models.bench.capacity.profile import PROFILES
 
     parser = subparsers.add_parser(
         "load", allow_abbrev=False,
@@ -69,8 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_plan(args: argparse.Namespace) -> Any:
-    from models.bench.capacity import LoadPlan
-    from models.bench.serving import Slo
+    from models.bench.capacity.sweep import LoadPlan
+    from models.bench.capacity.serving import Slo
 
     plan = LoadPlan(profile=args.profile, concurrency=args.concurrency, rates=args.rate, slots=args.slots,
                     requests=args.requests, stop_early=not args.all_levels,
@@ -94,8 +94,8 @@ def run_load(args: argparse.Namespace) -> int:
     import os
     import threading
 
-    from models.bench.load_output import LoadPrinter
-    from models.bench.serving import capacity_sentence
+    from models.bench.capacity.load_output import LoadPrinter
+    from models.bench.capacity.serving import capacity_sentence
     from models.cli.jobs import run_cancellable
 
     plan = build_plan(args)
@@ -103,8 +103,8 @@ def run_load(args: argparse.Namespace) -> int:
     summaries: list[Any] = []
     failure: dict[str, str] = {}
     if args.endpoint:
-        from models.bench.capacity import run_sweep
-        from models.bench.endpoint import Endpoint, run_endpoint_level
+        from models.bench.capacity.sweep import run_sweep
+        from models.bench.capacity.endpoint import Endpoint, run_endpoint_level
 
         key = os.environ.get(args.api_key_env) if args.api_key_env else None
         endpoint = Endpoint(args.endpoint, api=args.api, model=args.server_model, api_key=key)
@@ -131,7 +131,7 @@ def run_load(args: argparse.Namespace) -> int:
     else:
         from models.bench.runner import BenchRunner
         from models.bench.spec import check_job
-        from models.bench.serving import LoadSummary
+        from models.bench.capacity.serving import LoadSummary
         from models.bench.spec import BenchJob
 
         model = _model(args)

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `tokenometer quality`."""
-    from models.bench.quality_output import FORMATS
+    from models.bench.quality.output import FORMATS
 
     parser = subparsers.add_parser(
         "quality", allow_abbrev=False,
@@ -61,9 +61,9 @@ def _is_gguf(path: Path) -> bool:
 
 def run_quality_command(args: argparse.Namespace) -> int:
     """Each model in a worker in turn (the reference first); rows printed as they come. 0 ok, 1 failed, 130."""
-    from models.bench.kld_reference import read_reference
-    from models.bench.quality_output import QualityPrinter
-    from models.bench.quality_plan import QualityPlan, reference_cache
+    from models.bench.quality.reference import read_reference
+    from models.bench.quality.output import QualityPrinter
+    from models.bench.quality.plan import QualityPlan, reference_cache
     from models.bench.runner import BenchRunner, check_job
     from models.cli.jobs import run_cancellable
 
@@ -128,7 +128,7 @@ def run_quality_command(args: argparse.Namespace) -> int:
 
                 outcome["recorder"] = open_quality_recorder(job)
             runner.run([job])
-            from models.bench.quality import discard_partial_reference
+            from models.bench.quality.job import discard_partial_reference
 
             discard_partial_reference(job.quality)  # a worker stopped mid-way leaves FILE.part behind
             if outcome["recorder"] is not None and outcome["recorder"].error is not None:

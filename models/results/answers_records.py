@@ -20,7 +20,7 @@ def answers_settings(plan: Any, jobs: Sequence[Any]) -> dict[str, Any]:
 
 def open_answers_recorder(job: Any, settings: dict[str, Any]) -> Any:
     """A MeasurementRecorder (kind answers) for one model's answer; its one-line answer is the figures line."""
-    from models.bench.answers import figures
+    from models.bench.quality.answers import figures
     from models.results.measurements import open_measurement_recorder
 
     return open_measurement_recorder(kind="answers", target="llama.cpp", settings=settings,

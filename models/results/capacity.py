@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from models.bench.serving import LoadSummary, capacity_sentence
+from models.bench.capacity.serving import LoadSummary, capacity_sentence
 from models.results.load_cost import LoadCost, load_cost
 from models.results.measurements import Measurement, MeasurementRecorder, model_identity
 from models.settings import Settings

@@ -69,7 +69,7 @@ class CompareRow:
     diffs: dict[str, float] = field(default_factory=dict)  # percent change against the baseline row
     is_baseline: bool = False
     # Per test, the first trust label other than "ok" among its runs, and why
-    # (models.bench.trust; runs measured before labels existed have none).
+    # (models.bench.trust.labels; runs measured before labels existed have none).
     trust: dict[str, str] = field(default_factory=dict)
     trust_notes: dict[str, str] = field(default_factory=dict)
     # Per generation test: the mean t/s as a share of the machine's memory-bandwidth limit, from the prediction

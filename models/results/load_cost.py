@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.bench.serving import LoadSummary
+from models.bench.capacity.serving import LoadSummary
 from models.results.cost import JOULES_PER_KWH
 from models.settings import Settings
 

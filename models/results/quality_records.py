@@ -17,12 +17,12 @@ log = logging.getLogger(__name__)
 
 def text_identity(spec: str) -> dict[str, Any]:
     """The text's name and the sha256 of its bytes ("" where it cannot be read, e.g. WikiText-2 not yet fetched)."""
-    from models.bench.quality_plan import WIKITEXT2
+    from models.bench.quality.plan import WIKITEXT2
 
     name = spec if spec == WIKITEXT2 else Path(spec).name
     try:
         if spec == WIKITEXT2:
-            from models.bench.quality import wikitext2_path
+            from models.bench.quality.job import wikitext2_path
 
             path = wikitext2_path(download=False)
         else:
@@ -36,7 +36,7 @@ def text_identity(spec: str) -> dict[str, Any]:
 def reference_identity(path: Path | str) -> dict[str, Any]:
     """A reference file's identity: the model that made it, its text's tokens and chunking. Two runs with the
     same `key` were compared against the same log-probabilities, so their KL divergences rank together."""
-    from models.bench.kld_reference import read_reference
+    from models.bench.quality.reference import read_reference
 
     info = read_reference(Path(path))
     model = Path(str(info.meta.get("model_filename") or info.meta.get("model") or "")).name
@@ -143,9 +143,9 @@ def quality_jobs(model: Path, *, reference: Path | None = None, text: str, n_ctx
     """The bench jobs of one quality run, as `tokenometer quality MODEL --ref REFERENCE` makes them: the reference
     model's log-probabilities first (unless kept from an earlier run on the same text and chunking), then MODEL
     against them."""
-    from models.bench.quality_plan import QualityPlan
+    from models.bench.quality.plan import QualityPlan
     from models.bench.spec import BenchJob, BenchParams, BenchSweep
-    from models.bench.quality_plan import reference_cache
+    from models.bench.quality.plan import reference_cache
 
     defaults = BenchSweep(models=[model])
     params = BenchParams(n_threads=n_threads or defaults.n_threads[0], n_gpu_layers=defaults.n_gpu_layers[0])

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from html import escape
 
-from models.bench.adaptive import ci95
+from models.bench.trust.adaptive import ci95
 from models.bench.spec import BenchResult
 from models.results.compare import Comparison
 
@@ -20,7 +20,7 @@ def trust_tag(label: str, reasons: str) -> str:
 
 
 def trust_notes(comparison: Comparison, labels: Sequence[str]) -> str:
-    """Every figure labelled other than ok, and why (models.bench.trust): a printout has no tooltips."""
+    """Every figure labelled other than ok, and why (models.bench.trust.labels): a printout has no tooltips."""
     items = [f"<li>{escape(label)} · {escape(test)}: {trust_tag(row.trust[test], '')}"
              + (f" — {escape(row.trust_notes[test])}" if row.trust_notes.get(test) else "") + "</li>"
              for row, label in zip(comparison.rows, labels) for test in row.trust]

@@ -134,7 +134,7 @@ class RunFilter:
     until: str = ""
     imported: bool | None = None
     ids: Sequence[int] = field(default_factory=tuple)
-    trust: str = ""  # a trust label (models.bench.trust.LABELS); read from the stored result, no column needed
+    trust: str = ""  # a trust label (models.bench.trust.labels.LABELS); read from the stored result, no column needed
 
 
 class ResultsStore:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from models.bench.adaptive import AdaptivePlan
+from models.bench.trust.adaptive import AdaptivePlan
 from models.errors import BenchmarkError
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 
 from desktop.bench_queue import DONE, RUNNING
-from models.bench.adaptive import AdaptivePlan, relative_ci95
+from models.bench.trust.adaptive import AdaptivePlan, relative_ci95
 from models.bench.localscore import ABOUT, localscore, localscore_tests
 from tests.models.gguf.factory import Shape, write_model
 
@@ -132,7 +132,7 @@ def test_the_comparison_shows_trust_labels_with_their_reasons(window, qtbot) -> 
     """Labels as the runner stores them: the core's assess() on real sample sets."""
     from PySide6.QtGui import QColor
 
-    from models.bench.trust import assess
+    from models.bench.trust.labels import assess
     from tests.models.results.conftest import MACHINE_A, make_result
 
     def judged(**kwargs):
@@ -166,7 +166,7 @@ def test_the_comparison_shows_trust_labels_with_their_reasons(window, qtbot) -> 
 def test_the_interval_column_says_whether_the_target_was_met(qtbot, qtmodeltester) -> None:
     from desktop.metrics import result_columns
     from desktop.tables import RowTable
-    from models.bench.adaptive import ci95
+    from models.bench.trust.adaptive import ci95
     from models.bench.spec import BenchResult
 
     fixed = [100.0, 101.0, 99.0, 100.5, 99.5]

@@ -6,8 +6,8 @@ import csv
 import io
 import json
 
-from models.bench.batched_output import ALL_KEYS, BatchedPrinter
-from models.bench.quality_output import QualityPrinter
+from models.bench.capacity.batched_output import ALL_KEYS, BatchedPrinter
+from models.bench.quality.output import QualityPrinter
 
 
 def test_csv_cells_from_file_names_cannot_run_as_formulas_or_escape_codes() -> None:

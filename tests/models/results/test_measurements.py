@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models.bench.serving import RequestRecord, Slo, summarize_load
+from models.bench.capacity.serving import RequestRecord, Slo, summarize_load
 from models.cli import main
 from models.paths import results_db_path
 from models.results.load_cost import capacity_cost, load_cost

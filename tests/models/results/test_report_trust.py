@@ -1,7 +1,7 @@
 """Trust labels and LocalScore in the reports: the label beside the figure with its reason as a tooltip and a
 note, the label per run, and the score of a sitting that ran LocalScore's preset.
 
-The labels are the core's own verdicts (models.bench.trust.assess) on real sample sets and run conditions, as
+The labels are the core's own verdicts (models.bench.trust.labels.assess) on real sample sets and run conditions, as
 the runner stores them; the partial-offload case needs GPU buffers, which this machine cannot make: its buffers
 and gpu_info are written by hand and say so.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.bench.localscore import ABOUT, LOCALSCORE_TESTS, localscore
-from models.bench.trust import assess
+from models.bench.trust.labels import assess
 from models.results.compare import compare_runs, format_comparison
 from models.results.report_html import render_html
 from models.results.store import ResultsStore, RunRecord
@@ -113,7 +113,7 @@ def test_localscore_in_the_report_and_compare(tmp_path: Path) -> None:
 
 
 def test_each_run_s_interval_and_target_in_the_html_report(tmp_path: Path) -> None:
-    from models.bench.adaptive import AdaptivePlan, ci95, interval_fields
+    from models.bench.trust.adaptive import AdaptivePlan, ci95, interval_fields
 
     met, missed = [100.0, 100.5, 99.5, 100.2], [100.0, 90.0, 110.0]
     with ResultsStore(tmp_path / "s.sqlite3") as store:

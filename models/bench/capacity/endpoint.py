@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import httpx2
 
-from models.bench.load_profile import RequestShape
-from models.bench.serving import RequestRecord
+from models.bench.capacity.profile import RequestShape
+from models.bench.capacity.serving import RequestRecord
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from models.bench.answers import AnswersPlan, answers_context, prompt_tokens, run_answers
+from models.bench.quality.answers import AnswersPlan, answers_context, prompt_tokens, run_answers
 from models.errors import BenchmarkError
 
 PROMPT = "Write a haiku about a lighthouse in winter."
@@ -95,7 +95,7 @@ def test_a_context_too_small_is_named(loaded: tuple[Any, Any]) -> None:
     ll, model = loaded
     ctx = answers_context(ll, model, 16, n_batch=16, n_threads=1)
     try:
-        from models.bench.answers import generate
+        from models.bench.quality.answers import generate
 
         n_ctx = ll.llama_n_ctx(ctx)  # llama.cpp rounds a context up (to 256 cells here)
         with pytest.raises(BenchmarkError, match=f"and {n_ctx} tokens to generate do not fit a context of {n_ctx}"):

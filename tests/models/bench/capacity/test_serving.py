@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.bench.continuous import SlotScheduler
-from models.bench.load_profile import PROFILES, RequestShape, arrival_times, get_profile, profile_from_file
-from models.bench.serving import RequestRecord, Slo, capacity_sentence, percentile, summarize_load
+from models.bench.capacity.continuous import SlotScheduler
+from models.bench.capacity.profile import PROFILES, RequestShape, arrival_times, get_profile, profile_from_file
+from models.bench.capacity.serving import RequestRecord, Slo, capacity_sentence, percentile, summarize_load
 from models.errors import BenchmarkError
 
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from models.bench.conditions import ConditionWatch, _major_faults
+from models.bench.trust.conditions import ConditionWatch, _major_faults
 from models.bench.runner import BenchRunner
 from models.bench.spec import BenchJob, BenchParams, BenchTest
-from models.bench.trust import LABELS, assess, drift
+from models.bench.trust.labels import LABELS, assess, drift
 from models.results.store import ResultsStore
 from tests.models.gguf.factory import Shape, write_model
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 STEADY = [100.0, 100.5, 99.8, 100.2, 99.9]
 
 

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from models.bench.endpoint import Endpoint, run_endpoint_level
-from models.bench.load_profile import RequestShape, arrival_times
-from models.bench.serving import Slo, summarize_load
+from models.bench.capacity.endpoint import Endpoint, run_endpoint_level
+from models.bench.capacity.profile import RequestShape, arrival_times
+from models.bench.capacity.serving import Slo, summarize_load
 from models.errors import BenchmarkError
-from tests.models.bench.servers import faulty_server, free_port, llama_server  # noqa: F401
+from tests.models.bench.capacity.servers import faulty_server, free_port, llama_server  # noqa: F401
 
 
 @pytest.mark.parametrize("api", ["completions", "chat"])

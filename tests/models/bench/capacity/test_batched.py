@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from models.bench.batched import BatchedBench, BatchedTest, batched_tests, context_size
+from models.bench.capacity.batched import BatchedBench, BatchedTest, batched_tests, context_size
 
 
 def test_sweep_order_matches_llama_batched_bench() -> None:

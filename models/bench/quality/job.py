@@ -3,7 +3,7 @@
 `QualityPlan` is what the CLI, GUI or queue asks for; `check_plan` refuses what can be refused without loading
 the model (no text, a reference file that is truncated or not one); `run_quality` does the rest inside the
 worker, where the model is loaded: the text tokenized and checked against the reference, a context shaped as
-llama-perplexity shapes it, the chunks evaluated (models.bench.perplexity), events emitted as it goes.
+llama-perplexity shapes it, the chunks evaluated (models.bench.quality.perplexity), events emitted as it goes.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.bench.kld_reference import ReferenceInfo, ReferenceWriter, expected_size, read_reference
-from models.bench.perplexity import QualityResult, QualityRun, QualityShape, prepare, tokenize_text
-from models.bench.quality_plan import WIKITEXT2, QualityPlan
+from models.bench.quality.reference import ReferenceInfo, ReferenceWriter, expected_size, read_reference
+from models.bench.quality.perplexity import QualityResult, QualityRun, QualityShape, prepare, tokenize_text
+from models.bench.quality.plan import WIKITEXT2, QualityPlan
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)

@@ -280,7 +280,7 @@ class BatchedBench:
 def run_batched_job(bench: Any, plan: BatchedPlan, emit: Callable[..., None]) -> bool:
     """In the worker, with the model loaded: one context whose n_seq_max is the widest batch, then every test;
     each row goes out as a "batched" event as soon as it is measured. Returns True when every test ran."""
-    from models.bench.batched_output import record
+    from models.bench.capacity.batched_output import record
     from models.bench.setup import WorkerFailure
 
     job, p = bench.job, bench.job.params

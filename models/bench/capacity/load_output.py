@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from models.bench.record_printer import RecordPrinter
-from models.bench.serving import LoadSummary
+from models.bench.capacity.serving import LoadSummary
 from models.text import printable
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ class QualityPlan:
                 return f"The text file {path} does not exist." if not path.exists() else f"{path} is not a file."
         if self.reference:
             try:
-                from models.bench.kld_reference import read_reference
+                from models.bench.quality.reference import read_reference
 
                 read_reference(Path(self.reference))
             except BenchmarkError as error:

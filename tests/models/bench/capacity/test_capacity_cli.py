@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from models.bench.batched_output import ALL_KEYS
-from models.bench.capacity import LoadPlan, run_sweep
-from models.bench.load_profile import RequestShape
-from models.bench.serving import RequestRecord, Slo
+from models.bench.capacity.batched_output import ALL_KEYS
+from models.bench.capacity.sweep import LoadPlan, run_sweep
+from models.bench.capacity.profile import RequestShape
+from models.bench.capacity.serving import RequestRecord, Slo
 from models.cli import main
 from models.errors import BenchmarkError
-from tests.models.bench.servers import faulty_server, free_port  # noqa: F401
+from tests.models.bench.capacity.servers import faulty_server, free_port  # noqa: F401
 
 
 def test_batched_prints_llama_batched_bench_rows(starter_model: Path, capsys: pytest.CaptureFixture[str]) -> None:

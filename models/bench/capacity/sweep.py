@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.bench.load_profile import RequestShape, arrival_times, get_profile
-from models.bench.serving import LoadSummary, RequestRecord, Slo, summarize_load
+from models.bench.capacity.profile import RequestShape, arrival_times, get_profile
+from models.bench.capacity.serving import LoadSummary, RequestRecord, Slo, summarize_load
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.bench.kld_reference import LOG_RANGE
+from models.bench.quality.reference import LOG_RANGE
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 
 from models.cli import main
 
-TEXT = Path(__file__).parent / "data" / "public_domain.txt"
+TEXT = Path(__file__).parents[1] / "data" / "public_domain.txt"
 _KEEP: list[object] = []
 FLAGS = ["--text", str(TEXT), "-c", "64", "--chunks", "3", "-t", "1", "-b", "128"]
 
@@ -101,7 +101,7 @@ def test_ctrl_c_stops_the_worker_and_leaves_no_partial_reference(starter_model: 
     import time
 
     ref = tmp_path / "cut.kld"
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     proc = subprocess.Popen([sys.executable, "-m", "models.cli", "quality", str(starter_model), "--save-ref", str(ref),
                              "--text", str(TEXT), "-c", "64", "-b", "64", "-t", "1", "--progress"],
                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from models.bench.batched import BatchedDecodeError, TokenBatch
-from models.bench.load_profile import RequestShape
-from models.bench.serving import RequestRecord
+from models.bench.capacity.batched import BatchedDecodeError, TokenBatch
+from models.bench.capacity.profile import RequestShape
+from models.bench.capacity.serving import RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,9 @@ class SlotScheduler:
 
 
 def run_load_job(bench: Any, plan: Any, emit: Callable[..., None]) -> bool:
-    """In the worker, with the model loaded: the capacity sweep (models.bench.capacity), each level on a fresh
+    """In the worker, with the model loaded: the capacity sweep (models.bench.capacity.sweep), each level on a fresh
     context of one slot per person, each level's figures and request timings sent as a "load_level" event."""
-    from models.bench.capacity import run_sweep
+    from models.bench.capacity.sweep import run_sweep
     from models.bench.setup import WorkerFailure
 
     p = bench.job.params

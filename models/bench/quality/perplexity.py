@@ -4,7 +4,7 @@ The text is tokenized once (BOS added as the vocabulary asks, special tokens not
 n_ctx tokens; n_batch / n_ctx chunks are evaluated side by side as separate sequences, each chunk in n_batch
 slices, with its first token replaced by BOS where the model adds one. Only the second half of every chunk is
 scored: each position from n_ctx/2 predicts the next token. PPL = exp(mean NLL) ± PPL * sd(NLL)/sqrt(N - 1).
-With a reference (models.bench.kld_reference) every scored position also gives the KL divergence of this model's
+With a reference (models.bench.quality.reference) every scored position also gives the KL divergence of this model's
 distribution from the reference's; the summary is llama-perplexity --kl-divergence's.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from models.bench.batched import TokenBatch
-from models.bench.kld_reference import (ReferenceInfo, ReferenceReader, ReferenceWriter, quantize_rows,
+from models.bench.capacity.batched import TokenBatch
+from models.bench.quality.reference import (ReferenceInfo, ReferenceReader, ReferenceWriter, quantize_rows,
                                         scored_per_chunk, tokens_sha256)
-from models.bench.quality_stats import KldAccumulator, KldSlice, PplAccumulator, add_kld_slice, kld_slice, nll_rows
+from models.bench.quality.stats import KldAccumulator, KldSlice, PplAccumulator, add_kld_slice, kld_slice, nll_rows
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.bench.kld_reference import ReferenceWriter, quantize_rows, read_reference, row_len, scored_per_chunk
-from models.bench.quality import WIKITEXT2, QualityPlan, load_text, quality_context, run_quality, wikitext2_path
-from models.bench.quality_stats import KldAccumulator, PplAccumulator, kld_rows, nll_rows
+from models.bench.quality.reference import ReferenceWriter, quantize_rows, read_reference, row_len, scored_per_chunk
+from models.bench.quality.job import WIKITEXT2, QualityPlan, load_text, quality_context, run_quality, wikitext2_path
+from models.bench.quality.stats import KldAccumulator, PplAccumulator, kld_rows, nll_rows
 from models.errors import BenchmarkError, TokenometerError
 
-TEXT = Path(__file__).parent / "data" / "public_domain.txt"
+TEXT = Path(__file__).parents[1] / "data" / "public_domain.txt"
 C = 64
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from models.bench.adaptive import AdaptivePlan, ci95, interval_fields, relative_ci95, t975
+from models.bench.trust.adaptive import AdaptivePlan, ci95, interval_fields, relative_ci95, t975
 from models.bench.runner import BenchRunner
 from models.bench.spec import BenchJob, BenchParams, BenchTest, check_job
 from models.cli import build_parser
 from models.cli.bench import build_sweep
 from tests.models.gguf.factory import Shape, write_model
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def test_student_t_quantiles() -> None:

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.bench.kld_reference import expected_size, read_reference, row_len, scored_per_chunk
-from models.bench.perplexity import QualityCancelled, QualityShape, piece_bytes, tokenize_text
-from models.bench.quality import QualityPlan, quality_context, run_quality
+from models.bench.quality.reference import expected_size, read_reference, row_len, scored_per_chunk
+from models.bench.quality.perplexity import QualityCancelled, QualityShape, piece_bytes, tokenize_text
+from models.bench.quality.job import QualityPlan, quality_context, run_quality
 from models.errors import BenchmarkError
 
-TEXT = Path(__file__).parent / "data" / "public_domain.txt"
+TEXT = Path(__file__).parents[1] / "data" / "public_domain.txt"
 C = 64  # tokens per chunk: small, so a run is a few hundred tokens on one thread
 
 
@@ -185,7 +185,7 @@ def test_reference_of_a_model_against_itself_is_zero_and_another_quant_is_not(
 def test_scoring_threads_change_nothing_but_the_time(ll: Any, starter: Any, requantized: Any, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows are scored in slices on a pool and folded in row order: one thread or four give the same bytes."""
-    import models.bench.perplexity as perplexity
+    import models.bench.quality.perplexity as perplexity
 
     monkeypatch.setattr(perplexity, "ROW_SLICE", 8)  # many slices per chunk, so the pool really splits them
     runs = []
