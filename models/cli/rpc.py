@@ -120,6 +120,17 @@ def _stop(child: subprocess.Popen[str]) -> None:
             child.wait()
 
 
+_OUTPUT = threading.Lock()
+
+
+def _say(text: str) -> None:
+    """One whole line to stdout: the relay thread and the main thread both write, and print() writes a line's text
+    and its newline separately, so ggml's lines could otherwise cut into ours (and a reader miss "Ready:")."""
+    with _OUTPUT:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
 def _relay(child: subprocess.Popen[str], messages: queue.Queue[dict[str, Any] | None]) -> None:
     """The child's JSON lines to the queue, ggml's own lines on to our stdout; None when its output ends."""
     assert child.stdout is not None
@@ -131,7 +142,7 @@ def _relay(child: subprocess.Popen[str], messages: queue.Queue[dict[str, Any] | 
                 continue
             except ValueError:
                 pass
-        print(printable(text), flush=True)
+        _say(printable(text))
     messages.put(None)
 
 
@@ -187,14 +198,14 @@ def _rpc_server(args: argparse.Namespace) -> int:
             if first is None or first.get("rpc_serve") != "serving":
                 reason = (first or {}).get("message") or "it exited without saying why"
                 raise TokenometerError(f"The RPC server could not start: {reason}")
-            print(f"Serving on {endpoint} with {threads} CPU threads"
-                  + (f", tensor cache in {first.get('cache')}" if first.get("cache") else "") + ":")
+            _say(f"Serving on {endpoint} with {threads} CPU threads"
+                 + (f", tensor cache in {first.get('cache')}" if first.get("cache") else "") + ":")
             for dev in first.get("devices", []):
-                print(f"  {dev['name']} ({dev['type']}): {printable(dev['description'])}, "
-                      f"{fmt_bytes(dev['memory_free'])} free of {fmt_bytes(dev['memory_total'])}")
+                _say(f"  {dev['name']} ({dev['type']}): {printable(dev['description'])}, "
+                     f"{fmt_bytes(dev['memory_free'])} free of {fmt_bytes(dev['memory_total'])}")
             _wait_ready(child, endpoint, deadline)
-            print(f"Ready: use it with `tokenometer bench --rpc {endpoint.host if endpoint.host != '0.0.0.0' else 'THIS_HOST'}"
-                  f":{endpoint.port}` on the machine that runs the model. Stop with Ctrl-C.", flush=True)
+            _say(f"Ready: use it with `tokenometer bench --rpc {endpoint.host if endpoint.host != '0.0.0.0' else 'THIS_HOST'}"
+                 f":{endpoint.port}` on the machine that runs the model. Stop with Ctrl-C.")
             child.wait()
             late = None
             with contextlib.suppress(queue.Empty):
@@ -204,7 +215,7 @@ def _rpc_server(args: argparse.Namespace) -> int:
             raise TokenometerError(f"The RPC server stopped: {reason}")
         except KeyboardInterrupt:
             _stop(child)
-            print("RPC server stopped.", flush=True)
+            _say("RPC server stopped.")
             return 0
         finally:
             _stop(child)
