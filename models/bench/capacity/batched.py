@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import logging
 import random
@@ -10,6 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from models.bench.token_batch import TokenBatch
 
 log = logging.getLogger(__name__)
 
@@ -119,55 +120,6 @@ def context_size(tests: Sequence[BatchedTest], *, pp_shared: bool, kv_unified: b
     # A shared prompt lives in sequence 0 and is copied to the others, so each sequence holds pp + tg.
     per_sequence = max(t.n_prompt + t.n_gen for t in tests)
     return max(total, widest * per_sequence)
-
-
-class TokenBatch:
-    """A reusable llama_batch of up to `capacity` tokens, one sequence id each, that can be decoded in slices.
-
-    Our own arrays rather than llama_batch_init: a slice of n_batch tokens is then a llama_batch whose pointers
-    start part-way into the same arrays, as llama-batched-bench's get_sub_batch does, with nothing to free.
-    """
-
-    def __init__(self, llama: Any, capacity: int) -> None:
-        self.ll = llama
-        self.capacity = capacity
-        self.size = 0
-        self.token = (ctypes.c_int32 * capacity)()
-        self.pos = (ctypes.c_int32 * capacity)()
-        self.n_seq_id = (ctypes.c_int32 * capacity)(*([1] * capacity))
-        self.seq_store = (ctypes.c_int32 * capacity)()
-        base = ctypes.addressof(self.seq_store)
-        self.seq_ptrs = (ctypes.POINTER(ctypes.c_int32) * capacity)(
-            *(ctypes.cast(base + 4 * i, ctypes.POINTER(ctypes.c_int32)) for i in range(capacity)))
-        self.logits = (ctypes.c_int8 * capacity)()
-
-    def clear(self) -> None:
-        self.size = 0
-
-    def add(self, token: int, pos: int, seq: int, logits: bool) -> None:
-        i = self.size
-        self.token[i] = token
-        self.pos[i] = pos
-        self.seq_store[i] = seq
-        self.logits[i] = 1 if logits else 0
-        self.size = i + 1
-
-    def view(self, start: int, count: int) -> Any:
-        """A llama_batch over tokens start .. start + count - 1."""
-        ll = self.ll
-
-        def at(array: Any, item_size: int, kind: Any) -> Any:
-            return ctypes.cast(ctypes.addressof(array) + start * item_size, ctypes.POINTER(kind))
-
-        batch = ll.llama_batch()
-        batch.n_tokens = count
-        batch.token = at(self.token, 4, ctypes.c_int32)
-        batch.embd = None
-        batch.pos = at(self.pos, 4, ctypes.c_int32)
-        batch.n_seq_id = at(self.n_seq_id, 4, ctypes.c_int32)
-        batch.seq_id = at(self.seq_ptrs, ctypes.sizeof(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int32))
-        batch.logits = at(self.logits, 1, ctypes.c_int8)
-        return batch
 
 
 class BatchedBench:

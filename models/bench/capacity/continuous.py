@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from models.bench.capacity.batched import BatchedDecodeError, TokenBatch
+from models.bench.capacity.batched import BatchedDecodeError
+from models.bench.token_batch import TokenBatch
 from models.bench.capacity.profile import RequestShape
 from models.bench.capacity.serving import RequestRecord
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from models.bench.capacity.batched import TokenBatch
+from models.bench.token_batch import TokenBatch
 from models.bench.quality.reference import (ReferenceInfo, ReferenceReader, ReferenceWriter, quantize_rows,
                                         scored_per_chunk, tokens_sha256)
 from models.bench.quality.stats import KldAccumulator, KldSlice, PplAccumulator, add_kld_slice, kld_slice, nll_rows
