@@ -1,6 +1,7 @@
 """Take the README screenshots from the real window on a virtual X screen (Xvfb), after a real benchmark.
 
-Usage (needs Xvfb and ImageMagick's `import`): .venv/bin/python docs/screenshots/take_screenshots.py
+Usage (needs Xvfb and ImageMagick's `import`; llama-cpp-python built with RPC, as dev.py builds it):
+.venv/bin/python docs/screenshots/take_screenshots.py
 [capacity|quality] (with `capacity`, only the Capacity page's shot, after a real load test; with `quality`, only
 the Quality page's, after real quality runs of three quants of the starter model and a benchmark of each).
 The Hub is the tests' loopback server (no network needed); the benchmark is real (the starter model).
@@ -154,6 +155,7 @@ def _shoot(home: Path) -> int:
     window.show_page("hardware")
     settle(120, lambda: window.pages["hardware"].info is not None)
     shoot("hardware")
+    _remote_devices(window, settle, shoot)
 
     window.show_page("settings")
     shoot("settings")
@@ -204,6 +206,37 @@ def _quality(window: Any, settle: Any, shoot: Any, starter: Path, home: Path) ->
     page.min_tg.setValue(wanted)
     settle(30, lambda: f"{wanted:g} t/s" in page.recommendation.text())
     shoot("quality")
+    # The same prompt answered by the starter and its Q2_K, side by side as they streamed.
+    if cli(["answers", str(starter), str(quants["Q2_K"]), "--prompt", "Explain in three sentences why the sky is "
+            "blue.", "--temp", "0.7", "-n", "80", "-s", "1234", "-t", "2"]):
+        raise SystemExit("the answers run failed")
+    past = page.past_answers
+    page.tabs.setCurrentWidget(past)
+    past.reload()  # the CLI wrote to the store behind the window's back: read it again, as a page change would
+    settle(30, lambda: past.table.rowCount() >= 1)
+    if past.table.rowCount() < 1:
+        raise SystemExit("the past answers did not appear")
+    past.view.selectRow(0)
+    past.open_button.click()
+    settle(2.0)
+    shoot("quality-answers")
+
+
+def _remote_devices(window: Any, settle: Any, shoot: Any) -> None:
+    """The Hardware page's remote devices: a real `tokenometer rpc-server` on loopback and a port nobody listens on."""
+    from tests.models.machine.test_rpc import _free_port, servers
+
+    page = window.pages["hardware"]
+    with servers(1) as (server,):
+        box = page.remote
+        for endpoint in (server.endpoint, f"127.0.0.1:{_free_port()}"):
+            if refusal := box.state.add(endpoint):
+                raise SystemExit(f"the remote device was refused: {refusal}")
+        settle(60, lambda: not box.state.checking)
+        settle(1.0)
+        shoot("hardware-remote")
+        for endpoint in list(box.state.endpoints):  # the next pages measure this PC alone
+            box.state.remove(endpoint)
 
 
 def _capacity(window: Any, settle: Any, shoot: Any) -> None:
