@@ -14,6 +14,7 @@ import ctypes
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,8 @@ import numpy as np
 from models.bench.token_batch import TokenBatch
 from models.bench.quality.reference import (ReferenceInfo, ReferenceReader, ReferenceWriter, quantize_rows,
                                         scored_per_chunk, tokens_sha256)
-from models.bench.quality.stats import KldAccumulator, KldSlice, PplAccumulator, add_kld_slice, kld_slice, nll_rows
+from models.bench.quality.stats import (KldAccumulator, KldSlice, PplAccumulator, SliceBuffers, add_kld_slice,
+                                       kld_slice, nll_rows)
 from models.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -292,7 +294,7 @@ class QualityRun:
             reference = base
 
             def measure(lo: int) -> KldSlice:
-                return kld_slice(*rows(lo), reference[lo:lo + ROW_SLICE])
+                return kld_slice(*rows(lo), reference[lo:lo + ROW_SLICE], _thread_buffers())
 
             for part in pool.map(measure, starts):
                 add_kld_slice(part, kld, ppl)
@@ -305,6 +307,17 @@ class QualityRun:
         else:
             for nll in pool.map(lambda lo: nll_rows(*rows(lo)), starts):
                 ppl.add(nll)
+
+
+_THREAD_STATE = threading.local()
+
+
+def _thread_buffers() -> SliceBuffers:
+    """The calling pool thread's own work arrays, made on its first slice and kept while the thread lives."""
+    buffers = getattr(_THREAD_STATE, "buffers", None)
+    if buffers is None:
+        buffers = _THREAD_STATE.buffers = SliceBuffers()
+    return buffers
 
 
 class _Prefetch:

@@ -109,13 +109,34 @@ class KldSlice:
     n_same_top: int
 
 
-def kld_slice(logits: np.ndarray, targets: np.ndarray, base: np.ndarray) -> KldSlice:
-    """perplexity.cpp's log_softmax(n_vocab, logits, base_log_prob, tok, kld) for a block of rows; no shared state."""
+class SliceBuffers:
+    """One thread's work arrays for kld_slice, kept between slices: fresh ones each time cost as much as the
+    arithmetic (a new 12 MB array is page-faulted in on every call)."""
+
+    def __init__(self) -> None:
+        self._shape = (0, 0)
+        self._floats: list[np.ndarray] = []
+        self._mask = np.empty((0, 0), dtype=bool)
+
+    def take(self, n_rows: int, n_vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Two float32 (n_rows, n_vocab) arrays and a bool one, their contents undefined."""
+        if self._shape[0] < n_rows or self._shape[1] != n_vocab:
+            self._shape = (n_rows, n_vocab)
+            self._floats = [np.empty(self._shape, dtype=np.float32) for _ in range(2)]
+            self._mask = np.empty(self._shape, dtype=bool)
+        return self._floats[0][:n_rows], self._floats[1][:n_rows], self._mask[:n_rows]
+
+
+def kld_slice(logits: np.ndarray, targets: np.ndarray, base: np.ndarray,
+              work: SliceBuffers | None = None) -> KldSlice:
+    """perplexity.cpp's log_softmax(n_vocab, logits, base_log_prob, tok, kld) for a block of rows; no shared state
+    but `work`, which must be this thread's own."""
     n, n_vocab = logits.shape
+    shifted, p_log_base, counted = (work or SliceBuffers()).take(n, n_vocab)
     rows = np.arange(n)
     imax = logits.argmax(axis=1)  # the first maximum, as its strict > loop finds it
     max_logit = logits[rows, imax]
-    shifted = np.subtract(logits, max_logit[:, None])
+    np.subtract(logits, max_logit[:, None], out=shifted)
     sum_exp = np.exp(shifted, out=shifted).sum(axis=1, dtype=np.float64)
     log_sum_exp = np.log(sum_exp).astype(np.float32)
     nll = (max_logit + log_sum_exp - logits[rows, targets]).astype(np.float32)
@@ -127,13 +148,14 @@ def kld_slice(logits: np.ndarray, targets: np.ndarray, base: np.ndarray) -> KldS
     imax_base = q.argmax(axis=1)  # scale >= 0: the largest q is the largest log p (index 0 when all equal)
     # Every entry dequantized in float32 as llama.cpp does (scale * q + min), then its exact test p_log > -16.
     # A small model's distributions are flat (a quarter of a row passes), so whole-row passes beat gathering the
-    # passing entries; `shifted` is reused as the work buffer.
-    p_log_base = np.multiply(q, scale[:, None], dtype=np.float32)
+    # passing entries.
+    np.multiply(q, scale[:, None], dtype=np.float32, out=p_log_base)
     p_log_base += min_log_prob[:, None]
-    counted = p_log_base > np.float32(-LOG_RANGE)
+    np.greater(p_log_base, np.float32(-LOG_RANGE), out=counted)
     gap = np.subtract(p_log_base, logits, out=shifted)  # p_log_base - log_softmax = p_log_base - logit + top
     gap += top[:, None]
-    weight = np.exp(p_log_base, where=counted, out=np.zeros_like(p_log_base))
+    weight = np.exp(p_log_base, out=p_log_base)  # the entries at or below -16 are zeroed next, as never counted
+    np.multiply(weight, counted, out=weight)
     values = np.einsum("ij,ij->i", weight, gap, dtype=np.float64)
     p_diff = (np.exp(-nll) - np.exp(-nll_base)).astype(np.float32)
     return KldSlice(nll=nll, nll_base=nll_base, kld=values, p_diff=p_diff, n_same_top=int((imax == imax_base).sum()))
