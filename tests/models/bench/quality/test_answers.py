@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,20 +10,6 @@ from models.bench.quality.answers import AnswersPlan, answers_context, prompt_to
 from models.errors import BenchmarkError
 
 PROMPT = "Write a haiku about a lighthouse in winter."
-
-
-@pytest.fixture(scope="module")
-def loaded(starter_model: Any) -> Iterator[tuple[Any, Any]]:
-    import llama_cpp as ll
-
-    quiet = ll.llama_log_callback(lambda level, text, user: None)
-    ll.llama_log_set(quiet, None)
-    ll.llama_backend_init()
-    model = ll.llama_model_load_from_file(str(starter_model).encode(), ll.llama_model_default_params())
-    assert model
-    yield ll, model
-    ll.llama_model_free(model)
-    del quiet
 
 
 def _answer(loaded: tuple[Any, Any], plan: AnswersPlan, **options: Any) -> Any:
