@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from desktop.pages.discover import FILE_COLUMNS
+from desktop.discover_columns import FILE_COLUMNS
 from models.cli import main
 from models.hub.starter import STARTER_FILENAME, STARTER_REPO_ID
 from tests.models.results.quants import q8_0  # noqa: F401

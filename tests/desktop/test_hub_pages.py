@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from desktop.pages.discover import _badge
+from desktop.discover_columns import badge as _badge
 from models.hub.download import DownloadRequest, DownloadState
 
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -204,7 +204,7 @@ def test_discover_orders_by_size_marks_what_is_on_disk_and_shows_the_card(window
     qtbot.waitUntil(lambda: page.files.rowCount() == 3, timeout=20_000)
     shown = [page.files_proxy.index(row, 0).data() for row in range(3)]
     assert shown == ["Q4_K_M", "IQ2_XS", "Q8_0"]
-    from desktop.pages.discover import FILE_COLUMNS
+    from desktop.discover_columns import FILE_COLUMNS
 
     on_disk_column = [column.title for column in FILE_COLUMNS].index("On disk")
     marks = {page.files_proxy.index(row, 0).data(): page.files_proxy.index(row, on_disk_column).data()

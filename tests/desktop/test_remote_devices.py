@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGroupBox
 
 from desktop.bench_queue import DONE, RUNNING
-from desktop.pages.discover import _badge
+from desktop.discover_columns import badge as _badge
 from desktop.remote_devices import CHECKING, REACHABLE, UNREACHABLE
 from models.settings import load_settings
 from tests.models.machine.test_rpc import _free_port, servers
