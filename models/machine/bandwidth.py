@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.machine.compute import (QUIET_CORES, CpuCompute, QuietWatch, fmt_flops, gpu_fp16_flops,
-                                    measure_compute)
+from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_compute
+from models.machine.quiet import QUIET_CORES, QuietWatch
 from models.units import fmt_bytes
 
 log = logging.getLogger(__name__)

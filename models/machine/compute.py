@@ -24,13 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.machine.quiet import QuietWatch
+
 log = logging.getLogger(__name__)
 
 # Variables that hold OpenBLAS to older kernels than the CPU has (a container's OPENBLAS_CORETYPE=Haswell on an
 # AVX-512 machine halves its GEMM): the hardware's peak is measured without them, in a child process.
 _KERNEL_PINS = ("OPENBLAS_CORETYPE",)
-QUIET_CORES = 0.2  # other programs using less CPU than this over a stretch: what runs then runs undisturbed
-QUIET_STRETCH = 0.25  # seconds (0.5 s kept most windows under a bursty neighbour running to their cap)
 DEFAULT_N = 2048  # 17 GFLOP a product: milliseconds on a desktop, long enough to time, far beyond any L2
 MIN_SECONDS = 0.5
 
@@ -65,45 +65,6 @@ class CpuCompute:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _cpu_busy() -> tuple[float, float] | None:
-    """(CPU seconds the whole machine was busy, steal included; CPU seconds of this process) or None."""
-    import psutil
-
-    try:
-        t = psutil.cpu_times()
-        own = psutil.Process().cpu_times()
-    except (OSError, psutil.Error) as error:
-        log.debug("CPU times not readable: %s", error)
-        return None
-    busy = sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
-    return busy, own.user + own.system
-
-
-class QuietWatch:
-    """Whether other programs (and a virtual machine's host, as steal) left the CPU alone for a stretch of a
-    measuring window: a measurement goes on until they did, so its best pass is an undisturbed one."""
-
-    def __init__(self, min_seconds: float) -> None:
-        self.stretch_len = min(QUIET_STRETCH, max(min_seconds / 3, 0.1))
-        self.stretch = time.perf_counter()
-        self.busy = _cpu_busy()
-        # No window asked for, or CPU times not readable: nothing to wait for.
-        self.quiet = min_seconds == 0 or self.busy is None
-        self.least_others = -1.0  # the least CPU others used over a stretch, in cores; -1: no stretch ended
-
-    def tick(self) -> bool:
-        """Called after each pass; True once a quiet stretch has been seen."""
-        now = time.perf_counter()
-        if self.busy is not None and now - self.stretch >= self.stretch_len:
-            after = _cpu_busy()
-            if after is not None:
-                others = max((after[0] - self.busy[0]) - (after[1] - self.busy[1]), 0.0) / (now - self.stretch)
-                self.least_others = others if self.least_others < 0 else min(self.least_others, others)
-                self.quiet = self.quiet or others < QUIET_CORES
-            self.stretch, self.busy = now, after
-        return self.quiet
 
 
 def fmt_flops(flops: float) -> str:

@@ -14,6 +14,7 @@ import pytest
 from models.machine import bandwidth as bw
 from models.machine.bandwidth import (CpuBandwidth, GpuBandwidth, MachineBandwidth, load_bandwidth,
                                       machine_bandwidth, measure_cpu_bandwidth, nvidia_bandwidth)
+from models.machine.quiet import QUIET_CORES
 
 MIB = 1024 * 1024
 
@@ -52,7 +53,7 @@ def test_a_program_using_the_cpu_all_along_is_waited_out_then_said() -> None:
     finally:
         burner.kill()
         burner.wait()
-    assert busy.cpu is not None and busy.cpu.others_cores >= bw.QUIET_CORES
+    assert busy.cpu is not None and busy.cpu.others_cores >= QUIET_CORES
     assert busy.cpu.seconds >= 1.2  # ran to max_seconds: no quiet stretch came
     assert any(n.startswith("other programs used ") and "all through the CPU bandwidth test" in n for n in busy.notes)
     unknown = measure_cpu_bandwidth(threads=1, buffer_bytes=16 * MIB, repeats=2, min_seconds=0)

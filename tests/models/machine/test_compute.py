@@ -15,7 +15,8 @@ import pytest
 from models.cli import main
 from models.machine import bandwidth as bw
 from models.machine.bandwidth import MachineBandwidth, machine_bandwidth, nvidia_bandwidth
-from models.machine.compute import QUIET_CORES, CpuCompute, fmt_flops, gpu_fp16_flops, measure_compute, measure_cpu_compute
+from models.machine.compute import CpuCompute, fmt_flops, gpu_fp16_flops, measure_compute, measure_cpu_compute
+from models.machine.quiet import QUIET_CORES
 from tests.models.machine.test_bandwidth import FakeNVML
 
 MIB = 1024 * 1024
