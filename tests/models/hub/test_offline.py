@@ -35,6 +35,10 @@ def dead_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(constants, "ENDPOINT", url)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # The port may be one an earlier test's live Hub server had, remembered for a minute as answering.
+    from models.hub import reach
+
+    monkeypatch.setattr(reach, "_ok_at", {})
     yield f"127.0.0.1:{port}"
 
 
